@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Both install what they need first (`make setup`, idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LISTEN ?= 127.0.0.1:8888
+
+.PHONY: setup host venv native bundles run test bench clean
+
+setup: host venv native
+
+# Debian packages (runc, crun, busybox-static, iptables, a working CRIU).
+host:
+	bash native/setup-host.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+native: venv
+	$(PY) native/build.py
+
+bundles: setup
+	$(PY) bundles/build.py
+
+run: bundles
+	$(VENV)/bin/containerd-py daemon --listen $(LISTEN)
+
+test: bundles
+	$(VENV)/bin/pytest -q tests
+
+bench: bundles
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) containerd_py/_bin build *.egg-info
+	$(PY) bundles/build.py --clean 2>/dev/null || true
