@@ -1,0 +1,304 @@
+"""The HTTP layer: parse and validate requests, call the supervisor, map
+errors to status codes (in `error_middleware`, the one place that does).
+
+Routes are declared in one table at the bottom of the module.
+"""
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+
+from . import __version__, validation as v
+from .errors import DaemonError, InvalidArgument, NotFound, TooLarge
+from .events import parse_timestamp
+from .states import Status
+from .supervisor import Supervisor
+
+log = logging.getLogger("containerd_py.api")
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+MAX_BODY = 1024 * 1024
+
+
+def _json(data, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except DaemonError as e:
+        if e.http_status >= 500:
+            log.error("%s %s: %s", request.method, request.path, e.message)
+        return _json(e.body(), e.http_status)
+    except web.HTTPRequestEntityTooLarge as e:
+        return _json(TooLarge(f"request body too large: {e.text}", limit=MAX_BODY).body(), 413)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _json({"error": e.reason if e.status != 404 else
+                      f"no route for {request.method} {request.path}"}, e.status)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as e:  # a bug: say so, keep serving
+        log.exception("%s %s", request.method, request.path)
+        return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+
+
+async def _body(request: web.Request, required: bool = True) -> dict:
+    if not request.can_read_body:
+        if required:
+            raise InvalidArgument("a JSON object body is required")
+        return {}
+    raw = await request.read()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise InvalidArgument(f"body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("body must be a JSON object")
+    return body
+
+
+def _sup(request: web.Request) -> Supervisor:
+    return request.app[SUPERVISOR]
+
+
+def _cid(request: web.Request) -> str:
+    return v.check_id(request.match_info["id"])
+
+
+def _bool_field(body: dict, key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{key} must be a boolean", field=key)
+    return value
+
+
+# -- containers -------------------------------------------------------------
+
+async def create_container(request: web.Request) -> web.Response:
+    cid = _cid(request)
+    body = await _body(request)
+    bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
+    checkpoint = body.get("checkpoint")
+    if checkpoint is not None:
+        v.check_id(checkpoint, "checkpoint")
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in labels.items()):
+        raise InvalidArgument("labels must be an object of strings", field="labels")
+    runtime = body.get("runtime")
+    if runtime is not None and not isinstance(runtime, str):
+        raise InvalidArgument("runtime must be a string", field="runtime")
+    name = body.get("name")
+    if name is not None:
+        v.check_id(name, "name")
+    policy = _restart_policy(body.get("restartPolicy"))
+    c = await _sup(request).create(
+        cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
+        auto_remove=_bool_field(body, "autoRemove"), restart_policy=policy,
+        overlay=_bool_field(body, "overlay"), lazy=_bool_field(body, "lazy"))
+    return _json(c.record.to_api(), 201)
+
+
+def _restart_policy(value) -> dict:
+    if value is None:
+        return {"name": "no"}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or value.get("name", "no") not in ("no", "on-failure",
+                                                                      "always"):
+        raise InvalidArgument('restartPolicy.name must be "no", "on-failure" or "always"',
+                              field="restartPolicy")
+    retries = value.get("maximumRetryCount", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidArgument("restartPolicy.maximumRetryCount must be an integer >= 0",
+                              field="restartPolicy")
+    return {"name": value.get("name", "no"), "maximumRetryCount": retries}
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    return _json([c.record.to_api() for c in _filtered(request)])
+
+
+def _filtered(request: web.Request):
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise InvalidArgument(f"unknown status {status!r}: use running, paused or stopped",
+                              field="status")
+    labels = request.query.getall("label", [])
+    out = []
+    for c in _sup(request).list():
+        if status and c.record.status.value != status:
+            continue
+        if not all(_label_matches(c.record.labels, sel) for sel in labels):
+            continue
+        out.append(c)
+    return out
+
+
+def _label_matches(labels: dict, selector: str) -> bool:
+    key, eq, value = selector.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+async def get_container(request: web.Request) -> web.Response:
+    return _json(_sup(request).get(_cid(request)).record.to_api())
+
+
+async def delete_container(request: web.Request) -> web.Response:
+    force = v.parse_bool(request.query.get("force"), "force")
+    await _sup(request).delete(_cid(request), force=force)
+    return web.Response(status=204)
+
+
+async def prune_containers(request: web.Request) -> web.Response:
+    if request.query.get("status") != "stopped":
+        raise InvalidArgument("only DELETE /containers?status=stopped (prune) is supported",
+                              field="status")
+    deleted = []
+    for c in _filtered(request):
+        try:
+            await _sup(request).delete(c.id)
+            deleted.append(c.id)
+        except DaemonError:
+            pass  # restarted or removed meanwhile
+    return _json({"deleted": deleted})
+
+
+async def patch_container(request: web.Request) -> web.Response:
+    sup = _sup(request)
+    cid = _cid(request)
+    body = await _body(request)
+    known = {"status", "signal", "resources", "cpu", "memory"}
+    unknown = set(body) - known
+    if unknown or not body:
+        raise InvalidArgument(f"PATCH takes one of {sorted(known)}; got {sorted(body)}")
+    if "status" in body:
+        status = body["status"]
+        if status == "paused":
+            await sup.pause(cid)
+        elif status == "running":
+            await sup.resume(cid)
+        else:
+            raise InvalidArgument('status must be "paused" or "running"', field="status")
+    if "signal" in body:
+        await sup.kill(cid, v.check_signal(body["signal"]))
+    if known & set(body) - {"status", "signal"}:
+        await update_resources(sup, cid, body)
+    return _json(sup.get(cid).record.to_api())
+
+
+async def update_resources(sup: Supervisor, cid: str, body: dict) -> None:
+    update = getattr(sup, "update", None)
+    if update is None:
+        raise InvalidArgument("resource updates are not supported yet")
+    await update(cid, body)
+
+
+# -- processes ----------------------------------------------------------------
+
+async def add_process(request: web.Request) -> web.Response:
+    sup = _sup(request)
+    c = sup.get(_cid(request))
+    body = await _body(request)
+    spec = _init_spec(c)
+    process = v.check_process(body, spec)
+    p = await sup.exec(c.id, process)
+    return _json(p.to_api(), 201)
+
+
+def _init_spec(c) -> dict:
+    from .supervisor import _read_bundle_config
+    try:
+        return _read_bundle_config(c.record.bundle_path).get("process", {})
+    except DaemonError:
+        return {}
+
+
+async def signal_process(request: web.Request) -> web.Response:
+    pid = v.parse_int(request.match_info["pid"], "pid", minimum=1)
+    body = await _body(request)
+    await _sup(request).signal_process(_cid(request), pid, v.check_signal(body.get("signal")))
+    return _json({"pid": pid, "signal": body["signal"]})
+
+
+# -- state, events ------------------------------------------------------------
+
+async def get_state(request: web.Request) -> web.Response:
+    sup = _sup(request)
+    return _json({"containers": [c.record.to_api() for c in sup.list()],
+                  "machine": sup.machine()})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    sup = _sup(request)
+    since = request.query.get("since")
+    since_ns = parse_timestamp(since) if since else None
+    follow = v.parse_bool(request.query.get("follow"), "follow", default=True)
+    queue = sup.events.subscribe()
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    try:
+        last = 0
+        if since_ns is not None:
+            for ev in sup.events.replay(since_ns):
+                await resp.write((json.dumps(ev) + "\n").encode())
+                last = ev["ns"]
+        if not follow:
+            return resp
+        while True:
+            ev = await queue.get()
+            if ev["ns"] > last:  # skip what the replay already sent
+                await resp.write((json.dumps(ev) + "\n").encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        sup.events.unsubscribe(queue)
+    return resp
+
+
+async def ping(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def version(request: web.Request) -> web.Response:
+    return _json({"version": __version__, "apiVersion": "v1"})
+
+
+ROUTES = [
+    web.get("/state", get_state),
+    web.get("/events", events),
+    web.get("/ping", ping),
+    web.get("/version", version),
+    web.get("/containers", list_containers),
+    web.delete("/containers", prune_containers),
+    web.post("/containers/{id}", create_container),
+    web.get("/containers/{id}", get_container),
+    web.patch("/containers/{id}", patch_container),
+    web.delete("/containers/{id}", delete_container),
+    web.put("/containers/{id}/process", add_process),
+    web.put("/containers/{id}/processes", add_process),
+    web.post("/containers/{id}/process/{pid}", signal_process),
+]
+
+
+def make_app(config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app.add_routes(ROUTES)
+
+    async def supervisor_ctx(app: web.Application):
+        sup = Supervisor(config)
+        await sup.recover()
+        app[SUPERVISOR] = sup
+        yield
+        await sup.close()
+
+    app.cleanup_ctx.append(supervisor_ctx)
+    return app

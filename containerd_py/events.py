@@ -1,0 +1,126 @@
+"""Events: one per state change, fanned out to `/events` streams and kept
+in a bounded on-disk journal so a client that reconnects with `?since=`
+misses nothing, even across a daemon restart."""
+
+import asyncio
+import datetime
+import json
+import os
+import time
+
+from .errors import InvalidArgument
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def rfc3339(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
+    return base.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def parse_timestamp(value: str) -> int:
+    """`since` as unix seconds (int or float) or RFC3339; returns ns."""
+    try:
+        return int(float(value) * 1_000_000_000)
+    except ValueError:
+        pass
+    text = value.strip().replace("Z", "+00:00")
+    frac_ns = 0
+    # datetime parses at most microseconds; keep the nanoseconds ourselves.
+    if "." in text:
+        head, rest = text.split(".", 1)
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        frac_ns = int((digits + "000000000")[:9]) if digits else 0
+        text = head + rest
+    try:
+        dt = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid timestamp {value!r}: use unix seconds or RFC3339",
+                              field="since") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp()) * 1_000_000_000 + frac_ns
+
+
+class EventJournal:
+    def __init__(self, path: str, max_events: int = 10000):
+        self.path = path
+        self.max_events = max_events
+        self._subscribers: set[asyncio.Queue] = set()
+        self._last_ns = 0
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._count = self._load_count()
+        self._file = open(path, "a", buffering=1)
+
+    def _load_count(self) -> int:
+        try:
+            with open(self.path) as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return 0
+        if lines:
+            try:
+                self._last_ns = json.loads(lines[-1])["ns"]
+            except (ValueError, KeyError):
+                pass
+        return len(lines)
+
+    def emit(self, type_: str, cid: str, pid: int | None = None, status: int | None = None,
+             ns: int | None = None, **extra) -> dict:
+        # Strictly increasing stamps make `since` replay exact.
+        ns = max(ns or now_ns(), self._last_ns + 1)
+        self._last_ns = ns
+        event = {"type": type_, "id": cid, "timestamp": rfc3339(ns), "ns": ns}
+        if pid is not None:
+            event["pid"] = pid
+        if status is not None:
+            event["status"] = status
+        event.update(extra)
+        self._file.write(json.dumps(event) + "\n")
+        self._count += 1
+        if self._count > 2 * self.max_events:
+            self._compact()
+        for q in list(self._subscribers):
+            q.put_nowait(event)
+        return event
+
+    def _compact(self) -> None:
+        with open(self.path) as f:
+            keep = f.readlines()[-self.max_events:]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._file.close()
+        self._file = open(self.path, "a", buffering=1)
+        self._count = len(keep)
+
+    def replay(self, since_ns: int) -> list[dict]:
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line after a crash
+                if event.get("ns", 0) > since_ns:
+                    out.append(event)
+        return out
+
+    def subscribe(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue()
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self._subscribers.discard(q)
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,186 @@
+"""The daemon's side of the shim contract (docs/shim.md).
+
+A shim is a tiny C process per container. The daemon starts it, talks to it
+over `shim.sock`, and, when the daemon has been away, reads what it left in
+files: `shim.pid`, `init.pid`, `exit` and `exits/PID`.
+"""
+
+import asyncio
+import dataclasses
+import os
+import socket
+
+from .errors import RuntimeFailure
+
+SHIM_BINARY = os.path.join(os.path.dirname(__file__), "_bin", "containerd-py-shim")
+
+
+@dataclasses.dataclass
+class ExitRecord:
+    pid: int
+    status: int
+    exited_at_ns: int
+
+
+def read_exit_file(path: str, pid: int = 0) -> ExitRecord | None:
+    try:
+        with open(path) as f:
+            status, ns = f.read().split()
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        # The shim writes exit files with rename(), so a partial one means
+        # something else wrote it; treat it as unknown rather than crash.
+        return None
+    return ExitRecord(pid, int(status), int(ns))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Shim:
+    """Files and control socket of one container's shim."""
+
+    def __init__(self, directory: str):
+        self.dir = directory
+        self.sock_path = os.path.join(directory, "shim.sock")
+        self.log_path = os.path.join(directory, "container.log")
+        self.init_pid_file = os.path.join(directory, "init.pid")
+        self.exit_file = os.path.join(directory, "exit")
+        self.exits_dir = os.path.join(directory, "exits")
+
+    # -- start ---------------------------------------------------------------
+
+    async def spawn(self, runtime_argv: list[str], *, console_socket: str | None,
+                    log_max: int) -> tuple[int, int]:
+        """Start the shim, which runs `runtime_argv`; return (shim pid, init pid)."""
+        argv = [SHIM_BINARY, "-s", self.dir, "-l", str(log_max)]
+        if console_socket:
+            argv += ["-c", console_socket]
+        argv += ["--"] + runtime_argv
+        # start_new_session: the shim must not share the daemon's process
+        # group, or a Ctrl-C of a foreground daemon would reach it.
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            text = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+            raise RuntimeFailure(f"{os.path.basename(runtime_argv[0])} failed: "
+                                 f"{_one_line(text) or 'no output'}",
+                                 exitCode=proc.returncode)
+        try:
+            shim_pid, init_pid = (int(x) for x in out.split())
+        except ValueError:
+            raise RuntimeFailure(f"shim answered {out!r}, expected 'SHIMPID INITPID'") from None
+        return shim_pid, init_pid
+
+    # -- control protocol ----------------------------------------------------
+
+    async def _request(self, *fields: str, want_fd: bool = False,
+                       timeout: float = 60) -> tuple[str, int | None]:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, self.sock_path)
+            await loop.sock_sendall(sock, "\0".join(fields).encode() + b"\n")
+            if want_fd:
+                # recv_fds has no asyncio form; the reply comes at once.
+                await asyncio.wait_for(_readable(loop, sock), timeout)
+                data, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+                fd = fds[0] if fds else None
+            else:
+                data, fd = b"", None
+                while not data.endswith(b"\n"):
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+                    if not chunk:
+                        break
+                    data += chunk
+        except (OSError, asyncio.TimeoutError) as e:
+            raise RuntimeFailure(f"shim at {self.sock_path} unreachable: {e}") from None
+        finally:
+            sock.close()
+        line = data.decode(errors="replace").strip()
+        if line.startswith("ok"):
+            return line[2:].strip(), fd
+        raise RuntimeFailure(line[4:] if line.startswith("err") else f"shim said {line!r}")
+
+    async def exec(self, runtime_argv: list[str], pid_file: str, terminal: bool) -> int:
+        reply, _ = await self._request("exec", pid_file, "1" if terminal else "0",
+                                       *runtime_argv)
+        return int(reply)
+
+    async def stdin_fd(self, pid: int = 0) -> int:
+        _, fd = await self._request("stdin", str(pid), want_fd=True)
+        if fd is None:
+            raise RuntimeFailure("shim sent no stdin descriptor")
+        return fd
+
+    async def close_stdin(self, pid: int = 0) -> None:
+        await self._request("closestdin", str(pid))
+
+    async def resize(self, pid: int, cols: int, rows: int) -> None:
+        await self._request("resize", str(pid), str(cols), str(rows))
+
+    async def subscribe(self):
+        """Yield ExitRecords as the shim reaps processes; ends when the shim
+        exits (or cannot be reached: the caller then reads the files)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.sock_path)
+        except OSError:
+            return
+        try:
+            writer.write(b"subscribe\n")
+            await writer.drain()
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                parts = line.decode().split()
+                if len(parts) == 4 and parts[0] == "exit":
+                    yield ExitRecord(int(parts[1]), int(parts[2]), int(parts[3]))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    # -- files ---------------------------------------------------------------
+
+    def shim_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.dir, "shim.pid")) as f:
+                return int(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def init_exit(self) -> ExitRecord | None:
+        return read_exit_file(self.exit_file)
+
+    def process_exit(self, pid: int) -> ExitRecord | None:
+        return read_exit_file(os.path.join(self.exits_dir, str(pid)), pid)
+
+    def alive(self) -> bool:
+        pid = self.shim_pid()
+        return pid is not None and pid_alive(pid) and os.path.exists(self.sock_path)
+
+
+async def _readable(loop, sock) -> None:
+    fut = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(lines[-6:])

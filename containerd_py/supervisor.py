@@ -1,0 +1,571 @@
+"""The supervisor: containers, their state machine, per-container locks,
+events, and recovery after a daemon restart.
+
+The HTTP layer calls in with validated arguments; the supervisor decides
+whether an operation is allowed (states.check), serialises operations on one
+container with its lock, drives the runtime and the shim, persists the
+record and emits the event. Exits arrive from each shim's `subscribe`
+stream and are applied without the lock, because operations such as stop
+hold the lock while they wait for exactly that exit.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import uuid
+
+import psutil
+
+from . import rootfs, states
+from .config import DaemonConfig
+from .errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from .events import EventJournal, now_ns, rfc3339
+from .runtime import SUPPORTED, OCIRuntime
+from .shim import ExitRecord, Shim
+from .states import Status
+from .store import ContainerRecord, ContainerStore, ProcessRecord
+
+log = logging.getLogger("containerd_py.supervisor")
+
+# How many exit statuses of finished exec'd processes a record keeps.
+EXEC_EXITS_KEPT = 256
+
+
+class Container:
+    """A record plus what only lives while the daemon runs."""
+
+    def __init__(self, record: ContainerRecord, shim: Shim):
+        self.record = record
+        self.shim = shim
+        self.lock = asyncio.Lock()
+        self.exited = asyncio.Event()
+        self.watcher: asyncio.Task | None = None
+        self.cleanup: asyncio.Task | None = None
+        self.restart_task: asyncio.Task | None = None
+        self.process_exited: dict[int, asyncio.Event] = {}
+        if record.status == Status.STOPPED:
+            self.exited.set()
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+class Supervisor:
+    def __init__(self, config: DaemonConfig):
+        self.config = config
+        self.store = ContainerStore(config.containers_dir)
+        self.events = EventJournal(os.path.join(config.data_dir, "events.jsonl"),
+                                   config.events_journal_max)
+        self.containers: dict[str, Container] = {}
+        self._runtimes: dict[str, OCIRuntime] = {}
+        self.default_runtime = self.runtime(config.runtime).name
+        os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
+
+    # -- lookup --------------------------------------------------------------
+
+    def runtime(self, name: str) -> OCIRuntime:
+        if name not in SUPPORTED:
+            raise InvalidArgument(f"unknown runtime {name!r}: use one of {', '.join(SUPPORTED)}",
+                                  field="runtime")
+        if name not in self._runtimes:
+            root = os.path.join(self.config.state_dir, "runtime", name)
+            self._runtimes[name] = OCIRuntime(name, root, self.config.criu)
+        return self._runtimes[name]
+
+    def get(self, ref: str) -> Container:
+        c = self.containers.get(ref)
+        if c is None:
+            # Like podman, a container can be named by its name as well.
+            c = next((c for c in self.containers.values() if c.record.name == ref), None)
+        if c is None:
+            raise NotFound(f"no such container: {ref!r}", id=ref)
+        return c
+
+    def list(self) -> list[Container]:
+        return sorted(self.containers.values(), key=lambda c: c.record.created)
+
+    # -- recovery ------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Find the containers of a previous daemon again, through their
+        records and what their shims left behind."""
+        for record in self.store.load_all():
+            c = Container(record, Shim(self.config.shim_dir(record.id)))
+            self.containers[record.id] = c
+            if record.status == Status.STOPPED:
+                continue
+            for p in list(record.execs):
+                ex = c.shim.process_exit(p.pid)
+                if ex is not None:
+                    self._on_process_exit(c, ex)
+            if c.shim.alive():
+                c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
+            else:
+                self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+        log.info("recovered %d containers", len(self.containers))
+
+    def _lost_exit(self, c: Container) -> ExitRecord:
+        log.warning("container %s: shim gone without an exit file", c.id)
+        return ExitRecord(c.record.init.pid if c.record.init else 0, 255, now_ns())
+
+    async def close(self) -> None:
+        """Stop supervising; containers and shims keep running, as with
+        containerd."""
+        tasks = [t for c in self.containers.values()
+                 for t in (c.watcher, c.restart_task, c.cleanup) if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.events.close()
+
+    # -- create / start ------------------------------------------------------
+
+    async def create(self, cid: str, bundle: str, *, name: str | None = None,
+                     labels: dict | None = None, runtime: str | None = None,
+                     checkpoint: str | None = None, auto_remove: bool = False,
+                     restart_policy: dict | None = None, overlay: bool = False,
+                     lazy: bool = False) -> Container:
+        name = name or cid
+        if cid in self.containers:
+            raise Conflict(f"container id {cid!r} is already in use", id=cid)
+        self._check_name_free(name)
+        rt = self.runtime(runtime or self.default_runtime)
+        spec = _read_bundle_config(bundle)
+        record = ContainerRecord(
+            id=cid, name=name, bundle_path=bundle, runtime=rt.name,
+            created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
+            restart_policy=restart_policy or {"name": "no"}, checkpoint=checkpoint,
+            # A restored clone must never write into the bundle other clones
+            # share, so restore always gets its own overlay.
+            overlay=overlay or checkpoint is not None, lazy=lazy)
+        record.init = _process_from_spec(spec.get("process", {}), 0)
+        c = Container(record, Shim(self.config.shim_dir(cid)))
+        # Registered before the first await: a concurrent create of the same
+        # id sees it and gets 409; other operations wait on the lock.
+        self.containers[cid] = c
+        async with c.lock:
+            try:
+                await self._launch(c, spec)
+            except BaseException:
+                self.containers.pop(cid, None)
+                await self._teardown(c)
+                raise
+        return c
+
+    def _check_name_free(self, name: str, except_id: str | None = None) -> None:
+        for other in self.containers.values():
+            if other.id != except_id and (other.record.name == name or other.id == name):
+                raise Conflict(f"name {name!r} is already in use by container {other.id!r}",
+                               id=other.id)
+
+    async def _launch(self, c: Container, spec: dict | None = None) -> None:
+        """Start the container's processes (fresh, or restored from its
+        checkpoint) under a new shim. Caller holds the lock."""
+        r = c.record
+        if spec is None:
+            spec = _read_bundle_config(r.bundle_path)
+        if c.cleanup is not None:
+            await c.cleanup  # the previous run's `runtime delete`
+            c.cleanup = None
+        rt = self.runtime(r.runtime)
+        shim_dir = c.shim.dir
+        if os.path.isdir(shim_dir):
+            if c.shim.alive():
+                raise Conflict(f"container {c.id!r} still has a live shim", id=c.id)
+            _clear_shim_files(shim_dir)
+        os.makedirs(shim_dir, mode=0o700, exist_ok=True)
+        run_bundle = self._write_runtime_bundle(c, spec)
+        pid_file = c.shim.init_pid_file
+        console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
+        if r.checkpoint:
+            image = self._checkpoint_dir(r.bundle_path, r.checkpoint)
+            work = os.path.join(shim_dir, "criu-work")
+            os.makedirs(work, exist_ok=True)
+            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, **_meta_flags(image))
+        else:
+            argv = rt.create_argv(c.id, run_bundle, pid_file, console)
+        shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
+                                                log_max=self.config.log_max_bytes)
+        if not r.checkpoint:
+            try:
+                await rt.start(c.id)
+            except RuntimeFailure:
+                await rt.delete(c.id, force=True)
+                raise
+        r.shim_pid, r.init.pid = shim_pid, init_pid
+        r.status = Status.RUNNING
+        r.execs, r.exit_status, r.exited_at = [], None, None
+        r.stopped_by_user = False
+        r.started_at = rfc3339(now_ns())
+        c.exited.clear()
+        self.store.save(r)
+        self.events.emit("start-container", c.id, pid=init_pid)
+        c.watcher = asyncio.create_task(self._watch(c, init_pid))
+
+    def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
+        """The runtime gets the daemon's own copy of config.json, as in
+        containerd: the root path made absolute (and swapped for an overlay
+        when the container has one) and a cgroup of the daemon's own."""
+        r = c.record
+        spec = json.loads(json.dumps(spec))
+        root = spec.setdefault("root", {"path": "rootfs"})
+        lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
+        if r.overlay:
+            root["path"] = rootfs.mount_overlay(lower, os.path.join(c.shim.dir, "overlay"))
+            root["readonly"] = False
+        else:
+            root["path"] = lower
+        linux = spec.setdefault("linux", {})
+        if not linux.get("cgroupsPath"):
+            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.id}"
+        if r.resources:
+            _merge_resources(linux.setdefault("resources", {}), r.resources)
+        bundle = os.path.join(c.shim.dir, "bundle")
+        os.makedirs(bundle, exist_ok=True)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        return bundle
+
+    # -- exits ---------------------------------------------------------------
+
+    async def _watch(self, c: Container, init_pid: int) -> None:
+        try:
+            async for ex in c.shim.subscribe():
+                if c.record.init is None or c.record.init.pid != init_pid:
+                    return  # a later run of this container owns the shim dir
+                if ex.pid == init_pid:
+                    self._on_init_exit(c, ex)
+                    return
+                self._on_process_exit(c, ex)
+            # The stream ended without init's exit: the shim exited (its
+            # exit file says how) or could not be reached while alive.
+            while c.shim.alive() and c.shim.init_exit() is None:
+                await asyncio.sleep(0.2)
+            if c.record.init is not None and c.record.init.pid == init_pid \
+                    and c.record.status != Status.STOPPED:
+                self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("watching container %s", c.id)
+
+    def _on_process_exit(self, c: Container, ex: ExitRecord) -> None:
+        r = c.record
+        proc = next((p for p in r.execs if p.pid == ex.pid), None)
+        if proc is None:
+            return
+        r.execs.remove(proc)
+        r.exec_exits[str(ex.pid)] = ex.status
+        while len(r.exec_exits) > EXEC_EXITS_KEPT:
+            r.exec_exits.pop(next(iter(r.exec_exits)))
+        self.store.save(r)
+        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status,
+                         exitedAt=rfc3339(ex.exited_at_ns))
+        ev = c.process_exited.pop(ex.pid, None)
+        if ev:
+            ev.set()
+
+    def _on_init_exit(self, c: Container, ex: ExitRecord) -> None:
+        r = c.record
+        if r.status == Status.STOPPED:
+            return
+        for p in list(r.execs):
+            # The PID namespace took them with init; their own exit lines may
+            # still be in flight or lost.
+            pex = c.shim.process_exit(p.pid) or ExitRecord(p.pid, 137, ex.exited_at_ns)
+            self._on_process_exit(c, pex)
+        r.status = Status.STOPPED
+        r.exit_status = ex.status
+        r.exited_at = rfc3339(ex.exited_at_ns)
+        self.store.save(r)
+        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status, exitedAt=r.exited_at)
+        c.exited.set()
+        for ev in c.process_exited.values():
+            ev.set()
+        c.process_exited.clear()
+        c.cleanup = asyncio.create_task(self._after_exit(c))
+
+    async def _after_exit(self, c: Container) -> None:
+        """Release the runtime's state and cgroup; then honour autoRemove or
+        the restart policy."""
+        try:
+            await self.runtime(c.record.runtime).delete(c.id, force=True)
+        except RuntimeFailure as e:
+            log.warning("container %s: %s", c.id, e.message)
+        if self.containers.get(c.id) is not c:
+            return
+        if c.record.auto_remove:
+            asyncio.create_task(self._auto_remove(c))
+        elif self._should_restart(c.record):
+            c.restart_task = asyncio.create_task(self._policy_restart(c))
+
+    async def _auto_remove(self, c: Container) -> None:
+        try:
+            await self.delete(c.id)
+        except (NotFound, Conflict):
+            pass
+
+    @staticmethod
+    def _should_restart(r: ContainerRecord) -> bool:
+        policy = r.restart_policy.get("name", "no")
+        if r.stopped_by_user:
+            return False
+        if policy == "always":
+            return True
+        if policy == "on-failure" and r.exit_status != 0:
+            limit = r.restart_policy.get("maximumRetryCount", 0)
+            return not limit or r.restart_count < limit
+        return False
+
+    async def _policy_restart(self, c: Container) -> None:
+        # Exponential backoff, as Docker: 100ms, 200ms, ... capped at 30s.
+        delay = min(0.1 * 2 ** min(c.record.restart_count, 9), 30.0)
+        await asyncio.sleep(delay)
+        async with c.lock:
+            if c.record.status != Status.STOPPED or self.containers.get(c.id) is not c:
+                return
+            c.record.restart_count += 1
+            try:
+                await self._launch(c)
+            except Exception as e:
+                log.warning("container %s: restart policy failed: %s", c.id, e)
+                return
+            self.events.emit("restart", c.id, pid=c.record.init.pid)
+
+    # -- operations ----------------------------------------------------------
+
+    async def exec(self, ref: str, process: dict) -> ProcessRecord:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("exec", c.record.status, c.id)
+            rt = self.runtime(c.record.runtime)
+            token = uuid.uuid4().hex[:12]
+            proc_file = os.path.join(c.shim.dir, f"exec-{token}.json")
+            pid_file = os.path.join(c.shim.dir, f"exec-{token}.pid")
+            console = (os.path.join(c.shim.dir, f"exec-{token}.sock")
+                       if process["terminal"] else None)
+            with open(proc_file, "w") as f:
+                json.dump(process, f)
+            try:
+                pid = await c.shim.exec(rt.exec_argv(c.id, proc_file, pid_file, console),
+                                        pid_file, process["terminal"])
+            finally:
+                for path in (proc_file, pid_file):
+                    _unlink(path)
+            p = _process_from_spec(process, pid)
+            c.record.execs.append(p)
+            self.store.save(c.record)
+            self.events.emit("start-process", c.id, pid=pid)
+            # The process may already be gone, its exit line sent before we
+            # knew its pid; the shim's exit file settles it.
+            ex = c.shim.process_exit(pid)
+            if ex is not None:
+                self._on_process_exit(c, ex)
+            return p
+
+    async def signal_process(self, ref: str, pid: int, signal: int) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            procs = c.record.processes()
+            if not any(p.pid == pid for p in procs):
+                raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
+            if pid == c.record.init.pid:
+                await self._kill(c, signal)
+            else:
+                try:
+                    os.kill(pid, signal)
+                except ProcessLookupError:
+                    raise NotFound(f"process {pid} has exited", id=c.id, pid=pid) from None
+
+    async def kill(self, ref: str, signal: int) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("kill", c.record.status, c.id)
+            await self._kill(c, signal)
+
+    async def _kill(self, c: Container, signal: int) -> None:
+        rt = self.runtime(c.record.runtime)
+        await rt.kill(c.id, signal)
+        if c.record.status == Status.PAUSED and signal in (9, 15):
+            # A frozen process cannot act on the signal; thaw it so it dies,
+            # as Docker does for kill on a paused container.
+            await rt.resume(c.id)
+            c.record.status = Status.RUNNING
+            self.store.save(c.record)
+            self.events.emit("resume", c.id)
+
+    async def pause(self, ref: str) -> Container:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("pause", c.record.status, c.id)
+            await self.runtime(c.record.runtime).pause(c.id)
+            c.record.status = Status.PAUSED
+            self.store.save(c.record)
+            self.events.emit("pause", c.id)
+        return c
+
+    async def resume(self, ref: str) -> Container:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("resume", c.record.status, c.id)
+            await self.runtime(c.record.runtime).resume(c.id)
+            c.record.status = Status.RUNNING
+            self.store.save(c.record)
+            self.events.emit("resume", c.id)
+        return c
+
+    async def delete(self, ref: str, force: bool = False) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if c.record.status != Status.STOPPED:
+                if not force:
+                    states.check("delete", c.record.status, c.id)
+                await self._stop_locked(c, timeout=0)
+            if c.restart_task:
+                c.restart_task.cancel()
+            if c.cleanup:
+                await c.cleanup
+                c.cleanup = None
+            await self._teardown(c)
+            self.containers.pop(c.id, None)
+            self.store.remove(c.id)
+            self.events.emit("delete", c.id)
+
+    async def _teardown(self, c: Container) -> None:
+        """Remove everything of the container's but its record."""
+        if c.watcher and not c.watcher.done():
+            c.watcher.cancel()
+        await self.runtime(c.record.runtime).delete(c.id, force=True)
+        rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
+        shutil.rmtree(c.shim.dir, ignore_errors=True)
+
+    async def stop(self, ref: str, timeout: float = 10) -> Container:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("stop", c.record.status, c.id)
+            await self._stop_locked(c, timeout)
+            self.events.emit("stop", c.id, status=c.record.exit_status)
+        return c
+
+    async def _stop_locked(self, c: Container, timeout: float) -> None:
+        if c.restart_task:
+            c.restart_task.cancel()
+        # A user's stop must not be undone by the restart policy (Docker's
+        # rule too); the next start clears it.
+        c.record.stopped_by_user = True
+        if timeout > 0:
+            await self._kill(c, self._stop_signal(c))
+            try:
+                await asyncio.wait_for(c.exited.wait(), timeout)
+                return
+            except asyncio.TimeoutError:
+                pass
+        try:
+            await self._kill(c, 9)
+        except RuntimeFailure:
+            if not c.exited.is_set():
+                raise
+        await asyncio.wait_for(c.exited.wait(), 30)
+
+    def _stop_signal(self, c: Container) -> int:
+        try:
+            spec = _read_bundle_config(c.record.bundle_path)
+        except NotFound:
+            return 15
+        sig = (spec.get("annotations") or {}).get("org.opencontainers.image.stopSignal")
+        return _signal_number(sig) if sig else 15
+
+    async def wait(self, ref: str) -> ContainerRecord:
+        c = self.get(ref)
+        await c.exited.wait()
+        return c.record
+
+    def machine(self) -> dict:
+        return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
+
+    # -- checkpoints (paths) --------------------------------------------------
+
+    @staticmethod
+    def _checkpoint_dir(bundle: str, name: str) -> str:
+        path = os.path.join(bundle, "checkpoints", name)
+        if not os.path.isdir(path):
+            raise NotFound(f"no checkpoint {name!r} in bundle {bundle}", checkpoint=name)
+        return path
+
+
+# -- helpers -----------------------------------------------------------------
+
+def _read_bundle_config(bundle: str) -> dict:
+    path = os.path.join(bundle, "config.json")
+    if not os.path.isdir(bundle):
+        raise NotFound(f"bundle path {bundle} does not exist", bundlePath=bundle)
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except FileNotFoundError:
+        raise NotFound(f"bundle {bundle} has no config.json", bundlePath=bundle) from None
+    except ValueError as e:
+        raise InvalidArgument(f"{path} is not valid JSON: {e}", bundlePath=bundle) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("process", {}), dict):
+        raise InvalidArgument(f"{path} is not an OCI runtime spec", bundlePath=bundle)
+    return spec
+
+
+def _process_from_spec(p: dict, pid: int) -> ProcessRecord:
+    user = p.get("user") or {}
+    return ProcessRecord(
+        pid=pid, args=list(p.get("args", [])), env=list(p.get("env", [])),
+        user={k: v for k, v in user.items() if k in ("uid", "gid", "additionalGids")}
+        or {"uid": 0, "gid": 0},
+        terminal=bool(p.get("terminal", False)), cwd=p.get("cwd", "/"))
+
+
+def _meta_flags(image: str) -> dict:
+    try:
+        with open(os.path.join(image, "..", os.path.basename(image) + ".meta.json")) as f:
+            meta = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {"tcp": meta.get("tcp", False), "unix_sockets": meta.get("unixSockets", False),
+            "shell": meta.get("shell", False)}
+
+
+def _merge_resources(linux_resources: dict, resources: dict) -> None:
+    for key, value in resources.items():
+        if isinstance(value, dict):
+            linux_resources.setdefault(key, {}).update(value)
+        else:
+            linux_resources[key] = value
+
+
+def _signal_number(sig) -> int:
+    import signal as signal_mod
+    if isinstance(sig, int) or str(sig).isdigit():
+        return int(sig)
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    return int(getattr(signal_mod.Signals, name, signal_mod.SIGTERM))
+
+
+def _clear_shim_files(shim_dir: str) -> None:
+    """Remove a previous run's files but keep the overlay and the logs (a
+    restart reuses the container's writable layer and appends to its log,
+    as `docker restart` does)."""
+    for name in os.listdir(shim_dir):
+        if name in ("overlay", "container.log", "container.log.1"):
+            continue
+        path = os.path.join(shim_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

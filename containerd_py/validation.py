@@ -1,0 +1,108 @@
+"""Checks on user input that must happen before anything touches a path."""
+
+import os
+import re
+
+from .errors import InvalidArgument
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_id(value, what: str = "id") -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}: must match {ID_RE.pattern}", field=what
+        )
+    return value
+
+
+def check_signal(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise InvalidArgument(
+            f"invalid signal {value!r}: must be an integer from 1 to 64", field="signal"
+        )
+    return value
+
+
+def check_abs_path(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} is required and must be a string", field=what)
+    if not os.path.isabs(value) or "\0" in value:
+        raise InvalidArgument(f"{what} must be an absolute path: {value!r}", field=what)
+    return os.path.normpath(value)
+
+
+def _str_list(value, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{what} must be a list of strings", field=what)
+    if any("\0" in v for v in value):
+        raise InvalidArgument(f"{what} must not contain NUL bytes", field=what)
+    return value
+
+
+def check_process(body, defaults: dict) -> dict:
+    """Validate an OCI process from a request and fill it from `defaults`
+    (the init process of the container), as `runc exec --process` needs a
+    complete one."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("body must be a JSON object (an OCI process)")
+    args = body.get("args")
+    if not args:
+        raise InvalidArgument("args is required: a non-empty list of strings", field="args")
+    _str_list(args, "args")
+    env = _str_list(body.get("env", defaults.get("env", [])), "env")
+    cwd = body.get("cwd", "/") or "/"
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise InvalidArgument("cwd must be an absolute path", field="cwd")
+    terminal = body.get("terminal", False)
+    if not isinstance(terminal, bool):
+        raise InvalidArgument("terminal must be a boolean", field="terminal")
+    user = body.get("user", {"uid": 0, "gid": 0})
+    if not isinstance(user, dict):
+        raise InvalidArgument("user must be an object {uid, gid, additionalGids}", field="user")
+    out_user = {}
+    for key in ("uid", "gid"):
+        v = user.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InvalidArgument(f"user.{key} must be a non-negative integer", field="user")
+        out_user[key] = v
+    extra = user.get("additionalGids")
+    if extra is not None:
+        if not isinstance(extra, list) or not all(
+            isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in extra
+        ):
+            raise InvalidArgument("user.additionalGids must be a list of gids", field="user")
+        out_user["additionalGids"] = extra
+    process = {"args": args, "env": env, "cwd": cwd, "terminal": terminal, "user": out_user}
+    # Without these the exec'd process would run with no capabilities at all
+    # (runc does not inherit them from init); copy init's, as Docker does.
+    for key in ("capabilities", "noNewPrivileges", "apparmorProfile", "selinuxLabel"):
+        if key in body:
+            process[key] = body[key]
+        elif key in defaults:
+            process[key] = defaults[key]
+    return process
+
+
+def parse_bool(value: str | None, what: str, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    low = value.lower()
+    if low in ("1", "true", "yes"):
+        return True
+    if low in ("0", "false", "no"):
+        return False
+    raise InvalidArgument(f"{what} must be true or false, not {value!r}", field=what)
+
+
+def parse_int(value: str | None, what: str, default: int | None = None,
+              minimum: int | None = 0) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidArgument(f"{what} must be an integer, not {value!r}", field=what) from None
+    if minimum is not None and n < minimum:
+        raise InvalidArgument(f"{what} must be >= {minimum}", field=what)
+    return n
