@@ -134,7 +134,7 @@ def _filtered(request: web.Request):
                               field="status")
     labels = request.query.getall("label", [])
     out = []
-    for c in _sup(request).list():
+    for c in _sup(request).all():
         if status and c.record.status.value != status:
             continue
         if not all(_label_matches(c.record.labels, sel) for sel in labels):
@@ -229,11 +229,58 @@ async def signal_process(request: web.Request) -> web.Response:
     return _json({"pid": pid, "signal": body["signal"]})
 
 
+async def wait_process(request: web.Request) -> web.Response:
+    pid = v.parse_int(request.match_info["pid"], "pid", minimum=1)
+    status = await _sup(request).wait_process(_cid(request), pid)
+    return _json({"pid": pid, "exitStatus": status})
+
+
+# -- lifecycle -----------------------------------------------------------------
+
+def _timeout(request: web.Request) -> int:
+    return v.parse_int(request.query.get("timeout"), "timeout", default=10)
+
+
+async def stop_container(request: web.Request) -> web.Response:
+    c = await _sup(request).stop(_cid(request), _timeout(request))
+    return _json(c.record.to_api())
+
+
+async def start_container(request: web.Request) -> web.Response:
+    c = await _sup(request).start(_cid(request))
+    return _json(c.record.to_api())
+
+
+async def restart_container(request: web.Request) -> web.Response:
+    c = await _sup(request).restart(_cid(request), _timeout(request))
+    return _json(c.record.to_api())
+
+
+async def kill_container(request: web.Request) -> web.Response:
+    body = await _body(request, required=False)
+    await _sup(request).kill(_cid(request), v.check_signal(body.get("signal", 9)))
+    return _json(_sup(request).get(_cid(request)).record.to_api())
+
+
+async def pause_container(request: web.Request) -> web.Response:
+    return _json((await _sup(request).pause(_cid(request))).record.to_api())
+
+
+async def unpause_container(request: web.Request) -> web.Response:
+    return _json((await _sup(request).resume(_cid(request))).record.to_api())
+
+
+async def wait_container(request: web.Request) -> web.Response:
+    record = await _sup(request).wait(_cid(request))
+    return _json({"id": record.id, "exitStatus": record.exit_status,
+                  "exitedAt": record.exited_at})
+
+
 # -- state, events ------------------------------------------------------------
 
 async def get_state(request: web.Request) -> web.Response:
     sup = _sup(request)
-    return _json({"containers": [c.record.to_api() for c in sup.list()],
+    return _json({"containers": [c.record.to_api() for c in sup.all()],
                   "machine": sup.machine()})
 
 
@@ -286,6 +333,15 @@ ROUTES = [
     web.put("/containers/{id}/process", add_process),
     web.put("/containers/{id}/processes", add_process),
     web.post("/containers/{id}/process/{pid}", signal_process),
+    web.get("/containers/{id}/process/{pid}/wait", wait_process),
+    web.post("/containers/{id}/stop", stop_container),
+    web.post("/containers/{id}/start", start_container),
+    web.post("/containers/{id}/restart", restart_container),
+    web.post("/containers/{id}/reboot", restart_container),
+    web.post("/containers/{id}/kill", kill_container),
+    web.post("/containers/{id}/pause", pause_container),
+    web.post("/containers/{id}/unpause", unpause_container),
+    web.get("/containers/{id}/wait", wait_container),
 ]
 
 

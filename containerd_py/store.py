@@ -46,6 +46,7 @@ class ContainerRecord:
     restart_policy: dict = dataclasses.field(default_factory=lambda: {"name": "no"})
     restart_count: int = 0
     stopped_by_user: bool = False
+    oom_killed: bool = False
     checkpoint: str | None = None
     overlay: bool = False
     lazy: bool = False
@@ -78,6 +79,7 @@ class ContainerRecord:
         if self.checkpoint:
             obj["checkpoint"] = self.checkpoint
         if self.exit_status is not None:
+            obj["oomKilled"] = self.oom_killed
             obj["exitStatus"] = self.exit_status
             obj["exitedAt"] = self.exited_at
         if self.resources:

@@ -19,6 +19,7 @@ import uuid
 import psutil
 
 from . import rootfs, states
+from . import stats as stats_mod
 from .config import DaemonConfig
 from .errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from .events import EventJournal, now_ns, rfc3339
@@ -45,6 +46,11 @@ class Container:
         self.cleanup: asyncio.Task | None = None
         self.restart_task: asyncio.Task | None = None
         self.process_exited: dict[int, asyncio.Event] = {}
+        self.last_stats: dict | None = None
+        # Cgroup dirs of the running init, read once at start: after init
+        # exits /proc/PID/cgroup is gone but the OOM counter still matters.
+        self.cgroups: dict | None = None
+        self.oom_seen = 0
         if record.status == Status.STOPPED:
             self.exited.set()
 
@@ -84,7 +90,7 @@ class Supervisor:
             raise NotFound(f"no such container: {ref!r}", id=ref)
         return c
 
-    def list(self) -> list[Container]:
+    def all(self) -> list[Container]:
         return sorted(self.containers.values(), key=lambda c: c.record.created)
 
     # -- recovery ------------------------------------------------------------
@@ -201,6 +207,12 @@ class Supervisor:
         r.stopped_by_user = False
         r.started_at = rfc3339(now_ns())
         c.exited.clear()
+        c.last_stats, c.oom_seen = None, 0
+        r.oom_killed = False
+        try:
+            c.cgroups = stats_mod.cgroup_paths(init_pid)
+        except FileNotFoundError:
+            c.cgroups = None
         self.store.save(r)
         self.events.emit("start-container", c.id, pid=init_pid)
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
@@ -258,6 +270,8 @@ class Supervisor:
         if proc is None:
             return
         r.execs.remove(proc)
+        if ex.status == 137:
+            self._check_oom(c)
         r.exec_exits[str(ex.pid)] = ex.status
         while len(r.exec_exits) > EXEC_EXITS_KEPT:
             r.exec_exits.pop(next(iter(r.exec_exits)))
@@ -277,6 +291,8 @@ class Supervisor:
             # still be in flight or lost.
             pex = c.shim.process_exit(p.pid) or ExitRecord(p.pid, 137, ex.exited_at_ns)
             self._on_process_exit(c, pex)
+        if ex.status == 137:
+            self._check_oom(c)
         r.status = Status.STOPPED
         r.exit_status = ex.status
         r.exited_at = rfc3339(ex.exited_at_ns)
@@ -483,6 +499,159 @@ class Supervisor:
         await c.exited.wait()
         return c.record
 
+    async def wait_process(self, ref: str, pid: int) -> int:
+        c = self.get(ref)
+        r = c.record
+        if str(pid) in r.exec_exits:
+            return r.exec_exits[str(pid)]
+        if r.init is not None and pid == r.init.pid:
+            await c.exited.wait()
+            return r.exit_status
+        if not any(p.pid == pid for p in r.execs):
+            raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
+        ev = c.process_exited.setdefault(pid, asyncio.Event())
+        await ev.wait()
+        if str(pid) not in r.exec_exits:
+            raise NotFound(f"exit status of process {pid} is unknown", id=c.id, pid=pid)
+        return r.exec_exits[str(pid)]
+
+    async def start(self, ref: str) -> Container:
+        """Start a stopped container again from its bundle: same id, fresh
+        processes (a restored clone starts from its bundle, not the
+        checkpoint)."""
+        c = self.get(ref)
+        async with c.lock:
+            states.check("start", c.record.status, c.id)
+            c.record.checkpoint = None
+            await self._launch(c)
+            self.events.emit("start", c.id, pid=c.record.init.pid)
+        return c
+
+    async def restart(self, ref: str, timeout: float = 10) -> Container:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("restart", c.record.status, c.id)
+            if c.record.status != Status.STOPPED:
+                await self._stop_locked(c, timeout)
+            c.record.checkpoint = None
+            await self._launch(c)
+            self.events.emit("restart", c.id, pid=c.record.init.pid)
+        return c
+
+    # -- issue-4 lifecycle: exec sync, top, stats, update, rename, resize -------
+
+    async def exec_sync(self, ref: str, process: dict, timeout: float | None,
+                        limit: int) -> dict:
+        """Run a process to completion and return its output, like
+        Kubernetes' ExecSync. The daemon runs `runtime exec` in the foreground
+        (the shim is not involved: the caller waits for the result)."""
+        c = self.get(ref)
+        async with c.lock:
+            states.check("exec", c.record.status, c.id)
+        rt = self.runtime(c.record.runtime)
+        token = uuid.uuid4().hex[:12]
+        proc_file = os.path.join(c.shim.dir, f"sync-{token}.json")
+        pid_file = os.path.join(c.shim.dir, f"sync-{token}.pid")
+        with open(proc_file, "w") as f:
+            json.dump(process, f)
+        argv = [rt.path, "--root", rt.root, "exec", "--process", proc_file,
+                "--pid-file", pid_file, c.id]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        self.events.emit("exec", c.id, args=process["args"])
+        out, err = _Capped(limit), _Capped(limit)
+        pumps = asyncio.gather(out.pump(proc.stdout), err.pump(proc.stderr))
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(pumps), timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+            # Killing `runc exec` would orphan the process; kill the process.
+            _kill_pid_file(pid_file)
+            await pumps
+        status = await proc.wait()
+        for path in (proc_file, pid_file):
+            _unlink(path)
+        return {"exitStatus": status if status >= 0 else 128 - status,
+                "stdout": out.text(), "stderr": err.text(),
+                "truncated": out.truncated or err.truncated, "timedOut": timed_out}
+
+    async def top(self, ref: str) -> list[dict]:
+        c = self.get(ref)
+        states.check("top", c.record.status, c.id)
+        pids = await self.runtime(c.record.runtime).ps(c.id)
+        rows = []
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                with p.oneshot():
+                    rows.append({"pid": pid, "ppid": p.ppid(), "user": p.username(),
+                                 "command": " ".join(p.cmdline()) or p.name(),
+                                 "status": p.status(),
+                                 "cpuPercent": p.cpu_percent(None),
+                                 "rss": p.memory_info().rss})
+            except psutil.Error:
+                continue  # exited between ps and now
+        return rows
+
+    def stats(self, ref: str) -> dict:
+        c = self.get(ref)
+        states.check("stats", c.record.status, c.id)
+        try:
+            cur = stats_mod.sample(c.record.init.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise Conflict(f"container {c.id!r} has exited", id=c.id, status="stopped") from None
+        prev = c.last_stats or {"read": _started_ns(c.record), "cpuNs": 0}
+        c.last_stats = cur
+        return stats_mod.to_api(c.id, cur, prev, os.cpu_count())
+
+    async def update(self, ref: str, resources: dict) -> Container:
+        """`resources` is an OCI LinuxResources object (the HTTP layer
+        translates the API's forms)."""
+        c = self.get(ref)
+        async with c.lock:
+            states.check("update", c.record.status, c.id)
+            await self.runtime(c.record.runtime).update(c.id, resources)
+            _merge_resources(c.record.resources, resources)
+            self.store.save(c.record)
+            self.events.emit("update", c.id, resources=resources)
+        return c
+
+    async def rename(self, ref: str, name: str) -> Container:
+        c = self.get(ref)
+        async with c.lock:
+            self._check_name_free(name, except_id=c.id)
+            old = c.record.name
+            c.record.name = name
+            self.store.save(c.record)
+            self.events.emit("rename", c.id, oldName=old, name=name)
+        return c
+
+    async def resize(self, ref: str, pid: int, cols: int, rows: int) -> None:
+        c = self.get(ref)
+        states.check("resize", c.record.status, c.id)
+        procs = {p.pid: p for p in c.record.processes()}
+        target = procs.get(pid or c.record.init.pid)
+        if target is None:
+            raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
+        if not target.terminal:
+            raise Conflict(f"process {target.pid} has no terminal", id=c.id, pid=target.pid)
+        await c.shim.resize(0 if target is c.record.init else target.pid, cols, rows)
+
+    def _check_oom(self, c: Container) -> None:
+        """Emit `oom` once per OOM kill the container's memory cgroup
+        counted since the last look (called on every exit, while the cgroup
+        still exists)."""
+        if c.record.init is None:
+            return
+        kills = stats_mod.oom_kills(c.record.init.pid) if c.cgroups is None \
+            else stats_mod.sample_memory_oom(c.cgroups)
+        if kills > c.oom_seen:
+            c.oom_seen = kills
+            c.record.oom_killed = True
+            self.events.emit("oom", c.id, pid=c.record.init.pid)
+
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
 
@@ -539,6 +708,37 @@ def _merge_resources(linux_resources: dict, resources: dict) -> None:
             linux_resources.setdefault(key, {}).update(value)
         else:
             linux_resources[key] = value
+
+
+class _Capped:
+    """Collects a stream up to `limit` bytes, then drains and drops the rest
+    so the process never blocks on a full pipe."""
+
+    def __init__(self, limit: int):
+        self.limit, self.buf, self.truncated = limit, bytearray(), False
+
+    async def pump(self, stream) -> None:
+        while chunk := await stream.read(65536):
+            room = self.limit - len(self.buf)
+            if len(chunk) > room:
+                self.truncated = True
+            self.buf += chunk[:max(room, 0)]
+
+    def text(self) -> str:
+        return self.buf.decode(errors="replace")
+
+
+def _kill_pid_file(path: str) -> None:
+    try:
+        with open(path) as f:
+            os.kill(int(f.read().strip()), 9)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+
+
+def _started_ns(r: ContainerRecord) -> int:
+    from .events import parse_timestamp
+    return parse_timestamp(r.started_at) if r.started_at else now_ns()
 
 
 def _signal_number(sig) -> int:

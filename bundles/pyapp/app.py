@@ -1,0 +1,118 @@
+"""A deliberately slow-starting Python service, to show what CRIU restore saves.
+
+Start-up does real work, the kind a real application does before it can
+serve: it imports a large part of the standard library, compiles a set of
+regular expressions, builds an in-memory index and (optionally) allocates
+APP_MEMORY_MB megabytes of touched memory.  That takes ~1-3 s cold.  It then
+prints ``ready`` and answers each line read from stdin with ``pong <line>``.
+
+Everything it holds survives a CRIU checkpoint/restore: no threads, no
+sockets, no inotify, no deleted or temporary files, no ctypes/ffi closures;
+only stdin/stdout/stderr pipes and anonymous memory.
+
+Environment:
+  APP_MEMORY_MB  extra memory to allocate and touch (default 0), e.g. 64/256/1024
+  APP_WORK       scale of the in-memory index (default 1.0)
+"""
+
+import os
+import sys
+import time
+
+T0 = time.monotonic()
+
+# -- 1. import a large part of the standard library -------------------------
+MODULES = """
+abc argparse array ast base64 binascii bisect bz2 calendar cmath codecs
+collections collections.abc colorsys configparser contextlib copy csv
+dataclasses datetime decimal difflib dis email email.mime.multipart
+email.mime.text email.parser email.policy enum fnmatch fractions functools
+getopt gettext glob graphlib gzip hashlib heapq hmac html html.parser
+http http.client http.cookies http.server imaplib inspect io ipaddress
+itertools json json.decoder keyword linecache locale logging logging.config
+logging.handlers lzma mailbox math mimetypes numbers operator optparse
+pathlib pickle pickletools pkgutil platform plistlib poplib pprint
+pydoc_data queue quopri random re reprlib sched secrets selectors shlex
+shutil smtplib socketserver sqlite3 statistics string stringprep struct
+subprocess tabnanny tarfile textwrap timeit token tokenize tomllib trace
+traceback types typing unicodedata unittest unittest.mock urllib.parse
+urllib.request uuid warnings wave weakref xml.dom.minidom xml.etree.ElementTree
+xml.sax xmlrpc.client zipfile zlib zoneinfo asyncio concurrent.futures
+""".split()
+
+import importlib  # noqa: E402
+
+loaded = []
+for name in MODULES:
+    try:
+        loaded.append(importlib.import_module(name))
+    except Exception:  # a module missing from a minimal Python is fine
+        pass
+T_IMPORT = time.monotonic()
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+
+# -- 2. build an in-memory index --------------------------------------------
+work = float(os.environ.get("APP_WORK", "1.0") or 1.0)
+n = max(1000, int(100_000 * work))
+patterns = [re.compile(r"(?P<k%d>[a-z]{%d,%d})[-_.](?P<v%d>\d+)" % (i, 1 + i % 5, 6 + i % 7, i))
+            for i in range(300)]
+index = {}
+for i in range(n):
+    key = hashlib.sha1(i.to_bytes(8, "little")).hexdigest()[:16]
+    index[key] = (i, key[::-1], i * i % 9973)
+# JSON round trips of the index, as if loading a config or cache
+for _ in range(3):
+    cache_size = len(json.loads(json.dumps(index)))
+# a prime sieve, as a stand-in for precomputed tables
+limit = int(8_000_000 * work)
+sieve = bytearray([1]) * (limit + 1)
+sieve[0:2] = b"\x00\x00"
+for p in range(2, int(limit ** 0.5) + 1):
+    if sieve[p]:
+        sieve[p * p :: p] = bytes(len(range(p * p, limit + 1, p)))
+primes = sum(sieve)
+T_INDEX = time.monotonic()
+
+# -- 3. optional ballast: APP_MEMORY_MB of touched anonymous memory ----------
+mb = int(os.environ.get("APP_MEMORY_MB", "0") or 0)
+ballast = bytearray(mb << 20)
+if mb:
+    view = memoryview(ballast)
+    page = 4096
+    view[::page] = bytes([0xA5]) * len(range(0, len(ballast), page))  # dirty every page
+    del view
+T_READY = time.monotonic()
+
+
+def rss_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return -1
+
+
+sys.stderr.write(
+    "app: imports %.2fs index %.2fs memory %dMB %.2fs total %.2fs "
+    "(%d modules, %d keys, %d primes, rss %dMB)\n"
+    % (T_IMPORT - T0, T_INDEX - T_IMPORT, mb, T_READY - T_INDEX, T_READY - T0,
+       len(loaded), len(index), primes, rss_mb()))
+sys.stderr.flush()
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+
+# -- 4. serve: one answer per input line ------------------------------------
+stdin = sys.stdin.buffer
+stdout = sys.stdout.buffer
+while True:
+    line = stdin.readline()
+    if not line:
+        break
+    stdout.write(b"pong " + line.rstrip(b"\r\n") + b"\n")
+    stdout.flush()
