@@ -76,7 +76,9 @@ apt_install runc crun busybox-static iptables \
 # ------------------------------------------------------------------------ CRIU
 criu_ok() {  # criu_ok BINARY: does `criu check` pass?
     [ -x "$1" ] || return 1
-    "$1" check 2>&1 | grep -q "Looks good"
+    local out
+    out=$("$1" check 2>&1) || return 1
+    [[ "$out" == *"Looks good"* ]]
 }
 
 have_iptables_restore() {
