@@ -369,18 +369,29 @@ static void cmd_done(int status)
 
 		if (!msg)
 			die(ENOMEM, "error message");
-		if (c || g_sync_fd >= 0) {
-			if (!c)
-				msg[m++] = 'E';
-			if (elen)
-				memcpy(msg + m, p->st[S_ERR].buf, elen), m += elen;
-			if (olen) {
-				if (elen && msg[m - 1] != '\n')
-					msg[m++] = '\n';
-				memcpy(msg + m, p->st[S_OUT].buf, olen), m += olen;
-			}
-			if (!elen && !olen)
-				m += snprintf(msg + m, sizeof(errbuf), "%s", errbuf);
+		if (!c)
+			msg[m++] = 'E';
+		if (status == 0) {
+			/* It said it worked: our complaint first. */
+			size_t k = strlen(errbuf);
+
+			memcpy(msg + m, errbuf, k);
+			m += k;
+			if (elen + olen)
+				memcpy(msg + m, ": ", 2), m += 2;
+		}
+		if (elen)
+			memcpy(msg + m, p->st[S_ERR].buf, elen), m += elen;
+		if (olen) {
+			if (elen && msg[m - 1] != '\n')
+				msg[m++] = '\n';
+			memcpy(msg + m, p->st[S_OUT].buf, olen), m += olen;
+		}
+		if (status != 0 && !elen && !olen) {
+			size_t k = strlen(errbuf);
+
+			memcpy(msg + m, errbuf, k);
+			m += k;
 		}
 		if (master >= 0)
 			close(master);

@@ -407,3 +407,50 @@ def test_drain_is_bounded(tmp_path):
             os.kill(int(f.read()), signal.SIGKILL)
         time.sleep(0.05)
         reap_orphans()
+
+
+def test_exits_before_pid_file_is_read(tmp_path):
+    """Processes that exit (and are reaped) while their runtime command still
+    runs get their exit file and notification once the pid file is read.
+    Fake runtimes: the shim only knows 'run argv, read the pid file'."""
+    state = str(tmp_path / "state")
+    os.makedirs(state)
+    sock = os.path.join(state, "shim.sock")
+    p = subprocess.run([SHIM, "-s", state, "--", "/bin/sh", "-c",
+                        f"(sleep 60 & echo $! > {state}/init.pid)"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    shim_pid, init_pid = map(int, p.stdout.split())
+    try:
+        sub = Subscription(sock)
+        pf = os.path.join(state, "e.pid")
+        r = request(sock, "exec", pf, "0", "/bin/sh", "-c",
+                    f"(exec /bin/sh -c 'echo early; exit 4' & echo $! > {pf}); sleep 0.3")
+        assert r.startswith("ok "), r
+        pid = int(r.split()[1])
+        with open(os.path.join(state, "exits", str(pid))) as f:
+            assert f.read().split()[0] == "4"
+        got = sub.lines(until=lambda ls: ls)
+        assert got and got[0].startswith(f"exit {pid} 4 "), got
+        r = request(sock, "exec", pf, "0", "/bin/sh", "-c", "echo no pid file")
+        assert r.startswith("err read ") and "no pid file" in r, r
+        r = request(sock, "exec", pf, "0", "/bin/sh", "-c", "echo broken >&2; exit 2")
+        assert r == "err broken\n", r
+        sub.close()
+    finally:
+        os.kill(init_pid, signal.SIGKILL)
+        assert wait_gone(shim_pid)
+    with open(os.path.join(state, "exit")) as f:
+        assert f.read().split()[0] == "137"
+
+    # init itself gone before the runtime returns: still a success, then exit.
+    state2 = str(tmp_path / "state2")
+    os.makedirs(state2)
+    p = subprocess.run([SHIM, "-s", state2, "--", "/bin/sh", "-c",
+                        f"(exit 9 & echo $! > {state2}/init.pid); sleep 0.2"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    shim_pid, init_pid = map(int, p.stdout.split())
+    assert wait_gone(shim_pid)
+    with open(os.path.join(state2, "exit")) as f:
+        assert f.read().split()[0] == "9"
