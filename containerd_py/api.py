@@ -5,12 +5,13 @@ Routes are declared in one table at the bottom of the module.
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 
 from aiohttp import web
 
-from . import __version__, validation as v
+from . import __version__, logs, validation as v
 from .errors import DaemonError, InvalidArgument, NotFound, TooLarge
 from .events import parse_timestamp
 from .states import Status
@@ -20,6 +21,7 @@ log = logging.getLogger("containerd_py.api")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 MAX_BODY = 1024 * 1024
+EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -196,10 +198,7 @@ async def patch_container(request: web.Request) -> web.Response:
 
 
 async def update_resources(sup: Supervisor, cid: str, body: dict) -> None:
-    update = getattr(sup, "update", None)
-    if update is None:
-        raise InvalidArgument("resource updates are not supported yet")
-    await update(cid, body)
+    await sup.update(cid, v.oci_resources(body))
 
 
 # -- processes ----------------------------------------------------------------
@@ -247,7 +246,11 @@ async def stop_container(request: web.Request) -> web.Response:
 
 
 async def start_container(request: web.Request) -> web.Response:
-    c = await _sup(request).start(_cid(request))
+    body = await _body(request, required=False)
+    checkpoint = body.get("checkpoint")
+    if checkpoint is not None:
+        v.check_id(checkpoint, "checkpoint")
+    c = await _sup(request).start(_cid(request), checkpoint, _bool_field(body, "lazy"))
     return _json(c.record.to_api())
 
 
@@ -274,6 +277,128 @@ async def wait_container(request: web.Request) -> web.Response:
     record = await _sup(request).wait(_cid(request))
     return _json({"id": record.id, "exitStatus": record.exit_status,
                   "exitedAt": record.exited_at})
+
+
+async def exec_sync(request: web.Request) -> web.Response:
+    sup = _sup(request)
+    c = sup.get(_cid(request))
+    body = await _body(request)
+    process = v.check_process(body, _init_spec(c))
+    if process["terminal"]:
+        raise InvalidArgument("exec runs to completion without a terminal; use the "
+                              "websocket form for interactive sessions", field="terminal")
+    timeout = body.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise InvalidArgument("timeout must be a positive number of seconds", field="timeout")
+    limit = body.get("outputLimit", EXEC_OUTPUT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidArgument("outputLimit must be a non-negative integer", field="outputLimit")
+    return _json(await sup.exec_sync(c.id, process, timeout, limit))
+
+
+async def get_logs(request: web.Request) -> web.StreamResponse:
+    sup = _sup(request)
+    c = sup.get(_cid(request))
+    q = request.query
+    follow = v.parse_bool(q.get("follow"), "follow")
+    tail = None if q.get("tail") in (None, "", "all") else v.parse_int(q.get("tail"), "tail")
+    since = parse_timestamp(q["since"]) if q.get("since") else 0
+    streams = tuple(s for s in ("stdout", "stderr")
+                    if v.parse_bool(q.get(s), s, default=True))
+    timestamps = v.parse_bool(q.get("timestamps"), "timestamps")
+    fmt = q.get("format", "text" if follow else "json")
+    if fmt not in ("json", "text"):
+        raise InvalidArgument('format must be "json" or "text"', field="format")
+
+    def render(e) -> str:
+        if fmt == "json":
+            return json.dumps(e.to_api()) + "\n"
+        return (f"{e.timestamp} " if timestamps else "") + e.line + "\n"
+
+    path = c.shim.log_path
+    if not follow and fmt == "json":
+        return _json([e.to_api() for e in logs.read_entries(
+            path, streams=streams, since_ns=since, tail=tail)])
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson" if fmt == "json"
+                                       else "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    if not follow:
+        for e in logs.read_entries(path, streams=streams, since_ns=since, tail=tail):
+            await resp.write(render(e).encode())
+        return resp
+    async for e in logs.follow(path, c.exited.is_set, streams=streams, since_ns=since,
+                               tail=tail):
+        await resp.write(render(e).encode())
+    return resp
+
+
+async def get_stats(request: web.Request) -> web.StreamResponse:
+    sup = _sup(request)
+    cid = _cid(request)
+    if not v.parse_bool(request.query.get("stream"), "stream"):
+        return _json(sup.stats(cid))
+    first = sup.stats(cid)  # errors before the stream starts are plain 4xx
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    await resp.write((json.dumps(first) + "\n").encode())
+    while True:
+        await asyncio.sleep(1)
+        try:
+            await resp.write((json.dumps(sup.stats(cid)) + "\n").encode())
+        except DaemonError:
+            return resp  # stopped or deleted: the stream ends
+
+
+async def get_top(request: web.Request) -> web.Response:
+    cid = _cid(request)
+    return _json({"id": cid, "titles": ["PID", "PPID", "USER", "COMMAND"],
+                  "processes": await _sup(request).top(cid)})
+
+
+async def rename_container(request: web.Request) -> web.Response:
+    name = request.query.get("name")
+    if name is None:
+        body = await _body(request, required=False)
+        name = body.get("name")
+    v.check_id(name, "name")
+    return _json((await _sup(request).rename(_cid(request), name)).record.to_api())
+
+
+async def resize(request: web.Request) -> web.Response:
+    q = request.query
+    cols = v.parse_int(q.get("w"), "w", minimum=1)
+    rows = v.parse_int(q.get("h"), "h", minimum=1)
+    if cols is None or rows is None:
+        raise InvalidArgument("w and h (columns and rows) are required")
+    pid = v.parse_int(q.get("pid"), "pid", default=0)
+    await _sup(request).resize(_cid(request), pid, cols, rows)
+    return _json({"w": cols, "h": rows})
+
+
+# -- checkpoints ----------------------------------------------------------------
+
+async def create_checkpoint(request: web.Request) -> web.Response:
+    name = v.check_id(request.match_info["name"], "checkpoint")
+    body = await _body(request, required=False)
+    flags = {k: _bool_field(body, k) for k in ("exit", "tcp", "unixSockets", "shell")}
+    unknown = set(body) - set(flags)
+    if unknown:
+        raise InvalidArgument(f"unknown checkpoint options {sorted(unknown)}")
+    meta = await _sup(request).checkpoint(
+        _cid(request), name, exit=flags["exit"], tcp=flags["tcp"],
+        unix_sockets=flags["unixSockets"], shell=flags["shell"])
+    return _json(dataclasses.asdict(meta), 201)
+
+
+async def list_checkpoints(request: web.Request) -> web.Response:
+    return _json([dataclasses.asdict(m) for m in _sup(request).checkpoints(_cid(request))])
+
+
+async def delete_checkpoint(request: web.Request) -> web.Response:
+    name = v.check_id(request.match_info["name"], "checkpoint")
+    _sup(request).delete_checkpoint(_cid(request), name)
+    return web.Response(status=204)
 
 
 # -- state, events ------------------------------------------------------------
@@ -319,6 +444,10 @@ async def version(request: web.Request) -> web.Response:
     return _json({"version": __version__, "apiVersion": "v1"})
 
 
+async def info(request: web.Request) -> web.Response:
+    return _json(await _sup(request).info())
+
+
 ROUTES = [
     web.get("/state", get_state),
     web.get("/events", events),
@@ -342,6 +471,17 @@ ROUTES = [
     web.post("/containers/{id}/pause", pause_container),
     web.post("/containers/{id}/unpause", unpause_container),
     web.get("/containers/{id}/wait", wait_container),
+    web.post("/containers/{id}/exec", exec_sync),
+    web.get("/containers/{id}/logs", get_logs),
+    web.get("/containers/{id}/stats", get_stats),
+    web.get("/containers/{id}/top", get_top),
+    web.post("/containers/{id}/rename", rename_container),
+    web.post("/containers/{id}/resize", resize),
+    web.post("/containers/{id}/checkpoint/{name}", create_checkpoint),
+    web.get("/containers/{id}/checkpoint", list_checkpoints),
+    web.get("/containers/{id}/checkpoints", list_checkpoints),
+    web.delete("/containers/{id}/checkpoint/{name}", delete_checkpoint),
+    web.get("/info", info),
 ]
 
 

@@ -50,13 +50,14 @@ class OCIRuntime:
 
     def restore_argv(self, cid: str, bundle: str, image: str, work: str,
                      pid_file: str, *, tcp=False, unix_sockets=False, shell=False,
-                     lazy_address: str | None = None) -> list[str]:
+                     lazy: bool = False) -> list[str]:
         argv = self._criu_base() + [
             "restore", "--detach", "--bundle", bundle, "--image-path", image,
             "--work-path", work, "--pid-file", pid_file,
         ]
         argv += _criu_flags(tcp, unix_sockets, shell)
-        if lazy_address:
+        if lazy:
+            # Pages come from the `criu lazy-pages` daemon listening in `work`.
             argv += ["--lazy-pages"]
         return argv + [cid]
 

@@ -159,3 +159,14 @@ def to_api(cid: str, cur: dict, prev: dict | None, ncpus: int) -> dict:
         "netInput": sum(n["rxBytes"] for n in nets.values()),
         "netOutput": sum(n["txBytes"] for n in nets.values()),
     }
+
+
+def remove_empty_parent(name: str) -> None:
+    """Remove the daemon's cgroup parent dirs once no container is left in
+    them (runc removes each container's own dir, never the parent)."""
+    for base in os.listdir(CGROUP_ROOT):
+        path = os.path.join(CGROUP_ROOT, base, name)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # absent, or still holds containers

@@ -21,7 +21,10 @@ import psutil
 from . import rootfs, states
 from . import stats as stats_mod
 from .config import DaemonConfig
-from .errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
+                          criu_status)
+from . import API_VERSION, __version__
+from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
 from .runtime import SUPPORTED, OCIRuntime
 from .shim import ExitRecord, Shim
@@ -67,6 +70,7 @@ class Supervisor:
                                    config.events_journal_max)
         self.containers: dict[str, Container] = {}
         self._runtimes: dict[str, OCIRuntime] = {}
+        self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
 
@@ -112,6 +116,9 @@ class Supervisor:
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
         log.info("recovered %d containers", len(self.containers))
+        status = self.criu_status
+        log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
+                 if status["available"] else "unavailable: %s" % status.get("reason"))
 
     def _lost_exit(self, c: Container) -> ExitRecord:
         log.warning("container %s: shim gone without an exit file", c.id)
@@ -126,6 +133,9 @@ class Supervisor:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.events.close()
+        # Not on each delete: a concurrent create could be between runc's
+        # mkdir of the parent and of its own dir.
+        stats_mod.remove_empty_parent(self.config.cgroup_parent)
 
     # -- create / start ------------------------------------------------------
 
@@ -186,15 +196,33 @@ class Supervisor:
         run_bundle = self._write_runtime_bundle(c, spec)
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
+        lazy = None
         if r.checkpoint:
-            image = self._checkpoint_dir(r.bundle_path, r.checkpoint)
+            self._criu()
+            store = CheckpointStore(r.bundle_path)
+            image = store.require(r.checkpoint)
+            meta = store.meta(r.checkpoint)
             work = os.path.join(shim_dir, "criu-work")
             os.makedirs(work, exist_ok=True)
-            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, **_meta_flags(image))
+            if r.lazy:
+                lazy = LazyPages(self._criu(), image, work)
+                await lazy.start()
+            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
+                                   unix_sockets=meta.unixSockets, shell=meta.shell,
+                                   lazy=lazy is not None)
         else:
             argv = rt.create_argv(c.id, run_bundle, pid_file, console)
-        shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
-                                                log_max=self.config.log_max_bytes)
+        try:
+            shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
+                                                    log_max=self.config.log_max_bytes)
+        except RuntimeFailure as e:
+            if lazy:
+                lazy.kill()
+            if r.checkpoint:
+                e.message += " " + criu_log_tail(work)
+            raise
+        if lazy:
+            asyncio.create_task(self._lazy_done(c, lazy))
         if not r.checkpoint:
             try:
                 await rt.start(c.id)
@@ -515,14 +543,17 @@ class Supervisor:
             raise NotFound(f"exit status of process {pid} is unknown", id=c.id, pid=pid)
         return r.exec_exits[str(pid)]
 
-    async def start(self, ref: str) -> Container:
-        """Start a stopped container again from its bundle: same id, fresh
-        processes (a restored clone starts from its bundle, not the
-        checkpoint)."""
+    async def start(self, ref: str, checkpoint: str | None = None,
+                    lazy: bool = False) -> Container:
+        """Start a stopped container again: from its bundle (same id, fresh
+        processes), or by restoring one of its bundle's checkpoints (as
+        `docker start --checkpoint`)."""
         c = self.get(ref)
         async with c.lock:
             states.check("start", c.record.status, c.id)
-            c.record.checkpoint = None
+            c.record.checkpoint, c.record.lazy = checkpoint, lazy
+            if checkpoint:
+                c.record.overlay = True
             await self._launch(c)
             self.events.emit("start", c.id, pid=c.record.init.pid)
         return c
@@ -652,20 +683,102 @@ class Supervisor:
             c.record.oom_killed = True
             self.events.emit("oom", c.id, pid=c.record.init.pid)
 
+    async def info(self) -> dict:
+        counts = {s.value: 0 for s in Status}
+        for c in self.containers.values():
+            counts[c.record.status.value] += 1
+        runtimes = {}
+        for name in SUPPORTED:
+            try:
+                runtimes[name] = {"path": self.runtime(name).path,
+                                  "version": await self.runtime(name).version()}
+            except DaemonError as e:
+                runtimes[name] = {"error": e.message}
+        uname = os.uname()
+        return {
+            "version": __version__, "apiVersion": API_VERSION,
+            "host": {"hostname": uname.nodename, "kernel": uname.release,
+                     "os": _os_release(), **self.machine()},
+            "defaultRuntime": self.default_runtime, "runtimes": runtimes,
+            "criu": self.criu_status,
+            "containers": {"total": len(self.containers), **counts},
+            "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
+            "listen": self.config.listen,
+        }
+
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
 
-    # -- checkpoints (paths) --------------------------------------------------
+    # -- checkpoints ------------------------------------------------------------
 
-    @staticmethod
-    def _checkpoint_dir(bundle: str, name: str) -> str:
-        path = os.path.join(bundle, "checkpoints", name)
-        if not os.path.isdir(path):
-            raise NotFound(f"no checkpoint {name!r} in bundle {bundle}", checkpoint=name)
-        return path
+    def _criu(self) -> str:
+        if not self.criu_status.get("available"):
+            raise Unavailable("checkpoint/restore is not available on this host: "
+                              f"{self.criu_status.get('reason')}", criu=self.criu_status)
+        return self.config.criu
+
+    @property
+    def criu_status(self) -> dict:
+        if self._criu_status is None:
+            self._criu_status = criu_status(self.config.criu)
+        return self._criu_status
+
+    async def checkpoint(self, ref: str, name: str, *, exit: bool = False, tcp: bool = False,
+                         unix_sockets: bool = False, shell: bool = False) -> CheckpointMeta:
+        c = self.get(ref)
+        async with c.lock:
+            states.check("checkpoint", c.record.status, c.id)
+            self._criu()
+            store = CheckpointStore(c.record.bundle_path)
+            token = uuid.uuid4().hex[:12]
+            tmp = store.begin(name, token)
+            work = os.path.join(c.shim.dir, f"criu-dump-{token}")
+            os.makedirs(work)
+            try:
+                await self.runtime(c.record.runtime).checkpoint(
+                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
+                    unix_sockets=unix_sockets, shell=shell)
+                meta = store.commit(tmp, CheckpointMeta(
+                    name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
+                    container=c.id))
+            except RuntimeFailure as e:
+                e.message += " " + criu_log_tail(work)
+                raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(work, ignore_errors=True)
+            self.events.emit("checkpoint", c.id, checkpoint=name, exit=exit)
+            if exit:
+                # CRIU killed the tasks; the exit arrives from the shim.
+                c.record.stopped_by_user = True
+                await asyncio.wait_for(c.exited.wait(), 30)
+            return meta
+
+    def checkpoints(self, ref: str) -> list[CheckpointMeta]:
+        return CheckpointStore(self.get(ref).record.bundle_path).list()
+
+    def delete_checkpoint(self, ref: str, name: str) -> None:
+        c = self.get(ref)
+        CheckpointStore(c.record.bundle_path).delete(name)
+        self.events.emit("delete-checkpoint", c.id, checkpoint=name)
+
+    async def _lazy_done(self, c: Container, lazy: LazyPages) -> None:
+        rc = await lazy.finish()
+        if rc != 0:
+            log.warning("container %s: criu lazy-pages exited %d: %s", c.id, rc,
+                        criu_log_tail(lazy.work))
 
 
 # -- helpers -----------------------------------------------------------------
+
+def _os_release() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            fields = dict(ln.rstrip().split("=", 1) for ln in f if "=" in ln)
+        return fields.get("PRETTY_NAME", "").strip('"')
+    except FileNotFoundError:
+        return ""
+
 
 def _read_bundle_config(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
@@ -690,16 +803,6 @@ def _process_from_spec(p: dict, pid: int) -> ProcessRecord:
         user={k: v for k, v in user.items() if k in ("uid", "gid", "additionalGids")}
         or {"uid": 0, "gid": 0},
         terminal=bool(p.get("terminal", False)), cwd=p.get("cwd", "/"))
-
-
-def _meta_flags(image: str) -> dict:
-    try:
-        with open(os.path.join(image, "..", os.path.basename(image) + ".meta.json")) as f:
-            meta = json.load(f)
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {"tcp": meta.get("tcp", False), "unix_sockets": meta.get("unixSockets", False),
-            "shell": meta.get("shell", False)}
 
 
 def _merge_resources(linux_resources: dict, resources: dict) -> None:

@@ -106,3 +106,66 @@ def parse_int(value: str | None, what: str, default: int | None = None,
     if minimum is not None and n < minimum:
         raise InvalidArgument(f"{what} must be >= {minimum}", field=what)
     return n
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value, what: str) -> int:
+    """Bytes from an integer or a string like Zun's "256M"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([bkmgtBKMGT]?)(?:i?[bB])?\s*", value)
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    raise InvalidArgument(f"{what} must be a positive number of bytes or a size like '256M'",
+                          field=what)
+
+
+def _positive_number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidArgument(f"{what} must be a positive number", field=what)
+    return value
+
+
+def oci_resources(body: dict) -> dict:
+    """The API's resource forms -> an OCI LinuxResources object.
+
+    `{"resources": {"memory", "cpus", "cpuShares", "cpuQuota", "cpuPeriod",
+    "pidsLimit"}}`, or Zun's `{"cpu": 0.5, "memory": "256M"}`."""
+    res = body.get("resources", {})
+    if not isinstance(res, dict):
+        raise InvalidArgument("resources must be an object", field="resources")
+    res = dict(res)
+    if "cpu" in body:
+        res.setdefault("cpus", body["cpu"])
+    if "memory" in body:
+        res.setdefault("memory", body["memory"])
+    known = {"memory", "cpus", "cpuShares", "cpuQuota", "cpuPeriod", "pidsLimit"}
+    if not res or set(res) - known:
+        raise InvalidArgument(f"resources takes {sorted(known)}; got {sorted(res)}",
+                              field="resources")
+    out: dict = {}
+    if "memory" in res:
+        limit = parse_size(res["memory"], "memory")
+        # swap == limit: no swap on top of the limit, and on cgroup v1 the
+        # memsw limit must never be below the memory limit.
+        out["memory"] = {"limit": limit, "swap": limit}
+    cpu: dict = {}
+    period = int(_positive_number(res["cpuPeriod"], "cpuPeriod")) if "cpuPeriod" in res else None
+    if "cpus" in res:
+        period = period or 100000
+        cpu["quota"] = int(_positive_number(res["cpus"], "cpus") * period)
+        cpu["period"] = period
+    if "cpuQuota" in res:
+        cpu["quota"] = int(_positive_number(res["cpuQuota"], "cpuQuota"))
+    if period:
+        cpu["period"] = period
+    if "cpuShares" in res:
+        cpu["shares"] = int(_positive_number(res["cpuShares"], "cpuShares"))
+    if cpu:
+        out["cpu"] = cpu
+    if "pidsLimit" in res:
+        out["pids"] = {"limit": int(_positive_number(res["pidsLimit"], "pidsLimit"))}
+    return out

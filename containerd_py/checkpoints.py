@@ -1,0 +1,159 @@
+"""Checkpoints belong to the bundle, as in early containerd: CRIU images in
+`<bundle>/checkpoints/<name>/` plus a small metadata file, so any container
+started from that bundle can restore them.
+
+A checkpoint is written into a hidden temporary directory and renamed into
+place only once CRIU succeeded: a failed dump never appears in the list.
+"""
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+
+from .errors import Conflict, NotFound
+from .events import now_ns, rfc3339
+
+META = "containerd-py.json"
+
+
+@dataclasses.dataclass
+class CheckpointMeta:
+    name: str
+    exit: bool = False
+    tcp: bool = False
+    unixSockets: bool = False
+    shell: bool = False
+    created: str = ""
+    size: int = 0
+    container: str = ""
+
+
+class CheckpointStore:
+    def __init__(self, bundle: str):
+        self.root = os.path.join(bundle, "checkpoints")
+
+    def path(self, name: str) -> str:
+        # `name` is validated as an id by the HTTP layer (no '/', no '..'),
+        # so this can never leave the checkpoints directory.
+        return os.path.join(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        return os.path.isfile(os.path.join(self.path(name), META))
+
+    def require(self, name: str) -> str:
+        if not self.exists(name):
+            raise NotFound(f"no checkpoint {name!r} in {self.root}", checkpoint=name)
+        return self.path(name)
+
+    def begin(self, name: str, token: str) -> str:
+        if self.exists(name) or os.path.exists(self.path(name)):
+            raise Conflict(f"checkpoint {name!r} already exists", checkpoint=name)
+        tmp = os.path.join(self.root, f".{name}.{token}.tmp")
+        os.makedirs(tmp)
+        return tmp
+
+    def commit(self, tmp: str, meta: CheckpointMeta) -> CheckpointMeta:
+        meta.size = _du(tmp)
+        meta.created = rfc3339(now_ns())
+        with open(os.path.join(tmp, META), "w") as f:
+            json.dump(dataclasses.asdict(meta), f)
+        final = self.path(meta.name)
+        if os.path.exists(final):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise Conflict(f"checkpoint {meta.name!r} already exists", checkpoint=meta.name)
+        os.rename(tmp, final)
+        return meta
+
+    def meta(self, name: str) -> CheckpointMeta:
+        with open(os.path.join(self.require(name), META)) as f:
+            return CheckpointMeta(**json.load(f))
+
+    def list(self) -> list[CheckpointMeta]:
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [self.meta(n) for n in names if not n.startswith(".") and self.exists(n)]
+
+    def delete(self, name: str) -> None:
+        path = self.require(name)
+        # Rename first so a half-deleted checkpoint is never listed.
+        doomed = os.path.join(self.root, f".{name}.deleted.{now_ns()}")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def criu_log_tail(work: str, lines: int = 12) -> str:
+    """The end of CRIU's own log: the part that says why it failed."""
+    for name in ("dump.log", "restore.log", "lazy-pages.log"):
+        path = os.path.join(work, name)
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                tail = [ln.rstrip() for ln in f.readlines()
+                        if "RLIMIT_NOFILE" not in ln][-lines:]
+            return f"{name}: " + " | ".join(tail)
+    return ""
+
+
+def criu_status(criu: str | None) -> dict:
+    """Whether checkpointing works on this host, and why not."""
+    if not criu:
+        return {"available": False, "reason": "criu not found (run make setup)"}
+    try:
+        ver = subprocess.run([criu, "--version"], capture_output=True, text=True, timeout=10)
+        check = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"available": False, "path": criu, "reason": str(e)}
+    version = next((ln.split(":", 1)[1].strip() for ln in ver.stdout.splitlines()
+                    if ln.startswith("Version")), ver.stdout.strip())
+    out = (check.stdout + check.stderr).strip()
+    ok = check.returncode == 0 and "Looks good" in out
+    status = {"available": ok, "path": criu, "version": version}
+    if not ok:
+        status["reason"] = out.splitlines()[-1] if out else f"criu check exited {check.returncode}"
+    return status
+
+
+class LazyPages:
+    """`criu lazy-pages` serving a checkpoint's memory over userfaultfd while
+    the restored process already runs; it exits once every page is copied."""
+
+    def __init__(self, criu: str, image: str, work: str):
+        self.criu, self.image, self.work = criu, image, work
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            self.criu, "lazy-pages", "--images-dir", self.image, "--work-dir", self.work,
+            "--log-file", "lazy-pages.log", "-v4",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        sock = os.path.join(self.work, "lazy-pages.socket")
+        for _ in range(200):  # the socket appears within ~50 ms
+            if os.path.exists(sock):
+                return
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.01)
+        raise OSError(f"criu lazy-pages did not start: {criu_log_tail(self.work)}")
+
+    async def finish(self) -> int:
+        return await self.proc.wait() if self.proc else 0
+
+    def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
