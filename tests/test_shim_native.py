@@ -454,3 +454,52 @@ def test_exits_before_pid_file_is_read(tmp_path):
     assert wait_gone(shim_pid)
     with open(os.path.join(state2, "exit")) as f:
         assert f.read().split()[0] == "9"
+
+
+def test_long_lines_and_queued_execs(tmp_path):
+    import threading
+
+    state = str(tmp_path / "state")
+    os.makedirs(state)
+    sock = os.path.join(state, "shim.sock")
+    p = subprocess.run([SHIM, "-s", state, "--", "/bin/sh", "-c",
+                        f"(sleep 60 & echo $! > {state}/init.pid)"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    shim_pid, init_pid = map(int, p.stdout.split())
+    try:
+        # Two execs at once: the second waits for the first's runtime.
+        replies = {}
+
+        def run(n):
+            pf = os.path.join(state, f"q{n}.pid")
+            replies[n] = request(sock, "exec", pf, "0", "/bin/sh", "-c",
+                                 f"(exec sleep 0.5 & echo $! > {pf}); sleep 0.3")
+        ts = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+        t0 = time.monotonic()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert all(r.startswith("ok ") for r in replies.values()), replies
+        assert time.monotonic() - t0 >= 0.55
+
+        pf = os.path.join(state, "long.pid")
+        r = request(sock, "exec", pf, "0", "/bin/sh", "-c",
+                    f"(exec /bin/sh -c 'head -c 40000 /dev/zero | tr \"\\0\" a; echo; "
+                    f"printf end' & echo $! > {pf})")
+        assert r.startswith("ok "), r
+        log = os.path.join(state, "container.log")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(log) as f:
+                lines = f.read().splitlines()
+            if lines and lines[-1].endswith(" stdout P end"):
+                break
+            time.sleep(0.02)
+        tags = [(ln.split(" ", 3)[2], len(ln.split(" ", 3)[3])) for ln in lines]
+        assert tags == [("P", 16384), ("P", 16384), ("F", 40000 - 32768),
+                        ("P", 3)], tags
+    finally:
+        os.kill(init_pid, signal.SIGKILL)
+        assert wait_gone(shim_pid)
