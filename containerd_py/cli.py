@@ -25,6 +25,10 @@ def run_daemon(args) -> int:
     if os.geteuid() != 0:
         print("containerd-py daemon must run as root (it creates containers)", file=sys.stderr)
         return 1
+    import prctl
+    # Shims double-fork away from the daemon; as subreaper the daemon, not
+    # the host's init, inherits them and reaps them when they exit.
+    prctl.set_child_subreaper(1)
     state_dir = os.path.abspath(args.state_dir)
     data_dir = os.path.abspath(args.data_dir or (
         "/var/lib/containerd-py" if state_dir == DEFAULT_STATE_DIR

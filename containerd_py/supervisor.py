@@ -278,6 +278,7 @@ class Supervisor:
                     return  # a later run of this container owns the shim dir
                 if ex.pid == init_pid:
                     self._on_init_exit(c, ex)
+                    await _reap(c.record.shim_pid)
                     return
                 self._on_process_exit(c, ex)
             # The stream ended without init's exit: the shim exited (its
@@ -287,6 +288,7 @@ class Supervisor:
             if c.record.init is not None and c.record.init.pid == init_pid \
                     and c.record.status != Status.STOPPED:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+            await _reap(c.record.shim_pid)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -865,6 +867,21 @@ def _clear_shim_files(shim_dir: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             _unlink(path)
+
+
+async def _reap(pid: int | None) -> None:
+    """Collect an exited shim: the daemon is their subreaper (when it
+    started them; a shim from before a daemon restart belongs to init)."""
+    if not pid:
+        return
+    for _ in range(100):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        await asyncio.sleep(0.05)
 
 
 def _unlink(path: str) -> None:

@@ -1,0 +1,275 @@
+"""The OpenAPI 3 document of the whole API, served at `GET /openapi.json`.
+
+Written by hand next to the routes (a test checks that every route in
+`api.ROUTES` is here and nothing else is), so it says what each endpoint
+does and which errors it answers with, not just its shape.
+"""
+
+from . import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+CONTAINER = {"$ref": "#/components/schemas/Container"}
+PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+
+
+def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
+    body = {"description": desc}
+    if schema is not None:
+        body["content"] = {media: {"schema": schema}}
+    return str(code), body
+
+
+def _errors(*codes: int) -> list[tuple]:
+    text = {
+        400: "invalid id, name, query parameter or body (the body says which field)",
+        404: "no such container (or process, bundle, checkpoint)",
+        409: "wrong state for the operation (the body carries the current `status`), "
+             "or the id/name is taken",
+        413: "request body larger than 1 MiB",
+        500: "the OCI runtime, CRIU or the shim failed; their own output is in `error`",
+        501: "checkpoint/restore is not available on this host (CRIU)",
+    }
+    return [_resp(c, text[c], ERROR) for c in codes]
+
+
+def _op(summary: str, responses: list[tuple], body=None, params=(), desc: str = "",
+        tag: str = "containers") -> dict:
+    op = {"summary": summary, "tags": [tag], "responses": dict(responses)}
+    if desc:
+        op["description"] = desc
+    if body is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t},
+             "description": d} for n, t, d in params]
+    return op
+
+
+def _obj(props: dict, required=()) -> dict:
+    out = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
+TIMEOUT = ("timeout", "integer", "seconds between the stop signal and SIGKILL (default 10)")
+
+PATHS = {
+    "/state": {"get": _op("Every container and the machine", [
+        _resp(200, "containers and machine", _obj({
+            "containers": {"type": "array", "items": CONTAINER},
+            "machine": _obj({"cpus": I, "memory": I})}))], tag="daemon")},
+    "/events": {"get": _op(
+        "Stream of events (newline-delimited JSON)",
+        [_resp(200, "one event per line", {"$ref": "#/components/schemas/Event"},
+               "application/x-ndjson"), *_errors(400)],
+        params=[("since", "string", "replay the journal after this time (unix seconds or "
+                 "RFC3339) before streaming live events"),
+                ("follow", "boolean", "keep streaming after the replay (default true)")],
+        desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
+             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint.",
+        tag="daemon")},
+    "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
+    "/version": {"get": _op("Daemon and API version", [
+        _resp(200, "versions", _obj({"version": S, "apiVersion": S}))], tag="daemon")},
+    "/info": {"get": _op("Host, runtimes, CRIU, counts by status, state dirs", [
+        _resp(200, "information", {"type": "object"})], tag="daemon")},
+    "/openapi.json": {"get": _op("This document", [_resp(200, "OpenAPI 3 document",
+                                                          {"type": "object"})], tag="daemon")},
+    "/containers": {
+        "get": _op("List containers", [
+            _resp(200, "containers", {"type": "array", "items": CONTAINER}), *_errors(400)],
+            params=[("status", "string", "running, paused or stopped"),
+                    ("label", "string", "KEY or KEY=VALUE; repeat to AND")]),
+        "delete": _op("Prune stopped containers", [
+            _resp(200, "ids deleted", _obj({"deleted": {"type": "array", "items": S}})),
+            *_errors(400)], params=[("status", "string", "must be `stopped`")]),
+    },
+    "/containers/{id}": {
+        "post": _op("Create and start a container from an OCI bundle (or restore a "
+                    "checkpoint)", [_resp(201, "the container, running", CONTAINER),
+                                    *_errors(400, 404, 409, 413, 500, 501)],
+                    body={"$ref": "#/components/schemas/CreateRequest"}),
+        "get": _op("One container (by id or name)", [_resp(200, "container", CONTAINER),
+                                                     *_errors(400, 404)]),
+        "patch": _op("Pause/resume, signal init, or update resources", [
+            _resp(200, "the container", CONTAINER), *_errors(400, 404, 409, 500)],
+            body=_obj({"status": {"type": "string", "enum": ["paused", "running"]},
+                       "signal": I, "resources": {"$ref": "#/components/schemas/Resources"},
+                       "cpu": N, "memory": {"oneOf": [I, S]}})),
+        "delete": _op("Delete a stopped container", [
+            _resp(204, "deleted"), *_errors(400, 404, 409, 500)],
+            params=[("force", "boolean", "kill a running container first")]),
+    },
+    "/containers/{id}/process": {"put": _op(
+        "Add a process to a running container", [
+            _resp(201, "the process; pid is the host pid", {"$ref": "#/components/schemas/Process"}),
+            *_errors(400, 404, 409, 500)], body=PROCESS_SPEC)},
+    "/containers/{id}/processes": {"put": _op(
+        "Same as PUT /containers/{id}/process", [
+            _resp(201, "the process", {"$ref": "#/components/schemas/Process"}),
+            *_errors(400, 404, 409, 500)], body=PROCESS_SPEC)},
+    "/containers/{id}/process/{pid}": {"post": _op(
+        "Signal one process of the container", [
+            _resp(200, "signalled", _obj({"pid": I, "signal": I})), *_errors(400, 404, 500)],
+        body=_obj({"signal": I}, ["signal"]))},
+    "/containers/{id}/process/{pid}/wait": {"get": _op(
+        "Wait for a process to exit", [_resp(200, "exit status", _obj({"pid": I,
+                                                                       "exitStatus": I})),
+                                       *_errors(400, 404)])},
+    "/containers/{id}/stop": {"post": _op(
+        "Stop: the stop signal, then SIGKILL after the timeout; answers once stopped",
+        [_resp(200, "the stopped container", CONTAINER), *_errors(400, 404, 409, 500)],
+        params=[TIMEOUT])},
+    "/containers/{id}/start": {"post": _op(
+        "Start a stopped container again (from its bundle, or from a checkpoint)",
+        [_resp(200, "the running container", CONTAINER), *_errors(400, 404, 409, 500, 501)],
+        body=_obj({"checkpoint": S, "lazy": B}))},
+    "/containers/{id}/restart": {"post": _op(
+        "Stop (if running) and start again", [_resp(200, "the running container", CONTAINER),
+                                              *_errors(400, 404, 409, 500)], params=[TIMEOUT])},
+    "/containers/{id}/reboot": {"post": _op(
+        "Zun's name for restart", [_resp(200, "the running container", CONTAINER),
+                                   *_errors(400, 404, 409, 500)], params=[TIMEOUT])},
+    "/containers/{id}/kill": {"post": _op(
+        "Send a signal to init (default SIGKILL)", [_resp(200, "the container", CONTAINER),
+                                                    *_errors(400, 404, 409, 500)],
+        body=_obj({"signal": I}))},
+    "/containers/{id}/pause": {"post": _op(
+        "Freeze every process (cgroup freezer)", [_resp(200, "the container", CONTAINER),
+                                                  *_errors(400, 404, 409, 500)])},
+    "/containers/{id}/unpause": {"post": _op(
+        "Thaw a paused container", [_resp(200, "the container", CONTAINER),
+                                    *_errors(400, 404, 409, 500)])},
+    "/containers/{id}/wait": {"get": _op(
+        "Block until the container stops", [
+            _resp(200, "exit status", _obj({"id": S, "exitStatus": I, "exitedAt": S})),
+            *_errors(400, 404)])},
+    "/containers/{id}/exec": {"post": _op(
+        "Run a command to completion and return its output (ExecSync)", [
+            _resp(200, "result", _obj({"exitStatus": I, "stdout": S, "stderr": S,
+                                       "truncated": B, "timedOut": B})),
+            *_errors(400, 404, 409, 500)],
+        body={"allOf": [PROCESS_SPEC, _obj({"timeout": N, "outputLimit": I})]})},
+    "/containers/{id}/exec/ws": {"get": _op(
+        "Interactive exec over a websocket", [
+            _resp(101, "websocket: binary frames are the process's input and output"),
+            *_errors(400, 404, 409, 500)],
+        params=[("command", "string", "the command line (split like a shell would)"),
+                ("terminal", "boolean", "allocate a pty (default true)")],
+        desc="Like Docker Cloud's exec websocket. Text or binary frames from the client "
+             "go to the process's stdin; its output comes back as binary frames. The "
+             "socket closes with the process; a final text frame "
+             '`{"exitStatus": N}` reports how it ended.')},
+    "/containers/{id}/attach": {"get": _op(
+        "Attach to init's stdin/stdout over a websocket", [
+            _resp(101, "websocket"), *_errors(400, 404, 409, 500)],
+        desc="Frames from the client are written to init's stdin; init's output "
+             "(as logged) is sent as text frames, until the container stops.")},
+    "/containers/{id}/logs": {"get": _op(
+        "Captured output of the container's processes", [
+            _resp(200, "JSON list (or ndjson / text when streaming)",
+                  {"type": "array", "items": {"$ref": "#/components/schemas/LogEntry"}}),
+            *_errors(400, 404)],
+        params=[("follow", "boolean", "stream until the container stops"),
+                ("tail", "string", "last N lines, or `all` (default)"),
+                ("since", "string", "only lines after this time"),
+                ("stdout", "boolean", "include stdout (default true)"),
+                ("stderr", "boolean", "include stderr (default true)"),
+                ("timestamps", "boolean", "prefix text lines with their time"),
+                ("format", "string", "`json` (default without follow) or `text`")])},
+    "/containers/{id}/stats": {"get": _op(
+        "Resource usage (Podman's field set)", [
+            _resp(200, "stats", {"$ref": "#/components/schemas/Stats"}),
+            *_errors(400, 404, 409)],
+        params=[("stream", "boolean", "one object per second until the container stops")])},
+    "/containers/{id}/top": {"get": _op(
+        "Processes of the container", [_resp(200, "processes", {"type": "object"}),
+                                       *_errors(400, 404, 409, 500)])},
+    "/containers/{id}/rename": {"post": _op(
+        "Rename (the id stays)", [_resp(200, "the container", CONTAINER),
+                                  *_errors(400, 404, 409)],
+        params=[("name", "string", "the new name")])},
+    "/containers/{id}/resize": {"post": _op(
+        "Resize the pty of init (or of `pid`)", [_resp(200, "resized", _obj({"w": I, "h": I})),
+                                                 *_errors(400, 404, 409, 500)],
+        params=[("w", "integer", "columns"), ("h", "integer", "rows"),
+                ("pid", "integer", "an exec'd process instead of init")])},
+    "/containers/{id}/checkpoint/{name}": {
+        "post": _op("Checkpoint the container into its bundle", [
+            _resp(201, "checkpoint metadata", {"$ref": "#/components/schemas/Checkpoint"}),
+            *_errors(400, 404, 409, 500, 501)],
+            body=_obj({"exit": B, "tcp": B, "unixSockets": B, "shell": B}), tag="checkpoints"),
+        "delete": _op("Delete a checkpoint", [_resp(204, "deleted"), *_errors(400, 404)],
+                      tag="checkpoints"),
+    },
+    "/containers/{id}/checkpoint": {"get": _op(
+        "Checkpoints of the container's bundle", [
+            _resp(200, "checkpoints", {"type": "array",
+                                       "items": {"$ref": "#/components/schemas/Checkpoint"}}),
+            *_errors(400, 404)], tag="checkpoints")},
+    "/containers/{id}/checkpoints": {"get": _op(
+        "Same as GET /containers/{id}/checkpoint", [
+            _resp(200, "checkpoints", {"type": "array",
+                                       "items": {"$ref": "#/components/schemas/Checkpoint"}}),
+            *_errors(400, 404)], tag="checkpoints")},
+}
+
+SCHEMAS = {
+    "Error": _obj({"error": S}, ["error"]),
+    "ProcessSpec": _obj({"args": {"type": "array", "items": S},
+                         "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
+                         "user": _obj({"uid": I, "gid": I,
+                                       "additionalGids": {"type": "array", "items": I}})},
+                        ["args"]),
+    "Process": _obj({"pid": I, "args": {"type": "array", "items": S},
+                     "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
+                     "user": {"type": "object"}}),
+    "Container": _obj({
+        "id": S, "name": S, "bundlePath": S, "runtime": S,
+        "state": _obj({"status": {"type": "string", "enum": ["running", "paused", "stopped"]}}),
+        "status": S, "pid": I,
+        "processes": {"type": "array", "items": {"$ref": "#/components/schemas/Process"}},
+        "labels": {"type": "object", "additionalProperties": S}, "created": S,
+        "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
+        "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
+        "checkpoint": S, "resources": {"type": "object"}}),
+    "CreateRequest": _obj({
+        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": {"type": "object"},
+        "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
+        "autoRemove": B, "overlay": B,
+        "restartPolicy": _obj({"name": {"type": "string",
+                                        "enum": ["no", "on-failure", "always"]},
+                               "maximumRetryCount": I})}, ["bundlePath"]),
+    "Resources": _obj({"memory": {"oneOf": [I, S]}, "cpus": N, "cpuShares": I,
+                       "cpuQuota": I, "cpuPeriod": I, "pidsLimit": I}),
+    "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
+    "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
+    "Stats": {"type": "object"},
+    "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
+                        "created": S, "size": I, "container": S}),
+}
+
+
+def document() -> dict:
+    paths = {}
+    for path, ops in PATHS.items():
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": {"type": "integer" if n == "pid" else "string"}}
+                  for n in ("id", "pid", "name") if "{" + n + "}" in path]
+        item = dict(ops)
+        if params:
+            item["parameters"] = params
+        paths[path] = item
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "containerd-py", "version": __version__,
+                 "description": "The containerd REST API v1, extended with the container "
+                                "lifecycle of Zun, Podman and Docker Cloud."},
+        "servers": [{"url": "http://127.0.0.1:8888"}],
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
