@@ -7,6 +7,8 @@ Routes are declared in one table at the bottom of the module.
 import asyncio
 import dataclasses
 import json
+import os
+import shlex
 import logging
 
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from . import __version__, logs, validation as v
 from .errors import DaemonError, InvalidArgument, NotFound, TooLarge
 from .events import parse_timestamp
+from .openapi import document as openapi_document
 from .states import Status
 from .supervisor import Supervisor
 
@@ -376,6 +379,92 @@ async def resize(request: web.Request) -> web.Response:
     return _json({"w": cols, "h": rows})
 
 
+# -- websockets -----------------------------------------------------------------
+
+async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
+    sup = _sup(request)
+    c = sup.get(_cid(request))
+    command = request.query.get("command")
+    if not command:
+        raise InvalidArgument("command is required", field="command")
+    try:
+        args = shlex.split(command)
+    except ValueError as e:
+        raise InvalidArgument(f"cannot parse command: {e}", field="command") from None
+    terminal = v.parse_bool(request.query.get("terminal"), "terminal", default=True)
+    process = v.check_process({"args": args, "terminal": terminal}, _init_spec(c))
+    cols = v.parse_int(request.query.get("w"), "w", default=80, minimum=1)
+    rows = v.parse_int(request.query.get("h"), "h", default=24, minimum=1)
+    # Started before the upgrade, so a failure is an ordinary JSON error.
+    session = await sup.open_exec(c.id, process)
+    session.resize(cols, rows)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+
+    async def to_client():
+        async for chunk in session.output():
+            await ws.send_bytes(chunk)
+
+    async def from_client():
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await session.write(msg.data.encode())
+            elif msg.type == web.WSMsgType.BINARY:
+                await session.write(msg.data)
+        session.close_input()
+
+    out = asyncio.create_task(to_client())
+    inp = asyncio.create_task(from_client())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+        if out.done():
+            status = await sup.close_exec(session)
+            if not ws.closed:
+                await ws.send_str(json.dumps({"exitStatus": status}))
+                await ws.close()
+    finally:
+        inp.cancel()
+        out.cancel()
+        if session.running:
+            await sup.close_exec(session)
+    return ws
+
+
+async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
+    sup = _sup(request)
+    c = sup.get(_cid(request))
+    stdin_fd = await sup.stdin_of_init(c.id)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    loop = asyncio.get_running_loop()
+
+    async def to_client():
+        async for e in logs.follow(c.shim.log_path, c.exited.is_set, tail=0):
+            await ws.send_str(e.line + "\n")
+
+    async def from_client():
+        async for msg in ws:
+            data = msg.data.encode() if msg.type == web.WSMsgType.TEXT else msg.data
+            if isinstance(data, bytes):
+                await loop.run_in_executor(None, os.write, stdin_fd, data)
+
+    out = asyncio.create_task(to_client())
+    inp = asyncio.create_task(from_client())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        out.cancel()
+        inp.cancel()
+        os.close(stdin_fd)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
 # -- checkpoints ----------------------------------------------------------------
 
 async def create_checkpoint(request: web.Request) -> web.Response:
@@ -482,6 +571,9 @@ ROUTES = [
     web.get("/containers/{id}/checkpoints", list_checkpoints),
     web.delete("/containers/{id}/checkpoint/{name}", delete_checkpoint),
     web.get("/info", info),
+    web.get("/openapi.json", openapi),
+    web.get("/containers/{id}/exec/ws", exec_websocket),
+    web.get("/containers/{id}/attach", attach_websocket),
 ]
 
 

@@ -26,6 +26,7 @@ from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_t
 from . import API_VERSION, __version__
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
+from .interactive import ExecSession
 from .runtime import SUPPORTED, OCIRuntime
 from .shim import ExitRecord, Shim
 from .states import Status
@@ -609,6 +610,47 @@ class Supervisor:
         return {"exitStatus": status if status >= 0 else 128 - status,
                 "stdout": out.text(), "stderr": err.text(),
                 "truncated": out.truncated or err.truncated, "timedOut": timed_out}
+
+    async def open_exec(self, ref: str, process: dict) -> ExecSession:
+        """Start an interactive process; the caller pumps its input and
+        output and must `close_exec` it."""
+        c = self.get(ref)
+        async with c.lock:
+            states.check("exec", c.record.status, c.id)
+        rt = self.runtime(c.record.runtime)
+        token = uuid.uuid4().hex[:12]
+        proc_file = os.path.join(c.shim.dir, f"ws-{token}.json")
+        pid_file = os.path.join(c.shim.dir, f"ws-{token}.pid")
+        with open(proc_file, "w") as f:
+            json.dump(process, f)
+
+        def argv(console):
+            return rt._base() + ["exec", "--process", proc_file, "--pid-file", pid_file] \
+                + (["--detach", "--tty", "--console-socket", console] if console else []) \
+                + [c.id]
+
+        try:
+            session = await ExecSession.start(argv, process["terminal"], c.shim.dir, pid_file)
+        except BaseException:
+            _unlink(proc_file)
+            raise
+        # A foreground runtime may still be reading it: removed on close.
+        session.process_file = proc_file
+        self.events.emit("exec", c.id, args=process["args"])
+        return session
+
+    @staticmethod
+    async def close_exec(session: ExecSession) -> int:
+        session.kill()  # no-op when it has exited
+        status = await session.wait()
+        _unlink(session.pid_file)
+        _unlink(session.process_file)
+        return status
+
+    async def stdin_of_init(self, ref: str) -> int:
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        return await c.shim.stdin_fd(0)
 
     async def top(self, ref: str) -> list[dict]:
         c = self.get(ref)
