@@ -57,7 +57,10 @@ ROOTFS_VERSION = 1
 STAMP_NAME = ".containerd-py-rootfs"
 
 HOSTNAME = "containerd-py"
-COUNTER_ARGS = ["sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 1; done"]
+# The trap makes `stop` graceful: as PID 1 of its namespace, sh would
+# otherwise ignore SIGTERM and only SIGKILL (after the timeout) would end it.
+COUNTER_ARGS = ["sh", "-c",
+                "trap 'exit 0' TERM; i=0; while true; do echo $i; i=$((i+1)); sleep 1; done"]
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "TERM": "xterm",

@@ -33,3 +33,11 @@ def test_every_operation_documents_its_errors(api):
                 if code.startswith(("4", "5")):
                     schema = op["responses"][code]["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_docs_api_md_lists_every_route():
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "api.md")) as f:
+        text = f.read()
+    for r in ROUTES:
+        assert f"`{r.method} {r.path}`" in text, f"docs/api.md lacks {r.method} {r.path}"
