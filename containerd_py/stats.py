@@ -120,7 +120,7 @@ def _net(pid: int) -> dict:
 def oom_kills(pid: int) -> int:
     try:
         return sample_memory_oom(cgroup_paths(pid))
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return 0
 
 

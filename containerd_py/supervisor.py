@@ -240,7 +240,7 @@ class Supervisor:
         r.oom_killed = False
         try:
             c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except FileNotFoundError:
+        except OSError:  # init already exited (ESRCH for a zombie)
             c.cgroups = None
         self.store.save(r)
         self.events.emit("start-container", c.id, pid=init_pid)
@@ -416,6 +416,7 @@ class Supervisor:
     async def signal_process(self, ref: str, pid: int, signal: int) -> None:
         c = self.get(ref)
         async with c.lock:
+            states.check("signal-process", c.record.status, c.id)
             procs = c.record.processes()
             if not any(p.pid == pid for p in procs):
                 raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
@@ -675,7 +676,7 @@ class Supervisor:
         states.check("stats", c.record.status, c.id)
         try:
             cur = stats_mod.sample(c.record.init.pid)
-        except (FileNotFoundError, ProcessLookupError):
+        except OSError:
             raise Conflict(f"container {c.id!r} has exited", id=c.id, status="stopped") from None
         prev = c.last_stats or {"read": _started_ns(c.record), "cpuNs": 0}
         c.last_stats = cur

@@ -404,8 +404,10 @@ static void cmd_done(int status)
 			exec_kick();
 			return;
 		}
-		report(msg, m);
+		/* Clean first: once the foreground answers, the daemon may
+		 * reuse the state dir. */
 		shim_cleanup();
+		report(msg, m);
 		exit(1);
 	}
 

@@ -86,9 +86,9 @@ void die(int err, const char *fmt, ...)
 	if (g_sync_fd >= 0) {
 		/* The foreground prints it and exits 1. */
 		memcpy(msg, pfx, p);
+		shim_cleanup();
 		if (write(g_sync_fd, msg, p + n) < 0)
 			say(msg + p, n);
-		shim_cleanup();
 	} else {
 		say(msg + p, n);
 	}
