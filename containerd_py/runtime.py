@@ -33,9 +33,11 @@ class OCIRuntime:
 
     # -- argv handed to the shim ------------------------------------------
 
-    def create_argv(self, cid: str, bundle: str, pid_file: str,
-                    console_socket: str | None = None) -> list[str]:
-        argv = self._base() + ["create", "--bundle", bundle, "--pid-file", pid_file]
+    def run_argv(self, cid: str, bundle: str, pid_file: str,
+                 console_socket: str | None = None) -> list[str]:
+        # `run --detach` is create + start in one runtime process: one Go
+        # runtime start-up (~30 ms) less than containerd's create, then start.
+        argv = self._base() + ["run", "--detach", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:
             argv += ["--console-socket", console_socket]
         return argv + [cid]
@@ -89,9 +91,6 @@ class OCIRuntime:
                 runtime=self.name, exitCode=proc.returncode)
         return proc.returncode, out_s, err_s
 
-    async def start(self, cid: str) -> None:
-        await self.run("start", cid)
-
     async def kill(self, cid: str, signal: int, all_processes: bool = False) -> None:
         args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(signal)]
         await self.run(*args)
@@ -136,7 +135,7 @@ class OCIRuntime:
         if leave_running:
             argv.append("--leave-running")
         argv += _criu_flags(tcp, unix_sockets, shell)
-        await self.run(argv=argv + [cid], timeout=600)
+        await self.run("checkpoint", argv=argv + [cid], timeout=600)
 
     async def version(self) -> str:
         _, out, _ = await self.run("--version", argv=[self.path, "--version"], check=False)

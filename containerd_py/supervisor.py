@@ -212,7 +212,7 @@ class Supervisor:
                                    unix_sockets=meta.unixSockets, shell=meta.shell,
                                    lazy=lazy is not None)
         else:
-            argv = rt.create_argv(c.id, run_bundle, pid_file, console)
+            argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -224,12 +224,6 @@ class Supervisor:
             raise
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
-        if not r.checkpoint:
-            try:
-                await rt.start(c.id)
-            except RuntimeFailure:
-                await rt.delete(c.id, force=True)
-                raise
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
