@@ -107,12 +107,19 @@ class Supervisor:
             c = Container(record, Shim(self.config.shim_dir(record.id)))
             self.containers[record.id] = c
             if record.status == Status.STOPPED:
+                # A restart the previous daemon had scheduled but not done.
+                if self._should_restart(record):
+                    c.restart_task = asyncio.create_task(self._policy_restart(c))
                 continue
             for p in list(record.execs):
                 ex = c.shim.process_exit(p.pid)
                 if ex is not None:
                     self._on_process_exit(c, ex)
             if c.shim.alive():
+                try:
+                    c.cgroups = stats_mod.cgroup_paths(record.init.pid)
+                except OSError:
+                    pass
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
