@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 
 from . import __version__, logs, validation as v
-from .errors import DaemonError, InvalidArgument, NotFound, TooLarge
+from .errors import DaemonError, InvalidArgument, TooLarge
 from .events import parse_timestamp
 from .openapi import document as openapi_document
 from .states import Status
@@ -210,18 +210,9 @@ async def add_process(request: web.Request) -> web.Response:
     sup = _sup(request)
     c = sup.get(_cid(request))
     body = await _body(request)
-    spec = _init_spec(c)
-    process = v.check_process(body, spec)
+    process = v.check_process(body, sup.process_defaults(c.id))
     p = await sup.exec(c.id, process)
     return _json(p.to_api(), 201)
-
-
-def _init_spec(c) -> dict:
-    from .supervisor import _read_bundle_config
-    try:
-        return _read_bundle_config(c.record.bundle_path).get("process", {})
-    except DaemonError:
-        return {}
 
 
 async def signal_process(request: web.Request) -> web.Response:
@@ -286,7 +277,7 @@ async def exec_sync(request: web.Request) -> web.Response:
     sup = _sup(request)
     c = sup.get(_cid(request))
     body = await _body(request)
-    process = v.check_process(body, _init_spec(c))
+    process = v.check_process(body, _sup(request).process_defaults(c.id))
     if process["terminal"]:
         raise InvalidArgument("exec runs to completion without a terminal; use the "
                               "websocket form for interactive sessions", field="terminal")
@@ -392,7 +383,7 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     except ValueError as e:
         raise InvalidArgument(f"cannot parse command: {e}", field="command") from None
     terminal = v.parse_bool(request.query.get("terminal"), "terminal", default=True)
-    process = v.check_process({"args": args, "terminal": terminal}, _init_spec(c))
+    process = v.check_process({"args": args, "terminal": terminal}, sup.process_defaults(c.id))
     cols = v.parse_int(request.query.get("w"), "w", default=80, minimum=1)
     rows = v.parse_int(request.query.get("h"), "h", default=24, minimum=1)
     # Started before the upgrade, so a failure is an ordinary JSON error.

@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 
-from . import rootfs, states
+from . import bundle as bundle_mod, rootfs, states
 from . import stats as stats_mod
 from .config import DaemonConfig
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
@@ -157,7 +157,7 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
-        spec = _read_bundle_config(bundle)
+        spec = bundle_mod.read_config(bundle)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -165,7 +165,7 @@ class Supervisor:
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
             overlay=overlay or checkpoint is not None, lazy=lazy)
-        record.init = _process_from_spec(spec.get("process", {}), 0)
+        record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
         # id sees it and gets 409; other operations wait on the lock.
@@ -190,7 +190,7 @@ class Supervisor:
         checkpoint) under a new shim. Caller holds the lock."""
         r = c.record
         if spec is None:
-            spec = _read_bundle_config(r.bundle_path)
+            spec = bundle_mod.read_config(r.bundle_path)
         if c.cleanup is not None:
             await c.cleanup  # the previous run's `runtime delete`
             c.cleanup = None
@@ -403,7 +403,7 @@ class Supervisor:
             finally:
                 for path in (proc_file, pid_file):
                     _unlink(path)
-            p = _process_from_spec(process, pid)
+            p = bundle_mod.process_record(process, pid)
             c.record.execs.append(p)
             self.store.save(c.record)
             self.events.emit("start-process", c.id, pid=pid)
@@ -441,10 +441,17 @@ class Supervisor:
         if c.record.status == Status.PAUSED and signal in (9, 15):
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
-            await rt.resume(c.id)
-            c.record.status = Status.RUNNING
-            self.store.save(c.record)
-            self.events.emit("resume", c.id)
+            try:
+                await rt.resume(c.id)
+            except RuntimeFailure:
+                # For SIGKILL runc thaws the cgroup itself (v1), so the
+                # container may be "not paused" or gone by now.
+                if signal != 9:
+                    raise
+            if c.record.status == Status.PAUSED:  # its exit may have come meanwhile
+                c.record.status = Status.RUNNING
+                self.store.save(c.record)
+                self.events.emit("resume", c.id)
 
     async def pause(self, ref: str) -> Container:
         c = self.get(ref)
@@ -521,7 +528,7 @@ class Supervisor:
 
     def _stop_signal(self, c: Container) -> int:
         try:
-            spec = _read_bundle_config(c.record.bundle_path)
+            spec = bundle_mod.read_config(c.record.bundle_path)
         except NotFound:
             return 15
         sig = (spec.get("annotations") or {}).get("org.opencontainers.image.stopSignal")
@@ -752,6 +759,13 @@ class Supervisor:
             "listen": self.config.listen,
         }
 
+    def process_defaults(self, ref: str) -> dict:
+        """What an exec'd process inherits from init (env, capabilities)."""
+        try:
+            return bundle_mod.read_config(self.get(ref).record.bundle_path).get("process", {})
+        except DaemonError:
+            return {}
+
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
 
@@ -824,31 +838,6 @@ def _os_release() -> str:
         return fields.get("PRETTY_NAME", "").strip('"')
     except FileNotFoundError:
         return ""
-
-
-def _read_bundle_config(bundle: str) -> dict:
-    path = os.path.join(bundle, "config.json")
-    if not os.path.isdir(bundle):
-        raise NotFound(f"bundle path {bundle} does not exist", bundlePath=bundle)
-    try:
-        with open(path) as f:
-            spec = json.load(f)
-    except FileNotFoundError:
-        raise NotFound(f"bundle {bundle} has no config.json", bundlePath=bundle) from None
-    except ValueError as e:
-        raise InvalidArgument(f"{path} is not valid JSON: {e}", bundlePath=bundle) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("process", {}), dict):
-        raise InvalidArgument(f"{path} is not an OCI runtime spec", bundlePath=bundle)
-    return spec
-
-
-def _process_from_spec(p: dict, pid: int) -> ProcessRecord:
-    user = p.get("user") or {}
-    return ProcessRecord(
-        pid=pid, args=list(p.get("args", [])), env=list(p.get("env", [])),
-        user={k: v for k, v in user.items() if k in ("uid", "gid", "additionalGids")}
-        or {"uid": 0, "gid": 0},
-        terminal=bool(p.get("terminal", False)), cwd=p.get("cwd", "/"))
 
 
 def _merge_resources(linux_resources: dict, resources: dict) -> None:
