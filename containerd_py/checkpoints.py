@@ -98,14 +98,17 @@ def _du(path: str) -> int:
 
 
 def criu_log_tail(work: str, lines: int = 12) -> str:
-    """The end of CRIU's own log: the part that says why it failed."""
+    """CRIU's own `Error` lines (the cause is usually far above the end,
+    e.g. "Connected TCP socket, consider using --tcp-established option"),
+    then the end of its log."""
     for name in ("dump.log", "restore.log", "lazy-pages.log"):
         path = os.path.join(work, name)
         if os.path.exists(path):
             with open(path, errors="replace") as f:
-                tail = [ln.rstrip() for ln in f.readlines()
-                        if "RLIMIT_NOFILE" not in ln][-lines:]
-            return f"{name}: " + " | ".join(tail)
+                kept = [ln.rstrip() for ln in f.readlines() if "RLIMIT_NOFILE" not in ln]
+            errors = [ln for ln in kept if "Error (" in ln][:6]
+            tail = [ln for ln in kept[-lines:] if ln not in errors]
+            return f"{name}: " + " | ".join(errors + tail)
     return ""
 
 
