@@ -61,10 +61,16 @@ class CheckpointStore:
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(dataclasses.asdict(meta), f)
         final = self.path(meta.name)
-        if os.path.exists(final):
+        try:
+            # rename() onto an existing non-empty dir fails: two containers
+            # of one bundle racing for a name cannot both win.
+            if os.path.exists(final):
+                raise FileExistsError(final)
+            os.rename(tmp, final)
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise Conflict(f"checkpoint {meta.name!r} already exists", checkpoint=meta.name)
-        os.rename(tmp, final)
+            raise Conflict(f"checkpoint {meta.name!r} already exists",
+                           checkpoint=meta.name) from None
         return meta
 
     def meta(self, name: str) -> CheckpointMeta:

@@ -789,6 +789,16 @@ class Supervisor:
         async with c.lock:
             states.check("checkpoint", c.record.status, c.id)
             self._criu()
+            if c.record.execs:
+                # runc hands CRIU init's process tree only, and an exec'd
+                # process is the shim's child, not init's: CRIU would leave
+                # it out without a word. Refuse rather than lose it.
+                pids = [p.pid for p in c.record.execs]
+                raise Conflict(
+                    f"cannot checkpoint container {c.id!r} while exec'd processes run "
+                    f"(pids {pids}): only init's process tree can be checkpointed; "
+                    "wait for them or signal them first", id=c.id, pids=pids,
+                    status=c.record.status.value)
             store = CheckpointStore(c.record.bundle_path)
             token = uuid.uuid4().hex[:12]
             tmp = store.begin(name, token)
