@@ -11,10 +11,11 @@ import sys
 
 LABELS = {"runc": "bare runc", "crun": "bare crun", "containerd": "containerd + ctr",
           "podman": "podman", "containerd-py/runc": "containerd-py (runc)",
-          "containerd-py/crun": "containerd-py (crun)"}
+          "containerd-py/crun": "containerd-py (crun)", "containerd-py": "containerd-py"}
 ORDER = ["containerd-py/runc", "runc", "containerd", "podman", "containerd-py/crun", "crun"]
 COLORS = {"containerd-py/runc": "#1f77b4", "runc": "#7f7f7f", "containerd": "#2ca02c",
-          "podman": "#9467bd", "containerd-py/crun": "#aec7e8", "crun": "#c7c7c7"}
+          "podman": "#9467bd", "containerd-py/crun": "#aec7e8", "crun": "#c7c7c7",
+          "containerd-py": "#1f77b4"}
 
 
 def ms(v, digits=0):
@@ -63,7 +64,8 @@ def plot_start(res, path):
         ax.set_ylabel("ms (median, min–max)")
         ax.set_title(title)
         for i, m in enumerate(med):
-            ax.text(i, m, f"{m:.0f}", ha="center", va="bottom", fontsize=8)
+            ax.text(i, m / 2, f"{m:.0f}", ha="center", va="center", fontsize=9,
+                    color="white", fontweight="bold")
     fig.suptitle("Start latency of a trivial container")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -270,6 +272,12 @@ def write(results: dict, docs: str) -> None:
     add("Ratios below 1× mean containerd-py is faster (or smaller); above 1×, slower "
         "(or larger). Medians; see the sections below for spread.")
     add("")
+    notes = reading(results)
+    if notes:
+        add("### Reading the numbers")
+        add("")
+        md.extend(f"- {n}" for n in notes)
+        add("")
 
     # ---------------------------------------------------------------- setup
     add("## Setup")
@@ -365,6 +373,22 @@ def write(results: dict, docs: str) -> None:
                 else:
                     cells.append(err_cell(s))
             add(f"| {LABELS.get(k, k)} | " + " | ".join(cells) + " |")
+        add("")
+        add("CPU time per container started (busy jiffies of the whole machine from "
+            "`/proc/stat`, and of the daemon process itself, over the start phase; "
+            "median over repetitions; ms):")
+        add("")
+        add("| system | " + " | ".join(f"{n}: machine / daemon" for n in sizes) + " |")
+        add("| --- | " + " | ".join("---" for _ in sizes) + " |")
+        for k in _keys(tp):
+            cells = []
+            for n in sizes:
+                s = tp[k].get(n) or {}
+                c = s.get("cpu_s_per_container")
+                dc = s.get("daemon_cpu_s_per_container")
+                cells.append("—" if c is None else f"{c * 1000:.0f} / "
+                             + ("—" if dc is None else f"{dc * 1000:.0f}"))
+            add(f"| {LABELS.get(k, k)} | " + " | ".join(cells) + " |")
         if "throughput" in plots:
             add("")
             add(f"![throughput]({plots['throughput']})")
@@ -456,7 +480,8 @@ def write(results: dict, docs: str) -> None:
             "memory). *ready* = the request was sent → the app answered a line written to "
             "its stdin (`pong …` in `GET /containers/{id}/logs`, timed by the shim's log "
             "timestamp). The stdin line goes through the shim's `stdin` control request "
-            "(docs/shim.md), since the API has no attach route. Cold: `POST /containers/{id}` "
+            "(docs/shim.md), which keeps the benchmark's client stdlib-only (the API's attach "
+            "is a websocket). Cold: `POST /containers/{id}` "
             "with the bundle; the last cold container is checkpointed with "
             "`POST /containers/{id}/checkpoint/{name}` `{\"exit\": true}`; restore: "
             "`POST /containers/{id}` with `{\"bundlePath\": B, \"checkpoint\": NAME}` "
@@ -513,6 +538,76 @@ def write(results: dict, docs: str) -> None:
         add("")
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:
         f.write("\n".join(md))
+
+
+def reading(results) -> list[str]:
+    """Plain-language notes computed from the numbers: where containerd-py is
+    behind a baseline, and by how much."""
+    out = []
+    start = results.get("start") or {}
+    tp = results.get("throughput") or {}
+    scale = results.get("scale") or {}
+    ready = results.get("ready") or {}
+    g = lambda d, *ks: _get(d, *ks)  # noqa: E731
+    for mode, what in (("running", "to running"), ("exited", "to exited")):
+        a, b = g(start, "containerd-py/runc", mode, "median"), g(start, "runc", mode, "median")
+        if a and b:
+            out.append(f"Start {what}: containerd-py (runc) {ms(a, 1)} ms vs bare runc "
+                       f"{ms(b, 1)} ms: {'+' if a >= b else ''}{ms(a - b, 1)} ms "
+                       f"({ratio(a, b)}). The difference is the daemon's own path: an HTTP "
+                       "request, forking the shim, which runs runc and reads its pid file, "
+                       "persisting the record and emitting the event"
+                       + ("; for `/bin/true` also the exit's trip back (shim reaps it, "
+                          "notifies the daemon over its socket, `GET /wait` returns), where "
+                          "bare `runc run` just waits for its child." if mode == "exited"
+                          else "."))
+    for k in ("crun", "containerd-py/crun"):
+        e = g(start, k, "running", "error")
+        if e and not g(start, k, "running", "n"):
+            out.append(f"{LABELS[k]} is not available on this host: {e}")
+    for n in sorted({n for v in tp.values() if isinstance(v, dict) for n in v}, key=int):
+        a, b = g(tp, "containerd-py/runc", n, "median"), g(tp, "runc", n, "median")
+        if a and b:
+            ca = g(tp, "containerd-py/runc", n, "cpu_s_per_container")
+            cb = g(tp, "runc", n, "cpu_s_per_container")
+            dc = g(tp, "containerd-py/runc", n, "daemon_cpu_s_per_container")
+            t = (f"Throughput at {n} concurrent: {a:.1f}/s vs bare runc {b:.1f}/s "
+                 f"({ratio(a, b)}).")
+            if ca and cb:
+                t += (f" On 2 cores starting containers is CPU-bound: the machine spent "
+                      f"{ca * 1000:.0f} ms of CPU per container under containerd-py vs "
+                      f"{cb * 1000:.0f} ms for bare runc"
+                      + (f", {dc * 1000:.0f} ms of it in the Python daemon" if dc else "")
+                      + " (the rest is runc, the kernel and the shim).")
+            out.append(t)
+    c = _get(scale, "containerd-py", "api")
+    if c:
+        top = max(c, key=int)
+        st = c[top].get("GET /state") or {}
+        gt = c[top].get("GET /containers/{id}") or {}
+        if st.get("median") and gt.get("median"):
+            out.append(f"API at {top} containers: `GET /state` median {ms(st['median'], 1)} ms "
+                       f"(p95 {ms(st['p95'], 1)}), `GET /containers/{{id}}` "
+                       f"{ms(gt['median'], 2)} ms: /state serialises every record, so it "
+                       "grows linearly with the number of containers.")
+    for mb, r in sorted(ready.items(), key=lambda x: int(x[0])):
+        e, l_ = _get(r, "eager", "pong", "median"), _get(r, "lazy", "pong", "median")
+        pr = _get(r, "podman", "restore", "median")
+        if e and pr:
+            out.append(f"Restore of the {mb} MiB app: containerd-py eager {secs(e)} to the "
+                       f"first answer vs `podman container restore` {secs(pr)}"
+                       + (f"; lazy {secs(l_)} (lazy only defers page copies: memory is "
+                          "faulted in from the page server as the app touches it)"
+                          if l_ else "") + ".")
+    return out
+
+
+def _get(d, *ks):
+    for k in ks:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
 
 
 def _growth(v):

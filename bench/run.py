@@ -151,8 +151,27 @@ def fig_start(systems: list, rounds: int, warmup: int) -> dict:
 
 # -- figure 2: throughput ------------------------------------------------------------
 
+def cpu_jiffies() -> int:
+    """Busy jiffies of the whole machine (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def proc_cpu_jiffies(pid) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return int(st[11]) + int(st[12])  # utime + stime
+    except (OSError, TypeError):
+        return 0
+
+
 def fig_throughput(systems: list, sizes: list[int], reps: dict) -> dict:
     res = {s.key: {str(n): Samples() for n in sizes} for s in systems}
+    cpu = {s.key: {str(n): Samples() for n in sizes} for s in systems}
+    dcpu = {s.key: {str(n): Samples() for n in sizes} for s in systems}
+    hz = os.sysconf("SC_CLK_TCK")
     for n in sizes:
         for rep in range(reps[n]):
             for s in rotated(systems, rep):
@@ -161,6 +180,7 @@ def fig_throughput(systems: list, sizes: list[int], reps: dict) -> dict:
                     continue
                 ids = [new_id() for _ in range(n)]
                 errors = []
+                j0, dj0 = cpu_jiffies(), proc_cpu_jiffies(s.daemon_pid)
                 t0 = time.perf_counter()
                 with cf.ThreadPoolExecutor(n) as ex:
                     futs = [ex.submit(s.start, cid) for cid in ids]
@@ -170,15 +190,25 @@ def fig_throughput(systems: list, sizes: list[int], reps: dict) -> dict:
                         except Exception as e:  # noqa: BLE001
                             errors.append(one_line(e))
                 dt = time.perf_counter() - t0
+                j1, dj1 = cpu_jiffies(), proc_cpu_jiffies(s.daemon_pid)
                 s.remove_many(ids)
                 ok = n - len(errors)
+                if ok:
+                    cpu[s.key][str(n)].add((j1 - j0) / hz / ok)
+                    if s.daemon_pid:
+                        dcpu[s.key][str(n)].add((dj1 - dj0) / hz / ok)
                 if errors:
                     sm.failures += len(errors)
                     sm.error = f"{len(errors)}/{n} failed, e.g. {errors[0]}"
                 if ok:
                     sm.add(ok / dt)
                 log(f"  throughput {s.key} n={n}: {ok}/{n} in {dt:.2f}s = {ok / dt:.1f}/s")
-    return {k: {n: sm.to_json() for n, sm in v.items()} for k, v in res.items()}
+    out = {k: {n: sm.to_json() for n, sm in v.items()} for k, v in res.items()}
+    for k in out:
+        for n in out[k]:
+            out[k][n]["cpu_s_per_container"] = cpu[k][n].median()
+            out[k][n]["daemon_cpu_s_per_container"] = dcpu[k][n].median()
+    return out
 
 
 # -- figures 3 and 4: memory and API latency at scale ---------------------------------
@@ -355,7 +385,7 @@ def wait_log(client, cid: str, needle: str, timeout: float, since_ns: int = 0) -
         for e in client.logs(cid, stderr=False):
             if e["line"] == needle:
                 return parse_cri_ts(e["timestamp"])
-        time.sleep(0.02)
+        time.sleep(0.05)
     raise Unavailable(f"no {needle!r} in the logs of {cid} after {timeout:.0f}s")
 
 
@@ -549,7 +579,7 @@ def main(argv=None) -> int:
     only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready"}
     q = a.quick
     cfg = {
-        "start_rounds": 5 if q else 30, "start_warmup": 1 if q else 2,
+        "start_rounds": 5 if q else 40, "start_warmup": 1 if q else 2,
         "tp_sizes": [50] if q else [50, 200],
         "tp_reps": {50: 1, 200: 1} if q else {50: 3, 200: 2},
         "scale_levels": [0, 10, 50] if q else [0, 10, 100, 500],
