@@ -157,7 +157,7 @@ def plot_ready(ready, path):
               ("restore (eager)", lambda r: r["eager"]["pong"]),
               ("restore (lazy)", lambda r: r["lazy"]["pong"]),
               ("podman cold", lambda r: (r.get("podman") or {}).get("cold_ready")),
-              ("podman restore*", lambda r: (r.get("podman") or {}).get("restore"))]
+              ("podman restore (CLI)", lambda r: (r.get("podman") or {}).get("restore"))]
     fig, ax = plt.subplots(figsize=(9, 4))
     w = 0.8 / len(series)
     for j, (name, get) in enumerate(series):
@@ -489,7 +489,7 @@ def write(results: dict, docs: str) -> None:
             f"{cfg.get('ready_reps')} repetitions each.")
         add("")
         add("| app memory | cold: API returned | cold: `ready` logged | cold: ping answered |"
-            " checkpoint (dump+exit) | restore eager: API / ping | restore lazy: API / ping |"
+            " checkpoint (dump+exit), median | restore eager: API / ping | restore lazy: API / ping |"
             " speed-up (cold / eager, cold / lazy) |")
         add("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for mb, r in sorted(ready.items(), key=lambda x: int(x[0])):
@@ -533,6 +533,16 @@ def write(results: dict, docs: str) -> None:
             add("")
             add(f"![time to ready]({plots['ready']})")
     add("")
+    dl = results.get("daemon_log")
+    if dl:
+        add("## containerd-py daemon log")
+        add("")
+        add("Warnings and errors the containerd-py daemons logged during this run "
+            "(container ids and work paths masked), with counts:")
+        add("")
+        for msg, n in dl.items():
+            add(f"- {n}× `{msg.replace('`', chr(39))}`")
+        add("")
     if results.get("interrupted"):
         add(f"**This run was interrupted ({results['interrupted']}); results are partial.**")
         add("")
@@ -558,9 +568,14 @@ def reading(results) -> list[str]:
                        "request, forking the shim, which runs runc and reads its pid file, "
                        "persisting the record and emitting the event"
                        + ("; for `/bin/true` also the exit's trip back (shim reaps it, "
-                          "notifies the daemon over its socket, `GET /wait` returns), where "
-                          "bare `runc run` just waits for its child." if mode == "exited"
-                          else "."))
+                          "notifies the daemon over its socket, `GET /wait` returns: a few "
+                          "ms). containerd-py always starts detached (`runc run --detach` "
+                          "under the shim), while bare `runc run` in the foreground just "
+                          "waits for its child, which on this host is cheaper than `run -d`"
+                          + (f" ({ms(g(start, 'runc', 'exited', 'median'), 1)} vs "
+                             f"{ms(g(start, 'runc', 'running', 'median'), 1)} ms)"
+                             if g(start, 'runc', 'running', 'median') else "")
+                          + "." if mode == "exited" else "."))
     for k in ("crun", "containerd-py/crun"):
         e = g(start, k, "running", "error")
         if e and not g(start, k, "running", "n"):
@@ -591,7 +606,16 @@ def reading(results) -> list[str]:
                        f"{ms(gt['median'], 2)} ms: /state serialises every record, so it "
                        "grows linearly with the number of containers.")
     for mb, r in sorted(ready.items(), key=lambda x: int(x[0])):
+        cp, pcp = _get(r, "checkpoint", "median"), _get(r, "podman", "checkpoint", "median")
+        if cp and pcp:
+            out.append(f"Checkpoint (dump and exit) of the {mb} MiB app: containerd-py "
+                       f"{secs(cp)} vs `podman container checkpoint` {secs(pcp)} "
+                       f"({ratio(cp, pcp)}).")
         e, l_ = _get(r, "eager", "pong", "median"), _get(r, "lazy", "pong", "median")
+        if e and l_ and l_ > e:
+            out.append(f"Lazy restore is slower than eager for the {mb} MiB app "
+                       f"({secs(l_)} vs {secs(e)}): it has a fixed cost (the lazy-pages "
+                       "server, page-fault handling) that only pays off for larger images.")
         pr = _get(r, "podman", "restore", "median")
         if e and pr:
             out.append(f"Restore of the {mb} MiB app: containerd-py eager {secs(e)} to the "

@@ -425,22 +425,26 @@ def fig_ready(d, work: str, sizes: list[int], reps: int, podman) -> dict:
                 t = time_to_ready(d, cid, bundle)
                 for k, v in t.items():
                     r["cold"][k].add(v)
-                if i == reps - 1:
-                    t0 = time.perf_counter()
-                    try:
-                        d.client.checkpoint(cid, name, exit=True)
-                        r["checkpoint"].add(time.perf_counter() - t0)
-                    except S.APIError as e:
-                        r["checkpoint"].error = (f"POST /containers/{{id}}/checkpoint/{{name}} "
-                                                 f"-> {e.status}: "
-                                                 f"{one_line(e.body.get('error', e.body))}")
+                # every cold container is checkpointed (for the dump time);
+                # the restores use the last one
+                cp = name if i == reps - 1 else f"{name}-{i}"
+                t0 = time.perf_counter()
+                try:
+                    d.client.checkpoint(cid, cp, exit=True)
+                    r["checkpoint"].add(time.perf_counter() - t0)
+                except S.APIError as e:
+                    r["checkpoint"].error = (f"POST /containers/{{id}}/checkpoint/{{name}} "
+                                             f"-> {e.status}: "
+                                             f"{one_line(e.body.get('error', e.body))}")
+                if cp != name:
+                    shutil.rmtree(os.path.join(bundle, "checkpoints", cp), ignore_errors=True)
             except Unavailable as e:
                 r["cold"]["pong"].error = str(e)
             finally:
                 _delete(d, cid)
         log(f"  pyapp {mb} MiB: cold {fmt_s(r['cold']['pong'].median())}, checkpoint "
             f"{fmt_s(r['checkpoint'].median()) if r['checkpoint'].ok else r['checkpoint'].error}")
-        if r["checkpoint"].ok:
+        if os.path.isdir(os.path.join(bundle, "checkpoints", name)):
             for i in range(reps):
                 for mode in (("eager", "lazy") if i % 2 == 0 else ("lazy", "eager")):
                     if r[mode]["pong"].failures >= 2:
@@ -562,6 +566,54 @@ def fmt_s(v):
     return "-" if v is None else f"{v * 1000:.0f} ms" if v < 10 else f"{v:.1f} s"
 
 
+def daemon_log_summary(work: str) -> dict:
+    """WARNING/ERROR lines of every containerd-py daemon log of this run,
+    counted by message (container ids masked)."""
+    import re
+    counts: dict = {}
+    for root, _, files in os.walk(work):
+        if "daemon.log" in files:
+            try:
+                with open(os.path.join(root, "daemon.log"), errors="replace") as f:
+                    for line in f:
+                        if " WARNING " in line or " ERROR " in line or "Traceback" in line:
+                            msg = re.sub(r"^\S+ \S+ ", "", line.strip())
+                            msg = re.sub(_TAG + r"-\d+", "ID", msg)
+                            msg = re.sub(r"/var/tmp/cpb-[^/ ]+", "WORK", msg)
+                            counts[msg[:300]] = counts.get(msg[:300], 0) + 1
+            except OSError:
+                pass
+    return dict(sorted(counts.items(), key=lambda x: -x[1])[:20])
+
+
+# -- cgroups the baselines leave behind ------------------------------------------
+
+# ctr puts containers under /default/ID, podman under /libpod_parent/...: the
+# parents stay (empty) after the containers go.
+BASELINE_CGROUP_PARENTS = ("default", "libpod_parent")
+
+
+def top_cgroups() -> set[str]:
+    out = set()
+    for ctl in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []:
+        for name in BASELINE_CGROUP_PARENTS:
+            if os.path.isdir(os.path.join("/sys/fs/cgroup", ctl, name)):
+                out.add(os.path.join("/sys/fs/cgroup", ctl, name))
+    return out
+
+
+def remove_new_cgroups(before: set[str]) -> None:
+    """rmdir (only empty cgroups can be removed) the parents that did not
+    exist before the benchmark."""
+    for top in top_cgroups() - before:
+        dirs = [top] + [os.path.join(r, d) for r, ds, _ in os.walk(top) for d in ds]
+        for path in sorted(dirs, key=len, reverse=True):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 # -- main --------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -601,6 +653,7 @@ def main(argv=None) -> int:
                    timespec="seconds")}
     results["install"] = install_baselines()
     results["versions"] = versions()
+    cgroups_before = top_cgroups()
     work = tempfile.mkdtemp(prefix="cpb-", dir="/var/tmp")
     log(f"work dir {work}")
     closers = []
@@ -670,6 +723,8 @@ def main(argv=None) -> int:
                 close()
             except Exception as e:  # noqa: BLE001
                 print(f"warning: cleanup: {one_line(e)}", file=sys.stderr)
+        remove_new_cgroups(cgroups_before)
+        results["daemon_log"] = daemon_log_summary(work)
         left = unmount_all_under(work)
         if left:
             log(f"unmounted {len(left)} leftover mounts under {work}")
