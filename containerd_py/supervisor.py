@@ -610,9 +610,23 @@ class Supervisor:
             await asyncio.wait_for(asyncio.shield(pumps), timeout)
         except asyncio.TimeoutError:
             timed_out = True
-            # Killing `runc exec` would orphan the process; kill the process.
-            _kill_pid_file(pid_file)
-            await pumps
+            # Killing `runc exec` would orphan the process; kill the process
+            # and its descendants (they hold its output pipes open). The pid
+            # file appears only once runc has started it.
+            for _ in range(50):
+                if _kill_pid_file(pid_file) or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            try:
+                await asyncio.wait_for(asyncio.shield(pumps), 2)
+            except asyncio.TimeoutError:
+                # Something that escaped to init still holds the pipes, and
+                # `runc exec` waits for their EOF too: stop both.
+                pumps.cancel()
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
         status = await proc.wait()
         for path in (proc_file, pid_file):
             _unlink(path)
@@ -876,12 +890,24 @@ class _Capped:
         return self.buf.decode(errors="replace")
 
 
-def _kill_pid_file(path: str) -> None:
+def _kill_pid_file(path: str) -> bool:
+    """SIGKILL the process in a pid file and its descendants; False if
+    there is no pid file (yet)."""
     try:
         with open(path) as f:
-            os.kill(int(f.read().strip()), 9)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        pass
+            pid = int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    try:
+        family = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        family = []
+    for p in [pid] + family:
+        try:
+            os.kill(p, 9)
+        except ProcessLookupError:
+            pass
+    return True
 
 
 def _started_ns(r: ContainerRecord) -> int:
