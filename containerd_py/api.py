@@ -321,7 +321,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         for e in logs.read_entries(path, streams=streams, since_ns=since, tail=tail):
             await resp.write(render(e).encode())
         return resp
-    async for e in logs.follow(path, c.exited.is_set, streams=streams, since_ns=since,
+    async for e in logs.follow(path, sup.output_done(c), streams=streams, since_ns=since,
                                tail=tail):
         await resp.write(render(e).encode())
     return resp
@@ -430,7 +430,7 @@ async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     loop = asyncio.get_running_loop()
 
     async def to_client():
-        async for e in logs.follow(c.shim.log_path, c.exited.is_set, tail=0):
+        async for e in logs.follow(c.shim.log_path, sup.output_done(c), tail=0):
             await ws.send_str(e.line + "\n")
 
     async def from_client():

@@ -773,6 +773,13 @@ class Supervisor:
             "listen": self.config.listen,
         }
 
+    @staticmethod
+    def output_done(c: Container):
+        """A predicate: has the container written its last log line? The
+        shim reports init's exit before it drains the pipes, so a stopped
+        container's log is complete only once its shim is gone too."""
+        return lambda: c.exited.is_set() and not c.shim.alive()
+
     def process_defaults(self, ref: str) -> dict:
         """What an exec'd process inherits from init (env, capabilities)."""
         try:
