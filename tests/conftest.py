@@ -54,9 +54,10 @@ def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
 class Daemon:
     """A real `containerd-py daemon` process on its own state dir."""
 
-    def __init__(self, state_dir: str, runtime: str = "runc"):
+    def __init__(self, state_dir: str, runtime: str = "runc", extra_args=()):
         self.state_dir = state_dir
         self.runtime = runtime
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.client = Client(self.address, timeout=120)
@@ -68,7 +69,7 @@ class Daemon:
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [DAEMON, "daemon", "--listen", self.address, "--state-dir", self.state_dir,
-             "--runtime", self.runtime],
+             "--runtime", self.runtime, *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
         def up():

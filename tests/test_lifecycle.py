@@ -906,3 +906,24 @@ def test_ping_version_info(api, ctr):
     assert info["host"]["cpus"] == os.cpu_count()
     assert info["host"]["kernel"] == os.uname().release
     assert host_pid_alive(pid_of(run))
+
+
+def test_logs_are_rotated_at_the_configured_size(private_daemon, bundle, cid):
+    d = private_daemon
+    d.extra_args = ["--log-max-bytes", "20000"]
+    d.start()
+    c = cid("rot")
+    d.client.create(c, bundle(["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line$i; "
+                                           "i=$((i+1)); done"]))
+    assert d.client.wait(c)["exitStatus"] == 0
+    log = os.path.join(d.state_dir, "shims", c, "container.log")
+    wait_until(lambda: not os.path.exists(os.path.join(d.state_dir, "shims", c, "shim.sock")),
+               what="the shim to drain and exit")
+    assert os.path.getsize(log) <= 20000 and os.path.getsize(log + ".1") <= 20000
+    lines = [e["line"] for e in d.client.logs(c)]
+    # The newest lines are kept whole and in order, ending with the last one.
+    assert lines[-1] == "line2999"
+    first = int(lines[0][4:])
+    assert first > 0, "nothing was rotated away"
+    assert lines == [f"line{i}" for i in range(first, 3000)]
+    d.client.delete(c)
