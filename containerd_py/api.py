@@ -576,6 +576,9 @@ def make_app(config) -> web.Application:
         sup = Supervisor(config)
         await sup.recover()
         app[SUPERVISOR] = sup
+        log.info("containerd-py %s serving the API on %s (state %s, data %s, runtime %s)",
+                 __version__, config.listen, config.state_dir, config.data_dir,
+                 sup.default_runtime)
         yield
         await sup.close()
 
