@@ -393,7 +393,8 @@ class Supervisor:
             token = uuid.uuid4().hex[:12]
             proc_file = os.path.join(c.shim.dir, f"exec-{token}.json")
             pid_file = os.path.join(c.shim.dir, f"exec-{token}.pid")
-            console = (os.path.join(c.shim.dir, f"exec-{token}.sock")
+            # The shim listens on this one path and runs one exec at a time.
+            console = (os.path.join(c.shim.dir, "exec-console.sock")
                        if process["terminal"] else None)
             with open(proc_file, "w") as f:
                 json.dump(process, f)

@@ -123,3 +123,25 @@ def test_resize_without_terminal_is_409(api, bundle, cid):
         api.request("POST", f"/containers/{c}/resize", query={"w": 80, "h": 24})
     assert e.value.status == 409
     api.delete(c, force=True)
+
+
+def test_exec_process_with_terminal_and_its_resize(api, bundle, cid):
+    c = cid()
+    api.create(c, bundle(["sleep", "3600"]))
+    p = api.add_process(c, ["sh", "-c", "while true; do stty size > /tmp/xsize; sleep 0.1; done"],
+                        terminal=True)
+    assert p["terminal"] is True
+    assert os.readlink(f"/proc/{p['pid']}/fd/0").startswith("/dev/pts/")
+    api.request("POST", f"/containers/{c}/resize", query={"w": 77, "h": 11, "pid": p["pid"]})
+
+    def size():
+        try:
+            with open(f"/proc/{p['pid']}/root/tmp/xsize") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    wait_until(lambda: size() == "11 77", what="the exec'd pty to take the new size")
+    api.signal_process(c, p["pid"], 9)
+    wait_until(lambda: len(api.get(c)["processes"]) == 1, what="the process to leave")
+    api.delete(c, force=True)
