@@ -18,12 +18,11 @@ import uuid
 
 import psutil
 
-from . import bundle as bundle_mod, rootfs, states
+from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
 from . import stats as stats_mod
-from .config import DaemonConfig
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
                           criu_status)
-from . import API_VERSION, __version__
+from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
 from .interactive import ExecSession
@@ -455,23 +454,20 @@ class Supervisor:
                 self.events.emit("resume", c.id)
 
     async def pause(self, ref: str) -> Container:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("pause", c.record.status, c.id)
-            await self.runtime(c.record.runtime).pause(c.id)
-            c.record.status = Status.PAUSED
-            self.store.save(c.record)
-            self.events.emit("pause", c.id)
-        return c
+        return await self._freeze(ref, "pause", Status.PAUSED)
 
     async def resume(self, ref: str) -> Container:
+        return await self._freeze(ref, "resume", Status.RUNNING)
+
+    async def _freeze(self, ref: str, op: str, status: Status) -> Container:
+        """pause / resume: the runtime's cgroup freezer, then the new state."""
         c = self.get(ref)
         async with c.lock:
-            states.check("resume", c.record.status, c.id)
-            await self.runtime(c.record.runtime).resume(c.id)
-            c.record.status = Status.RUNNING
+            states.check(op, c.record.status, c.id)
+            await getattr(self.runtime(c.record.runtime), op)(c.id)
+            c.record.status = status
             self.store.save(c.record)
-            self.events.emit("resume", c.id)
+            self.events.emit(op, c.id)
         return c
 
     async def delete(self, ref: str, force: bool = False) -> None:
