@@ -42,10 +42,12 @@ class OCIRuntime:
             argv += ["--console-socket", console_socket]
         return argv + [cid]
 
-    def exec_argv(self, cid: str, process_file: str, pid_file: str,
+    def exec_argv(self, cid: str, process_file: str, pid_file: str, *, detach: bool = True,
                   console_socket: str | None = None) -> list[str]:
-        argv = self._base() + ["exec", "--detach", "--process", process_file,
-                               "--pid-file", pid_file]
+        # runc only hands a pty master to a console socket when it detaches.
+        argv = self._base() + ["exec", "--process", process_file, "--pid-file", pid_file]
+        if detach:
+            argv.append("--detach")
         if console_socket:
             argv += ["--console-socket", console_socket]
         return argv + [cid]

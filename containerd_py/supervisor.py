@@ -398,8 +398,9 @@ class Supervisor:
             with open(proc_file, "w") as f:
                 json.dump(process, f)
             try:
-                pid = await c.shim.exec(rt.exec_argv(c.id, proc_file, pid_file, console),
-                                        pid_file, process["terminal"])
+                pid = await c.shim.exec(
+                    rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
+                    pid_file, process["terminal"])
             finally:
                 for path in (proc_file, pid_file):
                     _unlink(path)
@@ -594,8 +595,7 @@ class Supervisor:
         pid_file = os.path.join(c.shim.dir, f"sync-{token}.pid")
         with open(proc_file, "w") as f:
             json.dump(process, f)
-        argv = [rt.path, "--root", rt.root, "exec", "--process", proc_file,
-                "--pid-file", pid_file, c.id]
+        argv = rt.exec_argv(c.id, proc_file, pid_file, detach=False)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
@@ -645,9 +645,8 @@ class Supervisor:
             json.dump(process, f)
 
         def argv(console):
-            return rt._base() + ["exec", "--process", proc_file, "--pid-file", pid_file] \
-                + (["--detach", "--tty", "--console-socket", console] if console else []) \
-                + [c.id]
+            return rt.exec_argv(c.id, proc_file, pid_file, detach=console is not None,
+                                console_socket=console)
 
         try:
             session = await ExecSession.start(argv, process["terminal"], c.shim.dir, pid_file)
