@@ -579,7 +579,7 @@ class Supervisor:
             self.events.emit("restart", c.id, pid=c.record.init.pid)
         return c
 
-    # -- issue-4 lifecycle: exec sync, top, stats, update, rename, resize -------
+    # -- exec to completion, interactive exec, top, stats, update, rename, resize
 
     async def exec_sync(self, ref: str, process: dict, timeout: float | None,
                         limit: int) -> dict:
