@@ -34,8 +34,9 @@ run: bundles
 test: bundles
 	$(VENV)/bin/pytest -q tests
 
+# `make bench BENCH_ARGS=--quick` for a smoke run (its report goes to bench/out/quick).
 bench: bundles
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) containerd_py/_bin build *.egg-info

@@ -5,7 +5,7 @@ and podman, in one run (`make bench`, or `.venv/bin/python bench/run.py`).
     bench/run.py            full run (~10-15 min on 2 cores)
     bench/run.py --quick    smoke run (~1-2 min, few iterations)
 
-Writes docs/benchmarks.md, docs/bench-*.png and bench/results.json.
+Writes docs/benchmarks.md, docs/bench-*.png and docs/benchmarks.json.
 Installs containerd and podman from Debian if they are missing. Every daemon
 runs on private state under a temporary work dir and is stopped at the end;
 every container, mount and daemon is removed, also on failure or Ctrl-C.
@@ -621,8 +621,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
                     "start,throughput,scale,ready (default: all)")
-    ap.add_argument("--docs", default=os.path.join(REPO, "docs"),
-                    help="where benchmarks.md and the PNGs go")
+    ap.add_argument("--docs", default=None,
+                    help="where benchmarks.md, benchmarks.json and the PNGs go "
+                         "(default docs/, or bench/out/quick for --quick so a smoke run "
+                         "never replaces the published report)")
     ap.add_argument("--keep-work", action="store_true", help="do not delete the work dir")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -630,6 +632,8 @@ def main(argv=None) -> int:
         return 1
     only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready"}
     q = a.quick
+    a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
+    os.makedirs(a.docs, exist_ok=True)
     cfg = {
         "start_rounds": 5 if q else 40, "start_warmup": 1 if q else 2,
         "tp_sizes": [50] if q else [50, 200],
@@ -732,7 +736,7 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["duration_s"] = round(time.time() - t_start)
     import report
-    S.json_dump(results, os.path.join(HERE, "results-quick.json" if q else "results.json"))
+    S.json_dump(results, os.path.join(a.docs, "benchmarks.json"))
     report.write(results, a.docs)
     log(f"done in {results['duration_s']}s: {os.path.join(a.docs, 'benchmarks.md')}")
     return 130 if "interrupted" in results else 0
