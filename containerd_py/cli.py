@@ -9,7 +9,8 @@ import socket
 import sys
 
 from . import __version__
-from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DaemonConfig
+from .config import (DEFAULT_LISTEN, DEFAULT_STATE_DIR, MIN_SHIM_NAME, SUN_PATH_MAX,
+                     DaemonConfig)
 
 
 def run_daemon(args) -> int:
@@ -37,6 +38,10 @@ def run_daemon(args) -> int:
                           runtime=args.runtime, log_max_bytes=args.log_max_bytes)
     if args.criu:
         config.criu = args.criu
+    if config.shim_name_budget() < MIN_SHIM_NAME:
+        print(f"--state-dir {state_dir} is too long: the shims' unix sockets below it would "
+              f"not fit in {SUN_PATH_MAX} bytes", file=sys.stderr)
+        return 1
     if state_dir != DEFAULT_STATE_DIR:
         # Two daemons on one host must not share cgroups for equal ids.
         config.cgroup_parent = "containerd-py-" + hashlib.sha1(state_dir.encode()).hexdigest()[:8]

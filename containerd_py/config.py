@@ -1,6 +1,7 @@
 """Daemon settings: where state lives and which runtime and CRIU to use."""
 
 import dataclasses
+import hashlib
 import os
 import shutil
 
@@ -10,6 +11,10 @@ DEFAULT_DATA_DIR = "/var/lib/containerd-py"
 # Where native/setup-host.sh puts a CRIU that works on this kernel (Debian 12
 # ships one that fails `criu check`); falls back to `criu` on PATH.
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
+# sizeof(sockaddr_un.sun_path) minus its terminating NUL.
+SUN_PATH_MAX = 107
+# Below this, even hashed shim dir names would not fit.
+MIN_SHIM_NAME = 16
 
 
 def find_criu() -> str | None:
@@ -40,4 +45,18 @@ class DaemonConfig:
         return os.path.join(self.state_dir, "runtime", os.path.basename(self.runtime))
 
     def shim_dir(self, container_id: str) -> str:
-        return os.path.join(self.state_dir, "shims", container_id)
+        """The container's shim dir: named by its id where the shim's unix
+        sockets still fit in sun_path (108 bytes) below it, else by a prefix
+        of the id and a hash of it."""
+        budget = self.shim_name_budget()
+        if len(container_id) <= budget:
+            name = container_id
+        else:
+            digest = hashlib.sha256(container_id.encode()).hexdigest()[:12]
+            name = container_id[:budget - 13] + "-" + digest
+        return os.path.join(self.state_dir, "shims", name)
+
+    def shim_name_budget(self) -> int:
+        # The longest socket the shim makes is <dir>/exec-console.sock.
+        return SUN_PATH_MAX - len(os.path.join(self.state_dir, "shims", "")) \
+            - len("/exec-console.sock")

@@ -395,3 +395,16 @@ def test_crun_runtime(api, bundle, cid):
     api.resume(c)
     api.delete(c, force=True)
     assert not host_pid_alive(pid)
+
+
+def test_longest_valid_id_works_end_to_end(api, bundle, cid):
+    # 128 characters: the shim's sockets could not live in a dir named by it.
+    c = ("long" + cid("x") + "z" * 128)[:128]
+    pid = api.create(c, bundle(["sleep", "3600"]))["processes"][0]["pid"]
+    assert host_pid_alive(pid)
+    p = api.add_process(c, ["sleep", "100"], terminal=True)
+    assert os.readlink(f"/proc/{p['pid']}/fd/0").startswith("/dev/pts/")
+    api.pause(c)
+    api.resume(c)
+    api.delete(c, force=True)
+    assert not host_pid_alive(pid)
