@@ -13,8 +13,8 @@ DEFAULT_DATA_DIR = "/var/lib/containerd-py"
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
 # sizeof(sockaddr_un.sun_path) minus its terminating NUL.
 SUN_PATH_MAX = 107
-# Below this, even hashed shim dir names would not fit.
-MIN_SHIM_NAME = 16
+# Below this even a hashed shim dir name ("-" and 12 hex digits) would not fit.
+MIN_SHIM_NAME = 13
 
 
 def find_criu() -> str | None:

@@ -389,14 +389,10 @@ class Supervisor:
         async with c.lock:
             states.check("exec", c.record.status, c.id)
             rt = self.runtime(c.record.runtime)
-            token = uuid.uuid4().hex[:12]
-            proc_file = os.path.join(c.shim.dir, f"exec-{token}.json")
-            pid_file = os.path.join(c.shim.dir, f"exec-{token}.pid")
+            proc_file, pid_file = _write_process(c, process, "exec")
             # The shim listens on this one path and runs one exec at a time.
             console = (os.path.join(c.shim.dir, "exec-console.sock")
                        if process["terminal"] else None)
-            with open(proc_file, "w") as f:
-                json.dump(process, f)
             try:
                 pid = await c.shim.exec(
                     rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
@@ -590,11 +586,7 @@ class Supervisor:
         async with c.lock:
             states.check("exec", c.record.status, c.id)
         rt = self.runtime(c.record.runtime)
-        token = uuid.uuid4().hex[:12]
-        proc_file = os.path.join(c.shim.dir, f"sync-{token}.json")
-        pid_file = os.path.join(c.shim.dir, f"sync-{token}.pid")
-        with open(proc_file, "w") as f:
-            json.dump(process, f)
+        proc_file, pid_file = _write_process(c, process, "sync")
         argv = rt.exec_argv(c.id, proc_file, pid_file, detach=False)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -638,11 +630,7 @@ class Supervisor:
         async with c.lock:
             states.check("exec", c.record.status, c.id)
         rt = self.runtime(c.record.runtime)
-        token = uuid.uuid4().hex[:12]
-        proc_file = os.path.join(c.shim.dir, f"ws-{token}.json")
-        pid_file = os.path.join(c.shim.dir, f"ws-{token}.pid")
-        with open(proc_file, "w") as f:
-            json.dump(process, f)
+        proc_file, pid_file = _write_process(c, process, "ws")
 
         def argv(console):
             return rt.exec_argv(c.id, proc_file, pid_file, detach=console is not None,
@@ -891,6 +879,16 @@ class _Capped:
 
     def text(self) -> str:
         return self.buf.decode(errors="replace")
+
+
+def _write_process(c: Container, process: dict, kind: str) -> tuple[str, str]:
+    """The OCI process file `runtime exec --process` reads, and the pid file
+    it will write, unique per exec."""
+    token = f"{kind}-{uuid.uuid4().hex[:12]}"
+    proc_file = os.path.join(c.shim.dir, token + ".json")
+    with open(proc_file, "w") as f:
+        json.dump(process, f)
+    return proc_file, os.path.join(c.shim.dir, token + ".pid")
 
 
 def _kill_pid_file(path: str) -> bool:

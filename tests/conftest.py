@@ -131,13 +131,16 @@ def api(daemon) -> Client:
 
 
 @pytest.fixture
-def private_daemon(tmp_path):
-    """A daemon of the test's own, for tests that kill or restart it."""
-    d = Daemon(str(tmp_path / "state"))
+def private_daemon():
+    """A daemon of the test's own, for tests that kill or restart it. Its
+    state dir is short, as a real one is: the shims' sockets live below it."""
+    state = tempfile.mkdtemp(prefix="cdpy-")
+    d = Daemon(state)
     yield d
     if d.proc is None or d.proc.poll() is not None:
         d.start()
     d.cleanup()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
@@ -165,6 +168,15 @@ def host_pid_alive(pid: int) -> bool:
         return state != "Z"
     except FileNotFoundError:
         return False
+
+
+def container_gone(api, cid_) -> bool:
+    """True once the daemon answers 404 for the container."""
+    try:
+        api.get(cid_)
+        return False
+    except APIError as e:
+        return e.status == 404
 
 
 def logs_text(api, cid_) -> str:

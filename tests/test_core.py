@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APIError, host_pid_alive, wait_until
+from conftest import APIError, container_gone, host_pid_alive, wait_until
 
 COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]
 
@@ -68,14 +68,7 @@ def test_auto_remove_forgets_the_container_when_init_exits(api, bundle, cid):
     c = cid()
     api.create(c, bundle(["true"]), autoRemove=True)
 
-    def gone():
-        try:
-            api.get(c)
-            return False
-        except APIError as e:
-            return e.status == 404
-
-    wait_until(gone, what="autoRemove")
+    wait_until(lambda: container_gone(api, c), what="autoRemove")
 
 
 def test_pause_stops_the_counter_and_resume_restarts_it(api, bundle, cid):

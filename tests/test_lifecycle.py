@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APIError, Client, host_pid_alive, wait_until
+from conftest import APIError, container_gone, Client, host_pid_alive, wait_until
 
 COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]
 # Init scripts touch /tmp/ready once their traps are installed, so a test
@@ -823,14 +823,7 @@ def test_auto_remove_after_a_stop(api, ctr, daemon):
     assert rec["autoRemove"] is True
     api.stop(c, timeout=0)
 
-    def gone():
-        try:
-            api.get(c)
-            return False
-        except APIError as e:
-            return e.status == 404
-
-    wait_until(gone, what="autoRemove after stop")
+    wait_until(lambda: container_gone(api, c), what="autoRemove after stop")
     assert not host_pid_alive(pid)
     assert not os.path.exists(os.path.join(daemon.state_dir, "shims", c))
 
