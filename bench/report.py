@@ -532,6 +532,24 @@ def write(results: dict, docs: str) -> None:
                 add(f"| {mb} MiB | {cell(p.get('cold_ready'))} | "
                     f"{secs(first[0]) if first else '—'} | {cell(p.get('checkpoint'))} "
                     f"| {cell(p.get('restore'))} |")
+        clones = next((x["clones"] for _, x in sorted(ready.items(), key=lambda y: int(y[0]))
+                       if x.get("clones")), None)
+        if clones:
+            mb = next(m for m, x in ready.items() if x.get("clones") is clones)
+            add("")
+            add(f"Clones: N containers restored at once from one checkpoint of the {mb} MiB "
+                "app, each under its own id, cgroup, shim and overlay (so none sees "
+                "another's writes). *all answered* = from the first request until every "
+                "clone answered its ping; *each* = one clone's request to answer.")
+            add("")
+            add("| clones at once | all answered (median) | each (median) | each (max) |")
+            add("| --- | --- | --- | --- |")
+            for n, c in sorted(clones.items(), key=lambda x: int(x[0])):
+                w, e = c["wall"], c["each"]
+                if w.get("n"):
+                    add(f"| {n} | {secs(w['median'])} | {secs(e['median'])} | {secs(e['max'])} |")
+                else:
+                    add(f"| {n} | {err_cell(w)} | | |")
         if "ready" in plots:
             add("")
             add(f"![time to ready]({plots['ready']})")

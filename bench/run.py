@@ -469,11 +469,44 @@ def fig_ready(d, work: str, sizes: list[int], reps: int, podman) -> dict:
         else:
             for mode in ("eager", "lazy"):
                 r[mode]["pong"].error = "no checkpoint: " + str(r["checkpoint"].error)
+        if mb == min(sizes) and os.path.isdir(os.path.join(bundle, "checkpoints", name)):
+            r["clones"] = fig_clones(d, bundle, name, CLONE_COUNTS, reps)
         shutil.rmtree(os.path.join(bundle, "checkpoints"), ignore_errors=True)
         if podman is not None:
             r["podman"] = podman_ready(podman, bundle, mb, reps)
         res[str(mb)] = _jsonify(r)
     return res
+
+
+CLONE_COUNTS = (1, 4, 8)
+
+
+def fig_clones(d, bundle: str, name: str, counts, reps: int) -> dict:
+    """N containers restored at once from one checkpoint, each under its own
+    id, shim and overlay: wall time from the first request until every clone
+    has answered its ping, and each clone's own time to answer."""
+    out = {}
+    for n in counts:
+        wall, each = Samples(), Samples()
+        for _ in range(reps):
+            ids = [new_id() for _ in range(n)]
+            t0 = time.perf_counter()
+            try:
+                with cf.ThreadPoolExecutor(n) as pool:
+                    times = list(pool.map(
+                        lambda cid: time_to_ready(d, cid, bundle, checkpoint=name)["pong"], ids))
+                wall.add(time.perf_counter() - t0)
+                for t in times:
+                    each.add(t)
+            except Unavailable as e:
+                wall.error = str(e)
+            finally:
+                for cid in ids:
+                    _delete(d, cid)
+        out[str(n)] = {"wall": wall, "each": each}
+        log(f"  {n} clone(s) at once: all answered in {fmt_s(wall.median())}, "
+            f"each {fmt_s(each.median())}")
+    return out
 
 
 def _delete(d, cid):

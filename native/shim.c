@@ -428,6 +428,16 @@ static void cmd_done(int status)
 	st = 0;
 	ns = 0;
 	n = early_take(pid, p->start_seq, &st, &ns);
+	if (!n && waitpid(pid, &i, WNOHANG) < 0 && errno == ECHILD) {
+		/* Not ours and not reaped by us: someone else reaped it (a
+		 * runtime that waits for what it started). Waiting for it
+		 * would hang forever; its status is lost. */
+		warn(ECHILD, "process %d from %s is not the shim's child", (int)pid,
+		     cmd.pidfile);
+		st = 255;
+		ns = now_ns();
+		n = 1;
+	}
 	if (n)
 		proc_exited(p, st, ns);
 	if (c) {

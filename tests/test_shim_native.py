@@ -446,8 +446,11 @@ def test_exits_before_pid_file_is_read(tmp_path):
     # init itself gone before the runtime returns: still a success, then exit.
     state2 = str(tmp_path / "state2")
     os.makedirs(state2)
+    # The subshell exits at once, so init is orphaned to the shim (and reaped
+    # by it, not by the subshell) before it exits, well before `sleep 0.3`.
     p = subprocess.run([SHIM, "-s", state2, "--", "/bin/sh", "-c",
-                        f"(exit 9 & echo $! > {state2}/init.pid); sleep 0.2"],
+                        f"(sh -c 'sleep 0.05; exit 9' & echo $! > {state2}/init.pid); "
+                        "sleep 0.3"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     shim_pid, init_pid = map(int, p.stdout.split())
