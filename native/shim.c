@@ -304,6 +304,14 @@ static int cmd_start(char *const argv[], const char *pidfile,
 	return 0;
 }
 
+/* Is pid our child (alive or a zombie)? WNOWAIT: a zombie stays for reap(). */
+static int is_child(pid_t pid)
+{
+	siginfo_t info;
+
+	return waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 || errno != ECHILD;
+}
+
 /* The runtime may have handed over the pty master before exiting. */
 static int console_take(void)
 {
@@ -428,7 +436,7 @@ static void cmd_done(int status)
 	st = 0;
 	ns = 0;
 	n = early_take(pid, p->start_seq, &st, &ns);
-	if (!n && waitpid(pid, &i, WNOHANG) < 0 && errno == ECHILD) {
+	if (!n && !is_child(pid)) {
 		/* Not ours and not reaped by us: someone else reaped it (a
 		 * runtime that waits for what it started). Waiting for it
 		 * would hang forever; its status is lost. */
