@@ -7,9 +7,9 @@ Routes are declared in one table at the bottom of the module.
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import shlex
-import logging
 
 from aiohttp import web
 
@@ -28,7 +28,7 @@ EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
 def _json(data, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o))
+    return web.json_response(data, status=status)
 
 
 @web.middleware
@@ -105,6 +105,8 @@ async def create_container(request: web.Request) -> web.Response:
     if name is not None:
         v.check_id(name, "name")
     policy = _restart_policy(body.get("restartPolicy"))
+    if _bool_field(body, "lazy") and checkpoint is None:
+        raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
     c = await _sup(request).create(
         cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
         auto_remove=_bool_field(body, "autoRemove"), restart_policy=policy,
@@ -244,6 +246,8 @@ async def start_container(request: web.Request) -> web.Response:
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")
+    if _bool_field(body, "lazy") and checkpoint is None:
+        raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
     c = await _sup(request).start(_cid(request), checkpoint, _bool_field(body, "lazy"))
     return _json(c.record.to_api())
 

@@ -193,6 +193,7 @@ def test_error_table(api, bundle, cid, daemon):
         ("POST", "/containers/x1", json.dumps({"bundlePath": b, "runtime": "nope"}).encode(), 400),
         ("POST", "/containers/x1", json.dumps({"bundlePath": b, "labels": [1]}).encode(), 400),
         ("POST", "/containers/x1", json.dumps({"bundlePath": b, "checkpoint": "../x"}).encode(), 400),
+        ("POST", "/containers/x1", json.dumps({"bundlePath": b, "lazy": True}).encode(), 400),
         ("POST", "/containers/x1", b"{" + b'"a":"' + b"x" * (2 << 20) + b'"}', 413),
         ("GET", "/containers/nosuch", None, 404),
         ("PATCH", "/containers/nosuch", json.dumps({"status": "paused"}).encode(), 404),
