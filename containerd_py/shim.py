@@ -10,6 +10,7 @@ import dataclasses
 import os
 import socket
 
+from ._native import ffi as _ffi, lib as _lib
 from .errors import RuntimeFailure
 
 SHIM_BINARY = os.path.join(os.path.dirname(__file__), "_bin", "containerd-py-shim")
@@ -23,16 +24,19 @@ class ExitRecord:
 
 
 def read_exit_file(path: str, pid: int = 0) -> ExitRecord | None:
+    """Parsed by the shim's own C parser (the cffi module built from
+    native/protocol.c), so both sides agree on the format by construction."""
     try:
-        with open(path) as f:
-            status, ns = f.read().split()
+        with open(path, "rb") as f:
+            raw = f.read(64)
     except FileNotFoundError:
         return None
-    except ValueError:
-        # The shim writes exit files with rename(), so a partial one means
-        # something else wrote it; treat it as unknown rather than crash.
+    status, ns = _ffi.new("int *"), _ffi.new("long long *")
+    if _lib.cdpy_parse_exit(raw, status, ns) != 0:
+        # The shim writes exit files with rename(), so a malformed one was
+        # written by something else: unknown rather than a crash.
         return None
-    return ExitRecord(pid, int(status), int(ns))
+    return ExitRecord(pid, status[0], ns[0])
 
 
 def pid_alive(pid: int) -> bool:

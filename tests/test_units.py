@@ -100,3 +100,15 @@ def test_state_table():
     # Every operation is allowed in some state, and delete only when stopped.
     assert all(states.ALLOWED.values())
     assert states.ALLOWED["delete"] == {states.Status.STOPPED}
+
+
+def test_exit_files_are_read_with_the_shims_own_parser(tmp_path):
+    from containerd_py.shim import read_exit_file
+    path = tmp_path / "exit"
+    path.write_text("137 1795634760609466710\n")
+    rec = read_exit_file(str(path), 42)
+    assert (rec.pid, rec.status, rec.exited_at_ns) == (42, 137, 1795634760609466710)
+    for bad in ("", "137", "137 x\n", "-1 5\n", "1 2 3\n", "99999999999 1\n"):
+        path.write_text(bad)
+        assert read_exit_file(str(path)) is None, bad
+    assert read_exit_file(str(tmp_path / "missing")) is None
