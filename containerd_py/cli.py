@@ -177,9 +177,7 @@ def _client_command(cl, args) -> int:
                                   {"follow": "true", **({"tail": args.tail} if args.tail else {})}):
                 print(line)
         else:
-            res = cl.request("GET", f"/containers/{args.id}/logs",
-                             query={"tail": args.tail, "format": "text"})
-            for entry in res:
+            for entry in cl.logs(args.id, tail=args.tail):
                 print(entry["line"])
     elif cmd == "checkpoint":
         _print(cl.checkpoint(args.id, args.name, exit=args.exit))

@@ -1,0 +1,45 @@
+"""The command-line client, run as a user would, against the real daemon."""
+
+import json
+import os
+import subprocess
+
+from conftest import DAEMON, ROOT, host_pid_alive, wait_until
+
+
+def cli(daemon, *args, check=True):
+    p = subprocess.run([DAEMON, "--address", daemon.address, *args],
+                       capture_output=True, text=True, timeout=120)
+    if check:
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+    return p
+
+
+def test_cli_walkthrough(daemon, cid):
+    c = cid("cli")
+    bundle = os.path.join(ROOT, "bundles", "busybox")
+    created = json.loads(cli(daemon, "run", c, bundle, "--label", "app=demo").stdout)
+    pid = created["processes"][0]["pid"]
+    assert host_pid_alive(pid) and created["labels"] == {"app": "demo"}
+    listed = json.loads(cli(daemon, "ps", "--label", "app=demo").stdout)
+    assert c in [x["id"] for x in listed]
+    p = cli(daemon, "exec", c, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+    # The example bundle counts every second: its log grows.
+    wait_until(lambda: cli(daemon, "logs", c).stdout.split()[:2] == ["0", "1"],
+               what="the counter in the logs")
+    assert cli(daemon, "logs", c, "--tail", "1").stdout.count("\n") == 1
+    assert json.loads(cli(daemon, "pause", c).stdout)["status"] == "paused"
+    assert json.loads(cli(daemon, "resume", c).stdout)["status"] == "running"
+    stopped = json.loads(cli(daemon, "stop", "-t", "5", c).stdout)
+    assert stopped["status"] == "stopped" and stopped["exitStatus"] == 0
+    assert not host_pid_alive(pid)
+    cli(daemon, "rm", c)
+    p = cli(daemon, "inspect", c, check=False)
+    assert p.returncode == 1 and "no such container" in p.stderr
+
+
+def test_cli_reports_an_unreachable_daemon():
+    p = subprocess.run([DAEMON, "--address", "127.0.0.1:1", "ps"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "cannot reach the daemon" in p.stderr
