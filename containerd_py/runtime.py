@@ -76,6 +76,7 @@ class OCIRuntime:
     async def run(self, *args: str, timeout: float = 60, check: bool = True,
                   argv: list[str] | None = None) -> tuple[int, str, str]:
         argv = argv or self._base() + list(args)
+        what = f"{self.name} {args[0]}" if args else self.name
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -84,18 +85,15 @@ class OCIRuntime:
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
-            raise RuntimeFailure(f"{self.name} {argv[3] if len(argv) > 3 else ''} timed out"
-                                 f" after {timeout}s", argv=argv) from None
+            raise RuntimeFailure(f"{what} timed out after {timeout}s", argv=argv) from None
         out_s, err_s = out.decode(errors="replace"), err.decode(errors="replace")
         if check and proc.returncode != 0:
-            raise RuntimeFailure(
-                f"{self.name} {' '.join(args[:1])} failed: {_clean(err_s or out_s)}",
-                runtime=self.name, exitCode=proc.returncode)
+            raise RuntimeFailure(f"{what} failed: {_clean(err_s or out_s)}",
+                                 runtime=self.name, exitCode=proc.returncode)
         return proc.returncode, out_s, err_s
 
-    async def kill(self, cid: str, signal: int, all_processes: bool = False) -> None:
-        args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(signal)]
-        await self.run(*args)
+    async def kill(self, cid: str, signal: int) -> None:
+        await self.run("kill", cid, str(signal))
 
     async def pause(self, cid: str) -> None:
         await self.run("pause", cid)
@@ -108,12 +106,6 @@ class OCIRuntime:
                                       check=False)
         if rc != 0 and "does not exist" not in err and "not exist" not in out:
             raise RuntimeFailure(f"{self.name} delete failed: {_clean(err or out)}")
-
-    async def state(self, cid: str) -> dict | None:
-        rc, out, _ = await self.run("state", cid, check=False)
-        if rc != 0:
-            return None
-        return json.loads(out)
 
     async def update(self, cid: str, resources: dict) -> None:
         # `update -r -` reads a LinuxResources object from stdin; flags would

@@ -128,9 +128,6 @@ class Shim:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
 
-    async def close_stdin(self, pid: int = 0) -> None:
-        await self._request("closestdin", str(pid))
-
     async def resize(self, pid: int, cols: int, rows: int) -> None:
         await self._request("resize", str(pid), str(cols), str(rows))
 
