@@ -11,6 +11,15 @@ import pytest
 from conftest import APIError, host_pid_alive, wait_until
 
 
+def in_container(pid: int, path: str) -> str | None:
+    """A file's content as the container sees it (through its root)."""
+    try:
+        with open(f"/proc/{pid}/root{path}") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 async def _ws(daemon, path):
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(f"http://{daemon.address}{path}")
@@ -101,15 +110,8 @@ def test_terminal_init_and_resize(api, bundle, cid):
     pid = api.create(c, b)["processes"][0]["pid"]
     assert os.readlink(f"/proc/{pid}/fd/0").startswith("/dev/pts/")
     api.request("POST", f"/containers/{c}/resize", query={"w": 123, "h": 45})
-
-    def size():
-        try:
-            with open(f"/proc/{pid}/root/tmp/size") as f:
-                return f.read().strip()
-        except FileNotFoundError:
-            return None
-
-    wait_until(lambda: size() == "45 123", what="the pty to take the new size")
+    wait_until(lambda: in_container(pid, "/tmp/size") == "45 123",
+               what="the pty to take the new size")
     with pytest.raises(APIError) as e:
         api.request("POST", f"/containers/{c}/resize", query={"w": 0, "h": 45})
     assert e.value.status == 400
@@ -133,15 +135,8 @@ def test_exec_process_with_terminal_and_its_resize(api, bundle, cid):
     assert p["terminal"] is True
     assert os.readlink(f"/proc/{p['pid']}/fd/0").startswith("/dev/pts/")
     api.request("POST", f"/containers/{c}/resize", query={"w": 77, "h": 11, "pid": p["pid"]})
-
-    def size():
-        try:
-            with open(f"/proc/{p['pid']}/root/tmp/xsize") as f:
-                return f.read().strip()
-        except FileNotFoundError:
-            return None
-
-    wait_until(lambda: size() == "11 77", what="the exec'd pty to take the new size")
+    wait_until(lambda: in_container(p["pid"], "/tmp/xsize") == "11 77",
+               what="the exec'd pty to take the new size")
     api.signal_process(c, p["pid"], 9)
     wait_until(lambda: len(api.get(c)["processes"]) == 1, what="the process to leave")
     api.delete(c, force=True)
