@@ -335,19 +335,21 @@ class Supervisor:
         c.process_exited.clear()
         c.cleanup = asyncio.create_task(self._after_exit(c))
 
-    async def _after_exit(self, c: Container) -> None:
+    async def _after_exit(self, c: Container) -> bool:
         """Release the runtime's state and cgroup; then honour autoRemove or
-        the restart policy."""
+        the restart policy. True if the runtime's state is gone."""
         try:
             await self.runtime(c.record.runtime).delete(c.id, force=True)
+            deleted = True
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
-        if self.containers.get(c.id) is not c:
-            return
-        if c.record.auto_remove:
-            asyncio.create_task(self._auto_remove(c))
-        elif self._should_restart(c.record):
-            c.restart_task = asyncio.create_task(self._policy_restart(c))
+            deleted = False
+        if self.containers.get(c.id) is c:
+            if c.record.auto_remove:
+                asyncio.create_task(self._auto_remove(c))
+            elif self._should_restart(c.record):
+                c.restart_task = asyncio.create_task(self._policy_restart(c))
+        return deleted
 
     async def _auto_remove(self, c: Container) -> None:
         try:
@@ -476,19 +478,23 @@ class Supervisor:
                 await self._stop_locked(c, timeout=0)
             if c.restart_task:
                 c.restart_task.cancel()
+            # After an exit seen by this daemon, `_after_exit` has already
+            # deleted the runtime's state: no second `runtime delete`.
+            runtime_done = False
             if c.cleanup:
-                await c.cleanup
+                runtime_done = await c.cleanup
                 c.cleanup = None
-            await self._teardown(c)
+            await self._teardown(c, runtime_done)
             self.containers.pop(c.id, None)
             self.store.remove(c.id)
             self.events.emit("delete", c.id)
 
-    async def _teardown(self, c: Container) -> None:
+    async def _teardown(self, c: Container, runtime_done: bool = False) -> None:
         """Remove everything of the container's but its record."""
         if c.watcher and not c.watcher.done():
             c.watcher.cancel()
-        await self.runtime(c.record.runtime).delete(c.id, force=True)
+        if not runtime_done:
+            await self.runtime(c.record.runtime).delete(c.id, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
 
