@@ -251,7 +251,8 @@ class Supervisor:
         containerd: the root path made absolute (and swapped for an overlay
         when the container has one) and a cgroup of the daemon's own."""
         r = c.record
-        spec = json.loads(json.dumps(spec))
+        # `spec` was just read from the user's bundle for this launch alone:
+        # changed in place.
         root = spec.setdefault("root", {"path": "rootfs"})
         lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
         if r.overlay:
