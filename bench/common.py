@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark: statistics, timing, process memory,
-mounts, and running commands. Standard library only."""
+mounts, and running commands. Standard library, plus the daemon's own
+pid check."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from containerd_py.shim import pid_alive  # noqa: E402
 
 
 class Unavailable(Exception):
@@ -98,19 +103,8 @@ def read_pid(path: str) -> int | None:
 
 
 def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Running (not a zombie): the daemon's own check."""
+    return pid_alive(pid)
 
 
 def kill(pid: int | None, sig: int = signal.SIGKILL) -> None:

@@ -39,14 +39,17 @@ def read_exit_file(path: str, pid: int = 0) -> ExitRecord | None:
     return ExitRecord(pid, status[0], ns[0])
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def pid_alive(pid: int | None) -> bool:
+    """Running, that is: a zombie (exited, not yet reaped by whoever
+    inherited it) is not alive, or a crashed shim would look alive until
+    the host's init got round to it."""
+    if not pid:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 class Shim:
@@ -170,7 +173,7 @@ class Shim:
 
     def alive(self) -> bool:
         pid = self.shim_pid()
-        return pid is not None and pid_alive(pid) and os.path.exists(self.sock_path)
+        return pid_alive(pid) and os.path.exists(self.sock_path)
 
 
 async def _readable(loop, sock) -> None:

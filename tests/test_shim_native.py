@@ -409,6 +409,16 @@ def test_drain_is_bounded(tmp_path):
         reap_orphans()
 
 
+def start_fake_shim(state: str) -> tuple[int, int]:
+    """A shim whose "runtime" is a shell leaving a `sleep 60` as init."""
+    p = subprocess.run([SHIM, "-s", state, "--", "/bin/sh", "-c",
+                        f"(sleep 60 & echo $! > {state}/init.pid)"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    shim_pid, init_pid = map(int, p.stdout.split())
+    return shim_pid, init_pid
+
+
 def test_exits_before_pid_file_is_read(tmp_path):
     """Processes that exit (and are reaped) while their runtime command still
     runs get their exit file and notification once the pid file is read.
@@ -416,11 +426,7 @@ def test_exits_before_pid_file_is_read(tmp_path):
     state = str(tmp_path / "state")
     os.makedirs(state)
     sock = os.path.join(state, "shim.sock")
-    p = subprocess.run([SHIM, "-s", state, "--", "/bin/sh", "-c",
-                        f"(sleep 60 & echo $! > {state}/init.pid)"],
-                       capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    shim_pid, init_pid = map(int, p.stdout.split())
+    shim_pid, init_pid = start_fake_shim(state)
     try:
         sub = Subscription(sock)
         pf = os.path.join(state, "e.pid")
@@ -465,11 +471,7 @@ def test_long_lines_and_queued_execs(tmp_path):
     state = str(tmp_path / "state")
     os.makedirs(state)
     sock = os.path.join(state, "shim.sock")
-    p = subprocess.run([SHIM, "-s", state, "--", "/bin/sh", "-c",
-                        f"(sleep 60 & echo $! > {state}/init.pid)"],
-                       capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    shim_pid, init_pid = map(int, p.stdout.split())
+    shim_pid, init_pid = start_fake_shim(state)
     try:
         # Two execs at once: the second waits for the first's runtime.
         replies = {}
