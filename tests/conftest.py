@@ -166,7 +166,8 @@ def host_pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         return state != "Z"
-    except FileNotFoundError:
+    except OSError:
+        # Gone between the open and the read (ESRCH), or before the open.
         return False
 
 

@@ -57,11 +57,12 @@ def wait_gone(pid, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reap_orphans()
-        if not os.path.exists(f"/proc/{pid}"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    reap_orphans()
+        except OSError:     # gone, before the open or between open and read
             return True
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                reap_orphans()
         time.sleep(0.02)
     return False
 
