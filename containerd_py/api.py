@@ -395,6 +395,10 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     session.resize(cols, rows)
     ws = web.WebSocketResponse()
     await ws.prepare(request)
+    if session.pid is not None:
+        # What `POST /containers/{id}/resize?pid=` needs for a live resize;
+        # a frame, not a header, so that a browser's WebSocket can read it.
+        await ws.send_str(json.dumps({"pid": session.pid}))
 
     async def to_client():
         async for chunk in session.output():
@@ -413,7 +417,7 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
         if out.done():
-            status = await sup.close_exec(session)
+            status = await sup.close_exec(c.id, session)
             if not ws.closed:
                 await ws.send_str(json.dumps({"exitStatus": status}))
                 await ws.close()
@@ -421,7 +425,7 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
         inp.cancel()
         out.cancel()
         if session.running:
-            await sup.close_exec(session)
+            await sup.close_exec(c.id, session)
     return ws
 
 

@@ -159,11 +159,15 @@ PATHS = {
             _resp(101, "websocket: binary frames are the process's input and output"),
             *_errors(400, 404, 409, 500)],
         params=[("command", "string", "the command line (split like a shell would)"),
-                ("terminal", "boolean", "allocate a pty (default true)")],
+                ("terminal", "boolean", "allocate a pty (default true)"),
+                ("w", "integer", "pty columns (default 80)"),
+                ("h", "integer", "pty rows (default 24)")],
         desc="Like Docker Cloud's exec websocket. Text or binary frames from the client "
              "go to the process's stdin; its output comes back as binary frames. The "
              "socket closes with the process; a final text frame "
-             '`{"exitStatus": N}` reports how it ended.')},
+             '`{"exitStatus": N}` reports how it ended. With a pty, a first text frame '
+             '`{"pid": N}` gives the process\'s pid, for a live '
+             "`POST /containers/{id}/resize?pid=`.")},
     "/containers/{id}/attach": {"get": _op(
         "Attach to init's stdin/stdout over a websocket", [
             _resp(101, "websocket"), *_errors(400, 404, 409, 500)],
@@ -197,7 +201,7 @@ PATHS = {
         "Resize the pty of init (or of `pid`)", [_resp(200, "resized", _obj({"w": I, "h": I})),
                                                  *_errors(400, 404, 409, 500)],
         params=[("w", "integer", "columns"), ("h", "integer", "rows"),
-                ("pid", "integer", "an exec'd process instead of init")])},
+                ("pid", "integer", "an exec'd process (or websocket exec) instead of init")])},
     "/containers/{id}/checkpoint/{name}": {
         "post": _op("Checkpoint the container into its bundle", [
             _resp(201, "checkpoint metadata", {"$ref": "#/components/schemas/Checkpoint"}),

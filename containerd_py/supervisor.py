@@ -49,6 +49,9 @@ class Container:
         self.cleanup: asyncio.Task | None = None
         self.restart_task: asyncio.Task | None = None
         self.process_exited: dict[int, asyncio.Event] = {}
+        # Websocket exec sessions with a pty, by pid: the daemon holds their
+        # pty master, so it resizes them itself.
+        self.sessions: dict[int, ExecSession] = {}
         self.last_stats: dict | None = None
         # Cgroup dirs of the running init, read once at start: after init
         # exits /proc/PID/cgroup is gone but the OOM counter still matters.
@@ -650,13 +653,17 @@ class Supervisor:
             raise
         # A foreground runtime may still be reading it: removed on close.
         session.process_file = proc_file
-        self.events.emit("exec", c.id, args=process["args"])
+        if session.pid is not None:
+            c.sessions[session.pid] = session
+        self.events.emit("exec", c.id, pid=session.pid, args=process["args"])
         return session
 
-    @staticmethod
-    async def close_exec(session: ExecSession) -> int:
+    async def close_exec(self, ref: str, session: ExecSession) -> int:
         session.kill()  # no-op when it has exited
         status = await session.wait()
+        c = self.containers.get(ref)
+        if c is not None and c.sessions.get(session.pid) is session:
+            del c.sessions[session.pid]
         _unlink(session.pid_file)
         _unlink(session.process_file)
         return status
@@ -720,6 +727,9 @@ class Supervisor:
     async def resize(self, ref: str, pid: int, cols: int, rows: int) -> None:
         c = self.get(ref)
         states.check("resize", c.record.status, c.id)
+        if pid in c.sessions:
+            c.sessions[pid].resize(cols, rows)
+            return
         procs = {p.pid: p for p in c.record.processes()}
         target = procs.get(pid or c.record.init.pid)
         if target is None:

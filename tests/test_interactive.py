@@ -52,7 +52,15 @@ async def test_websocket_exec_with_a_terminal(api, daemon, bundle, cid):
     session, ws = await _ws(daemon, f"/containers/{c}/exec/ws?command=sh&w=100&h=40")
     out, final = b"", None
     try:
-        await ws.send_str("stty size; tty; echo $((6*7)); exit 3\n")
+        first = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+        assert host_pid_alive(first["pid"])
+        await ws.send_str("stty size; tty; echo $((6*7)); read go; stty size; exit 3\n")
+        while b"42" not in out:
+            out += (await asyncio.wait_for(ws.receive_bytes(), 10))
+        # Resized live while the shell waits: its second `stty size` sees it.
+        api.request("POST", f"/containers/{c}/resize",
+                    query={"w": 61, "h": 17, "pid": first["pid"]})
+        await ws.send_str("go\n")
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 out += msg.data
@@ -64,6 +72,7 @@ async def test_websocket_exec_with_a_terminal(api, daemon, bundle, cid):
     assert "40 100" in text  # the size asked for
     assert "/dev/pts/" in text  # a real pty inside the container
     assert "42" in text
+    assert "17 61" in text  # the live resize
     assert final == {"exitStatus": 3}
     # The shell is gone from the container.
     assert not any("sh" == p["command"] for p in api.top(c)["processes"])
