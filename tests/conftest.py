@@ -150,7 +150,7 @@ def bundle(tmp_path):
 
     def make(args=None, **opts):
         path = str(tmp_path / f"bundle{next(counter)}")
-        return str(write_bundle(path, args or ["sleep", "3600"], **opts))
+        return str(write_bundle(path, args or ["tail", "-f", "/dev/null"], **opts))
 
     return make
 

@@ -378,7 +378,7 @@ def test_checkpoint_with_running_exec_process_is_refused(api, daemon, bundle, ci
 
 
 def test_checkpoint_errors(api, daemon, bundle, cid):
-    b = bundle(["sleep", "3600"])
+    b = bundle(["tail", "-f", "/dev/null"])
     c = cid("errs")
     pid = api.create(c, b)["processes"][0]["pid"]
     api.checkpoint(c, "one")
@@ -447,8 +447,8 @@ def test_criu_failure_is_500_with_its_log_and_leaves_container_running(api, daem
                                                                         cid):
     # An established TCP connection (over the container's own loopback):
     # CRIU refuses to dump it unless told to (--tcp-established).
-    b = bundle(["sh", "-c", "sleep 3600 | nc -l -p 5555 > /dev/null & sleep 0.3; "
-                "sleep 3600 | nc 127.0.0.1 5555"])
+    b = bundle(["sh", "-c", "tail -f /dev/null | nc -l -p 5555 > /dev/null & sleep 0.3; "
+                "tail -f /dev/null | nc 127.0.0.1 5555"])
     c = cid("tcp")
     pid = api.create(c, b)["processes"][0]["pid"]
 
@@ -612,7 +612,7 @@ def _cmdline_has(pid: str, needle: str) -> bool:
 def test_same_name_at_once_one_wins(api, bundle, cid):
     # Two containers of one bundle share its checkpoints dir: the same name
     # asked for at once gives one checkpoint and one 409, never a mix.
-    b = bundle(["sleep", "3600"])
+    b = bundle(["tail", "-f", "/dev/null"])
     a, z = cid("a"), cid("z")
     api.create(a, b)
     api.create(z, b)
