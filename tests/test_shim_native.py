@@ -421,16 +421,19 @@ def start_fake_shim(state: str) -> tuple[int, int]:
     return shim_pid, init_pid
 
 
-def exit_once_orphaned(tmp_path, code: int):
-    """A script that exits with `code` only once it has been orphaned to the
-    shim (the subreaper), so that the shim reaps it and never the subshell
-    that started it: a subshell may reap its own background job, and then
-    the status is lost (255) by design."""
+def early_exit_runtime(tmp_path, code: int, pid_file: str) -> str:
+    """A fake runtime command whose process exits with `code` before the
+    command returns. The process exits only once it has been orphaned to
+    the shim (the subreaper), so that the shim reaps it and never the
+    subshell that started it: a subshell may reap its own background job,
+    and then the status is lost (255) by design. The command returns only
+    after the shim has reaped it."""
     path = tmp_path / f"exit-{code}.sh"
     path.write_text('until [ "$(cat /proc/$(cut -d" " -f4 /proc/$$/stat)/comm)" = '
                     f'"{os.path.basename(SHIM)[:15]}" ]; do sleep 0.01; done\n'
                     f'echo early; exit {code}\n')
-    return path
+    return (f"(exec /bin/sh {path} & echo $! > {pid_file}); "
+            f"while kill -0 $(cat {pid_file}) 2>/dev/null; do sleep 0.01; done")
 
 
 def test_exits_before_pid_file_is_read(tmp_path):
@@ -444,11 +447,7 @@ def test_exits_before_pid_file_is_read(tmp_path):
     try:
         sub = Subscription(sock)
         pf = os.path.join(state, "e.pid")
-        # The runtime command returns only after the shim reaped the process.
-        early = exit_once_orphaned(tmp_path, 4)
-        r = request(sock, "exec", pf, "0", "/bin/sh", "-c",
-                    f"(exec /bin/sh {early} & echo $! > {pf}); "
-                    f"while kill -0 $(cat {pf}) 2>/dev/null; do sleep 0.01; done")
+        r = request(sock, "exec", pf, "0", "/bin/sh", "-c", early_exit_runtime(tmp_path, 4, pf))
         assert r.startswith("ok "), r
         pid = int(r.split()[1])
         with open(os.path.join(state, "exits", str(pid))) as f:
@@ -469,11 +468,8 @@ def test_exits_before_pid_file_is_read(tmp_path):
     # init itself gone before the runtime returns: still a success, then exit.
     state2 = str(tmp_path / "state2")
     os.makedirs(state2)
-    init = exit_once_orphaned(tmp_path, 9)
     p = subprocess.run([SHIM, "-s", state2, "--", "/bin/sh", "-c",
-                        f"(exec /bin/sh {init} & echo $! > {state2}/init.pid); "
-                        f"while kill -0 $(cat {state2}/init.pid) 2>/dev/null; "
-                        "do sleep 0.01; done"],
+                        early_exit_runtime(tmp_path, 9, f"{state2}/init.pid")],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     shim_pid, init_pid = map(int, p.stdout.split())
