@@ -55,21 +55,35 @@ class DirImageStore:
         try:
             with open(os.path.join(self.root, key, "image.json")) as f:
                 meta = json.load(f)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return ImageInfo(id="sha256:" + key, repo_tags=meta["names"], repo_digests=[],
+        names = meta["names"]
+        return ImageInfo(id="sha256:" + key, repo_tags=[n for n in names if "@" not in n],
+                         repo_digests=[n for n in names if "@" in n],
                          size=meta.get("size", 0), config=meta.get("config", {}),
                          rootfs=os.path.join(self.root, key, "rootfs"))
+
+    def _save_names(self, key: str, names: list[str]) -> None:
+        path = os.path.join(self.root, key, "image.json")
+        with open(path) as f:
+            meta = json.load(f)
+        meta["names"] = names
+        with open(path + ".tmp", "w") as f:
+            json.dump(meta, f)
+        os.replace(path + ".tmp", path)
 
     def list(self) -> list[ImageInfo]:
         return [i for i in (self._load(k) for k in sorted(os.listdir(self.root))) if i]
 
     def find(self, ref: str) -> ImageInfo | None:
         ref = ref.strip()
-        if ref.startswith("sha256:") or (len(ref) == 64 and all(c in "0123456789abcdef" for c in ref)):
-            return self._load(ref.removeprefix("sha256:"))
+        if not ref:
+            return None
+        key = ref.removeprefix("sha256:")
+        if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+            return self._load(key)
         want = normalise(ref)
-        return next((i for i in self.list() if want in i.repo_tags), None)
+        return next((i for i in self.list() if want in i.repo_tags + i.repo_digests), None)
 
     def status(self, ref: str) -> ImageInfo:
         info = self.find(ref)
@@ -86,7 +100,7 @@ class DirImageStore:
         if self.mirror:
             for cand in (_mirror_key(name), _mirror_key(ref)):
                 if os.path.isdir(os.path.join(self.mirror, cand, "rootfs")):
-                    src = os.path.join(self.mirror, cand)
+                    src = os.path.realpath(os.path.join(self.mirror, cand))
                     break
         if src is None:
             where = f"the image mirror {self.mirror}" if self.mirror else \
@@ -98,7 +112,13 @@ class DirImageStore:
             with open(os.path.join(src, "config.json")) as f:
                 config = json.load(f)
         rootfs = os.path.realpath(os.path.join(src, "rootfs"))
-        key = hashlib.sha256((name + rootfs).encode()).hexdigest()
+        # One image per mirror entry: names that link to the same entry are
+        # tags of one image, as in a registry.
+        key = hashlib.sha256(src.encode()).hexdigest()
+        existing = self._load(key)
+        if existing is not None:
+            self._save_names(key, existing.repo_tags + existing.repo_digests + [name])
+            return self._load(key)
         d = os.path.join(self.root, key)
         os.makedirs(d, exist_ok=True)
         if not os.path.lexists(os.path.join(d, "rootfs")):
@@ -111,8 +131,15 @@ class DirImageStore:
         info = self.find(ref)
         if info is None:
             return  # the CRI: removing an absent image is not an error
+        names = info.repo_tags + info.repo_digests
+        key = info.id.removeprefix("sha256:")
+        want = normalise(ref)
+        if want in names and len(names) > 1:
+            # A name of an image with others: only that name goes (untag).
+            self._save_names(key, [n for n in names if n != want])
+            return
         if in_use(info.id):
-            raise Conflict(f"image {ref!r} is used by a container", image=ref)
+            raise Conflict(f"image {ref!r} is used by a container", image=ref, status="in use")
         shutil.rmtree(os.path.join(self.root, info.id.removeprefix("sha256:")))
 
     def fs_usage(self) -> tuple[str, int, int]:
