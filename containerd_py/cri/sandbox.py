@@ -113,7 +113,7 @@ class SandboxStore:
         os.makedirs(sb.dir, mode=0o711)
         try:
             _write_etc(sb, config)
-            _pin_namespaces(sb, config.hostname or config.metadata.name)
+            _pin_namespaces(sb, pod_hostname(config))
             self.save(sb)
         except BaseException:
             _release(sb)
@@ -146,6 +146,11 @@ def pod_pid_namespace(config: pb.PodSandboxConfig) -> bool:
     return sc.HasField("namespace_options") and sc.namespace_options.pid == pb.POD
 
 
+def pod_hostname(config: pb.PodSandboxConfig) -> str:
+    """The pod's hostname, else its name cut to what the kernel takes (64)."""
+    return config.hostname or config.metadata.name[:63]
+
+
 def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
     dns = config.dns_config
     if dns.servers or dns.searches or dns.options:
@@ -162,7 +167,7 @@ def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
                 text = f.read()
         except FileNotFoundError:
             text = ""
-    hostname = config.hostname or config.metadata.name
+    hostname = pod_hostname(config)
     if config.linux.security_context.namespace_options.network == pb.NODE:
         hostname = os.uname().nodename
     files = {
