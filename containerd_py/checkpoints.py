@@ -118,8 +118,38 @@ def criu_log_tail(work: str, lines: int = 12) -> str:
     return ""
 
 
+# Kernels from 6.16 refuse SO_PASSCRED on inet sockets; CRIU before 4.2
+# asks for it on every socket it dumps and fails ("Can't get 1:16 opt").
+INET_SOCKETS_KERNEL = (6, 16)
+INET_SOCKETS_CRIU = (4, 2)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """The leading numbers of "4.2.1" or "6.18.44-fc-v669"."""
+    parts = []
+    for piece in text.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) < len(piece):
+            break
+    return tuple(parts)
+
+
+def dumps_inet_sockets(criu_version: str, kernel: str) -> bool:
+    """Can this CRIU dump a process that has an internet socket on this kernel?"""
+    return (_version_tuple(kernel)[:2] < INET_SOCKETS_KERNEL
+            or _version_tuple(criu_version) >= INET_SOCKETS_CRIU)
+
+
 def criu_status(criu: str | None) -> dict:
-    """Whether checkpointing works on this host, and why not."""
+    """Whether checkpointing works on this host, and why not: CRIU's version,
+    what `criu check` said, and whether it can dump internet sockets here."""
     if not criu:
         return {"available": False, "reason": "criu not found (run make setup)"}
     try:
@@ -131,9 +161,18 @@ def criu_status(criu: str | None) -> dict:
                     if ln.startswith("Version")), ver.stdout.strip())
     out = (check.stdout + check.stderr).strip()
     ok = check.returncode == 0 and "Looks good" in out
-    status = {"available": ok, "path": criu, "version": version}
+    kernel = os.uname().release
+    inet = dumps_inet_sockets(version, kernel)
+    status = {"available": ok, "path": criu, "version": version,
+              "check": {"ok": ok, "exitCode": check.returncode, "output": out},
+              "inetSockets": inet}
     if not ok:
         status["reason"] = out.splitlines()[-1] if out else f"criu check exited {check.returncode}"
+    if not inet:
+        status["warning"] = (
+            f"criu {version} cannot checkpoint a process with an internet socket on "
+            f"kernel {kernel}: kernels >= 6.16 refuse SO_PASSCRED on inet sockets and "
+            "CRIU before 4.2 fails on it; run make setup for CRIU >= 4.2")
     return status
 
 
