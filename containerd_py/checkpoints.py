@@ -11,10 +11,14 @@ import dataclasses
 import json
 import os
 import shutil
+import logging
 import subprocess
 
+from . import restored
 from .errors import Conflict, NotFound
 from .events import now_ns, rfc3339
+
+log = logging.getLogger("containerd_py.checkpoints")
 
 META = "containerd-py.json"
 
@@ -174,6 +178,39 @@ def criu_status(criu: str | None) -> dict:
             f"kernel {kernel}: kernels >= 6.16 refuse SO_PASSCRED on inet sockets and "
             "CRIU before 4.2 fails on it; run make setup for CRIU >= 4.2")
     return status
+
+
+async def restore_plan(rt, criu: str, cid: str, bundle_path: str, name: str, lazy: bool,
+                       run_bundle: str, shim_dir: str, pid_file: str):
+    """The runtime command that restores checkpoint `name` of the bundle as
+    container `cid`, its CRIU work dir, and the lazy-pages server it needs
+    (already listening) or None."""
+    store = CheckpointStore(bundle_path)
+    image = store.require(name)
+    meta = store.meta(name)
+    work = os.path.join(shim_dir, "criu-work")
+    os.makedirs(work, exist_ok=True)
+    pages = None
+    if lazy:
+        pages = LazyPages(criu, image, work)
+        await pages.start()
+    argv = rt.restore_argv(cid, run_bundle, image, work, pid_file, tcp=meta.tcp,
+                           unix_sockets=meta.unixSockets, shell=meta.shell,
+                           lazy=pages is not None)
+    return argv, work, pages
+
+
+async def after_restore(cid: str, pid: int, writable_root: bool) -> None:
+    """What runc's restore leaves undone (see restored.py): the loopback of
+    the container's fresh network namespace, and the writable root its
+    runtime config asks for. A failure is logged, not raised: the restored
+    processes run, and only that part of their surroundings is amiss."""
+    problems = [("lo is not up in its network namespace", await restored.loopback_up(pid))]
+    if writable_root:
+        problems.append(("its root stays read-only", await restored.root_writable(pid)))
+    for what, why in problems:
+        if why:
+            log.warning("container %s: restored, but %s: %s", cid, what, why)
 
 
 class LazyPages:
