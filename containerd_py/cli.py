@@ -38,7 +38,10 @@ def run_daemon(args) -> int:
         "/var/lib/containerd-py" if state_dir == DEFAULT_STATE_DIR
         else os.path.join(state_dir, "data")))
     config = DaemonConfig(listen=args.listen, state_dir=state_dir, data_dir=data_dir,
-                          runtime=args.runtime, log_max_bytes=args.log_max_bytes)
+                          runtime=args.runtime, log_max_bytes=args.log_max_bytes,
+                          cri_listen=args.cri_listen,
+                          image_mirror=os.path.abspath(args.image_mirror)
+                          if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
     if config.shim_name_budget() < MIN_SHIM_NAME:
@@ -58,6 +61,16 @@ def run_daemon(args) -> int:
     except ValueError as e:
         print(f"containerd-py daemon: --group: {e}", file=sys.stderr)
         return 1
+    app = make_app(config, policy)
+    if config.cri_listen:
+        from .cri.server import attach, socket_path
+        from .errors import InvalidArgument
+        try:
+            socket_path(config.cri_listen)
+        except InvalidArgument as e:
+            print(e.message, file=sys.stderr)
+            return 1
+        attach(app, config)
     try:
         sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
     except ListenError as e:
@@ -67,7 +80,6 @@ def run_daemon(args) -> int:
         print(f"containerd-py daemon: WARNING: serving {args.listen} beyond loopback; "
               "callers are still checked by uid, which only works for local peers",
               file=sys.stderr)
-    app = make_app(config, policy)
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True)
     finally:
@@ -107,6 +119,11 @@ def main(argv=None) -> int:
                    help="members of this group may use the API too (default: root only)")
     d.add_argument("--insecure-listen-anywhere", action="store_true",
                    help="allow --listen on a non-loopback address")
+    d.add_argument("--cri-listen", default=None,
+                   help="the CRI's gRPC socket, unix:///PATH (default: unix://STATE_DIR/cri.sock,"
+                        " that is unix:///run/containerd-py/cri.sock; '' for none)")
+    d.add_argument("--image-mirror", default=None, metavar="DIR",
+                   help="where the CRI's PullImage finds images the local store lacks")
     d.add_argument("--debug", action="store_true")
 
     sub.add_parser("state", help="GET /state")
