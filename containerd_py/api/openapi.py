@@ -1,11 +1,11 @@
 """The OpenAPI 3 document of the whole API, served at `GET /openapi.json`.
 
 Written by hand next to the routes (a test checks that every route in
-`api.ROUTES` is here and nothing else is), so it says what each endpoint
+`api.ROUTES`, gathered from the route modules, is here and nothing else is), so it says what each endpoint
 does and which errors it answers with, not just its shape.
 """
 
-from . import __version__
+from .. import __version__
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}

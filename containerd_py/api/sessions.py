@@ -1,0 +1,102 @@
+"""Websocket sessions: exec with or without a pty, and attach to init."""
+
+import asyncio
+import json
+import os
+import shlex
+
+from aiohttp import web
+
+from .. import logs, validation as v
+from ..errors import InvalidArgument
+from .common import container_id, supervisor_of
+
+async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
+    sup = supervisor_of(request)
+    c = sup.get(container_id(request))
+    command = request.query.get("command")
+    if not command:
+        raise InvalidArgument("command is required", field="command")
+    try:
+        args = shlex.split(command)
+    except ValueError as e:
+        raise InvalidArgument(f"cannot parse command: {e}", field="command") from None
+    terminal = v.parse_bool(request.query.get("terminal"), "terminal", default=True)
+    process = v.check_process({"args": args, "terminal": terminal}, sup.process_defaults(c.id))
+    cols = v.parse_int(request.query.get("w"), "w", default=80, minimum=1)
+    rows = v.parse_int(request.query.get("h"), "h", default=24, minimum=1)
+    # Started before the upgrade, so a failure is an ordinary JSON error.
+    session = await sup.open_exec(c.id, process)
+    session.resize(cols, rows)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    if session.pid is not None:
+        # What `POST /containers/{id}/resize?pid=` needs for a live resize;
+        # a frame, not a header, so that a browser's WebSocket can read it.
+        await ws.send_str(json.dumps({"pid": session.pid}))
+
+    async def to_client():
+        async for chunk in session.output():
+            await ws.send_bytes(chunk)
+
+    async def from_client():
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await session.write(msg.data.encode())
+            elif msg.type == web.WSMsgType.BINARY:
+                await session.write(msg.data)
+        session.close_input()
+
+    out = asyncio.create_task(to_client())
+    inp = asyncio.create_task(from_client())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+        if out.done():
+            status = await sup.close_exec(c.id, session)
+            if not ws.closed:
+                await ws.send_str(json.dumps({"exitStatus": status}))
+                await ws.close()
+    finally:
+        inp.cancel()
+        out.cancel()
+        if session.running:
+            await sup.close_exec(c.id, session)
+    return ws
+
+
+async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
+    sup = supervisor_of(request)
+    c = sup.get(container_id(request))
+    stdin_fd = await sup.stdin_of_init(c.id)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    loop = asyncio.get_running_loop()
+
+    async def to_client():
+        async for e in logs.follow(c.shim.log_path, sup.output_done(c), tail=0):
+            await ws.send_str(e.line + "\n")
+
+    async def from_client():
+        async for msg in ws:
+            data = msg.data.encode() if msg.type == web.WSMsgType.TEXT else msg.data
+            if isinstance(data, bytes):
+                await loop.run_in_executor(None, os.write, stdin_fd, data)
+
+    out = asyncio.create_task(to_client())
+    inp = asyncio.create_task(from_client())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        out.cancel()
+        inp.cancel()
+        os.close(stdin_fd)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+
+ROUTES = [
+    web.get("/containers/{id}/exec/ws", exec_websocket),
+    web.get("/containers/{id}/attach", attach_websocket),
+]
