@@ -17,8 +17,10 @@ def socket_path(listen: str) -> str:
     return listen[len("unix://"):]
 
 
-def attach(app, config) -> None:
-    """Serve the CRI for the life of `app` (after the supervisor is up)."""
+def attach(app, config, gid: int | None = None) -> None:
+    """Serve the CRI for the life of `app` (after the supervisor is up).
+    The socket is root's and `gid`'s (the daemon's --group), like the REST
+    API's unix socket."""
     from ..api.common import SUPERVISOR
 
     async def cri_ctx(app):
@@ -57,6 +59,7 @@ def attach(app, config) -> None:
             await server.start()
         finally:
             os.umask(old)
+        os.chown(path, 0, gid if gid is not None else 0)
         os.chmod(path, 0o660)
         log.info("serving the CRI (runtime.v1) on unix://%s", path)
         yield
