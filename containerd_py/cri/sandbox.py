@@ -20,13 +20,16 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 
 from ..errors import InvalidArgument, NotFound, RuntimeFailure
 from ..events import now_ns
 from ._gen import api_pb2 as pb
 
 MNT_DETACH = 2
+CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 READY, NOTREADY = "ready", "notready"
@@ -216,3 +219,31 @@ def _release(sb: Sandbox) -> None:
                 if err not in (22,):  # EINVAL: not a mount point (never pinned)
                     raise RuntimeFailure(f"unmounting {path}: {os.strerror(err)}")
     shutil.rmtree(sb.dir, ignore_errors=True)
+
+
+def connect_in_netns(netns: str | None, port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port inside a pod's network namespace
+    (the CRI's PortForward). setns() moves only the calling thread, so a
+    thread of its own enters the namespace, connects, and ends; the socket
+    stays in the namespace it was made in."""
+    result: dict = {}
+
+    def run():
+        try:
+            if netns is not None:
+                with open(netns) as f:
+                    if _libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns {netns}")
+            result["sock"] = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError as e:
+            result["error"] = e
+
+    # Never returned to a pool: the thread's namespace is not the daemon's.
+    t = threading.Thread(target=run, name="cri-portforward")
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    sock = result["sock"]
+    sock.settimeout(None)
+    return sock

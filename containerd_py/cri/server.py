@@ -36,6 +36,7 @@ def attach(app, config, gid: int | None = None) -> None:
         from .images import DirImageStore
         from .runtime_service import RuntimeService
         from .sandbox import SandboxStore
+        from .streaming import StreamingServer
 
         sup = app[SUPERVISOR]
         data = os.path.join(config.data_dir, "cri")
@@ -43,10 +44,13 @@ def attach(app, config, gid: int | None = None) -> None:
         sandboxes = SandboxStore(os.path.join(data, "sandboxes"), os.path.join(run, "sandboxes"))
         containers = CRIContainerStore(os.path.join(data, "containers"))
         images = DirImageStore(os.path.join(data, "images"), config.image_mirror)
+        streaming = StreamingServer(sup, None)
+        runtime = RuntimeService(sup, sandboxes, containers, images, streaming)
+        streaming.exec_process = runtime._exec_process
+        await streaming.start()
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 << 20),
                                           ("grpc.max_send_message_length", 16 << 20)])
-        pbg.add_RuntimeServiceServicer_to_server(
-            RuntimeService(sup, sandboxes, containers, images), server)
+        pbg.add_RuntimeServiceServicer_to_server(runtime, server)
         pbg.add_ImageServiceServicer_to_server(ImageService(images, containers), server)
         path = socket_path(config.cri_listen)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -64,6 +68,7 @@ def attach(app, config, gid: int | None = None) -> None:
         log.info("serving the CRI (runtime.v1) on unix://%s", path)
         yield
         await server.stop(grace=2)
+        await streaming.close()
         try:
             os.unlink(path)
         except FileNotFoundError:
