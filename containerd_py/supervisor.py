@@ -20,10 +20,10 @@ import psutil
 
 from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
-                          criu_status)
+from .checkpoint import criu_log_tail
+from .checkpoint.service import CheckpointService
 from .config import DaemonConfig
-from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
+from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure
 from .events import EventJournal, now_ns, rfc3339
 from .interactive import ExecSession
 from .runtime import SUPPORTED, OCIRuntime
@@ -73,7 +73,7 @@ class Supervisor:
                                    config.events_journal_max)
         self.containers: dict[str, Container] = {}
         self._runtimes: dict[str, OCIRuntime] = {}
-        self._criu_status: dict | None = None
+        self.checkpointing = CheckpointService(self)
         self.default_runtime = self.runtime(config.runtime).name
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
 
@@ -126,7 +126,8 @@ class Supervisor:
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
         log.info("recovered %d containers", len(self.containers))
-        status = self.criu_status
+        self.checkpointing.recover(set(self.containers))
+        status = self.checkpointing.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
 
@@ -153,7 +154,7 @@ class Supervisor:
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False) -> Container:
+                     lazy: bool = False, checkpoint_home: str | None = None) -> Container:
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
@@ -166,7 +167,8 @@ class Supervisor:
             restart_policy=restart_policy or {"name": "no"}, checkpoint=checkpoint,
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
-            overlay=overlay or checkpoint is not None, lazy=lazy)
+            overlay=overlay or checkpoint is not None, lazy=lazy,
+            checkpoint_home=checkpoint_home)
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -208,18 +210,8 @@ class Supervisor:
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            self._criu()
-            store = CheckpointStore(r.bundle_path)
-            image = store.require(r.checkpoint)
-            meta = store.meta(r.checkpoint)
-            work = os.path.join(shim_dir, "criu-work")
-            os.makedirs(work, exist_ok=True)
-            if r.lazy:
-                lazy = LazyPages(self._criu(), image, work)
-                await lazy.start()
-            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
-                                   unix_sockets=meta.unixSockets, shell=meta.shell,
-                                   lazy=lazy is not None)
+            argv, lazy, work = await self.checkpointing.restore_argv(c, rt, run_bundle,
+                                                                     pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
@@ -232,7 +224,7 @@ class Supervisor:
                 e.message += " " + criu_log_tail(work)
             raise
         if lazy:
-            asyncio.create_task(self._lazy_done(c, lazy))
+            asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
@@ -476,22 +468,27 @@ class Supervisor:
     async def delete(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.record.status != Status.STOPPED:
-                if not force:
-                    states.check("delete", c.record.status, c.id)
-                await self._stop_locked(c, timeout=0)
-            if c.restart_task:
-                c.restart_task.cancel()
-            # After an exit seen by this daemon, `_after_exit` has already
-            # deleted the runtime's state: no second `runtime delete`.
-            runtime_done = False
-            if c.cleanup:
-                runtime_done = await c.cleanup
-                c.cleanup = None
-            await self._teardown(c, runtime_done)
-            self.containers.pop(c.id, None)
-            self.store.remove(c.id)
-            self.events.emit("delete", c.id)
+            await self.delete_locked(c, force)
+
+    async def delete_locked(self, c: Container, force: bool = False) -> None:
+        """Delete under the lock the caller holds (a migration that
+        moved the container away)."""
+        if c.record.status != Status.STOPPED:
+            if not force:
+                states.check("delete", c.record.status, c.id)
+            await self._stop_locked(c, timeout=0)
+        if c.restart_task:
+            c.restart_task.cancel()
+        # After an exit seen by this daemon, `_after_exit` has already
+        # deleted the runtime's state: no second `runtime delete`.
+        runtime_done = False
+        if c.cleanup:
+            runtime_done = await c.cleanup
+            c.cleanup = None
+        await self._teardown(c, runtime_done)
+        self.containers.pop(c.id, None)
+        self.store.remove(c.id)
+        self.events.emit("delete", c.id)
 
     async def _teardown(self, c: Container, runtime_done: bool = False) -> None:
         """Remove everything of the container's but its record."""
@@ -501,6 +498,7 @@ class Supervisor:
             await self.runtime(c.record.runtime).delete(c.id, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        self.checkpointing.forget(c.record)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)
@@ -768,7 +766,7 @@ class Supervisor:
             "host": {"hostname": uname.nodename, "kernel": uname.release,
                      "os": _os_release(), **self.machine()},
             "defaultRuntime": self.default_runtime, "runtimes": runtimes,
-            "criu": self.criu_status,
+            "criu": self.checkpointing.criu_status,
             "containers": {"total": len(self.containers), **counts},
             "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
             "listen": self.config.listen,
@@ -790,75 +788,6 @@ class Supervisor:
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
-
-    # -- checkpoints ------------------------------------------------------------
-
-    def _criu(self) -> str:
-        if not self.criu_status.get("available"):
-            raise Unavailable("checkpoint/restore is not available on this host: "
-                              f"{self.criu_status.get('reason')}", criu=self.criu_status)
-        return self.config.criu
-
-    @property
-    def criu_status(self) -> dict:
-        if self._criu_status is None:
-            self._criu_status = criu_status(self.config.criu)
-        return self._criu_status
-
-    async def checkpoint(self, ref: str, name: str, *, exit: bool = False, tcp: bool = False,
-                         unix_sockets: bool = False, shell: bool = False) -> CheckpointMeta:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("checkpoint", c.record.status, c.id)
-            self._criu()
-            if c.record.execs:
-                # runc hands CRIU init's process tree only, and an exec'd
-                # process is the shim's child, not init's: CRIU would leave
-                # it out without a word. Refuse rather than lose it.
-                pids = [p.pid for p in c.record.execs]
-                raise Conflict(
-                    f"cannot checkpoint container {c.id!r} while exec'd processes run "
-                    f"(pids {pids}): only init's process tree can be checkpointed; "
-                    "wait for them or signal them first", id=c.id, pids=pids,
-                    status=c.record.status.value)
-            store = CheckpointStore(c.record.bundle_path)
-            token = uuid.uuid4().hex[:12]
-            tmp = store.begin(name, token)
-            work = os.path.join(c.shim.dir, f"criu-dump-{token}")
-            os.makedirs(work)
-            try:
-                await self.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
-                    unix_sockets=unix_sockets, shell=shell)
-                meta = store.commit(tmp, CheckpointMeta(
-                    name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id))
-            except RuntimeFailure as e:
-                e.message += " " + criu_log_tail(work)
-                raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.rmtree(work, ignore_errors=True)
-            self.events.emit("checkpoint", c.id, checkpoint=name, exit=exit)
-            if exit:
-                # CRIU killed the tasks; the exit arrives from the shim.
-                c.record.stopped_by_user = True
-                await asyncio.wait_for(c.exited.wait(), 30)
-            return meta
-
-    def checkpoints(self, ref: str) -> list[CheckpointMeta]:
-        return CheckpointStore(self.get(ref).record.bundle_path).list()
-
-    def delete_checkpoint(self, ref: str, name: str) -> None:
-        c = self.get(ref)
-        CheckpointStore(c.record.bundle_path).delete(name)
-        self.events.emit("delete-checkpoint", c.id, checkpoint=name)
-
-    async def _lazy_done(self, c: Container, lazy: LazyPages) -> None:
-        rc = await lazy.finish()
-        if rc != 0:
-            log.warning("container %s: criu lazy-pages exited %d: %s", c.id, rc,
-                        criu_log_tail(lazy.work))
 
 
 # -- helpers -----------------------------------------------------------------
