@@ -11,6 +11,9 @@ DEFAULT_DATA_DIR = "/var/lib/containerd-py"
 # Where native/setup-host.sh puts a CRIU that works on this kernel (Debian 12
 # ships one that fails `criu check`); falls back to `criu` on PATH.
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
+# `init: true` bind-mounts this into the container as its PID 1: Debian's
+# tini package, static so it runs in any root filesystem.
+TINI = "/usr/bin/tini-static"
 # sizeof(sockaddr_un.sun_path) minus its terminating NUL.
 SUN_PATH_MAX = 107
 # Below this even a hashed shim dir name ("-" and 12 hex digits) would not fit.
@@ -35,6 +38,7 @@ class DaemonConfig:
     log_max_bytes: int = 64 * 1024 * 1024
     events_journal_max: int = 10000
     cgroup_parent: str = "containerd-py"
+    init_binary: str = TINI
 
     @property
     def containers_dir(self) -> str:
