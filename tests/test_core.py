@@ -32,8 +32,14 @@ def test_create_runs_a_real_container(api, bundle, cid):
     assert created["state"]["status"] == "running"
     pid = created["processes"][0]["pid"]
     assert host_pid_alive(pid)
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        assert f.read().split(b"\0")[:2] == [b"sleep", b"3600"]
+
+    def argv():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:2]
+
+    # `runc run --detach` returns once it told its init to exec, which may
+    # not have happened yet: until then the pid is `runc init`.
+    wait_until(lambda: argv() == [b"sleep", b"3600"], 10, what="init to exec sleep")
     # It runs in namespaces of its own, not the host's.
     assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
     state = api.state()

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import APIError, ROOT, host_pid_alive
+from conftest import APIError, ROOT, host_pid_alive, wait_until
 
 BUSYBOX_ROOTFS = os.path.join(ROOT, "bundles", "busybox", "rootfs")
 SLEEPER = ["tail", "-f", "/dev/null"]
@@ -34,6 +34,14 @@ def init_pid(api, c) -> int:
 def cmdline(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+def runs(pid: int, argv: list[str]) -> bool:
+    """`pid` runs `argv`: waits out the moment where runc has been told to
+    start the process but it has not finished its execve (cmdline empty or
+    still runc's own)."""
+    wait_until(lambda: cmdline(pid) == argv, 10, what=f"pid {pid} to run {argv}")
+    return True
 
 
 def children(pid: int) -> list[int]:
@@ -96,7 +104,7 @@ def test_args_env_cwd_hostname_from_inside(api, bundle, cid):
         assert "KEEP=bundle" in obj["env"] and "HOME=/root" not in obj["env"]
         assert obj["annotations"]["org.example/team"] == "blue"
         # The container's init runs the args; exec'd processes inherit env and cwd.
-        assert cmdline(init_pid(api, c)) == SLEEPER
+        assert runs(init_pid(api, c), SLEEPER)
         env = out(api, c, "env").splitlines()
         assert "A=1" in env and "HOME=/home/x" in env and "KEEP=bundle" in env
         assert out(api, c, "pwd") == "/tmp"
@@ -113,7 +121,7 @@ def test_entrypoint_and_args(api, bundle, cid):
     c = cid()
     api.create(c, bundle(), entrypoint=["tail", "-f"], args=["/dev/null"])
     try:
-        assert cmdline(init_pid(api, c)) == SLEEPER
+        assert runs(init_pid(api, c), SLEEPER)
         assert api.get(c)["args"] == SLEEPER
     finally:
         api.delete(c, force=True)
@@ -230,7 +238,7 @@ def test_zun_names(api, bundle, cid):
     obj = api.create(c, bundle(), command="tail -f /dev/null", environment={"ZUN": "yes"},
                      workdir="/tmp", memory="32M", cpu=0.5)
     try:
-        assert cmdline(init_pid(api, c)) == SLEEPER
+        assert runs(init_pid(api, c), SLEEPER)
         assert "ZUN=yes" in out(api, c, "env").splitlines()
         assert out(api, c, "pwd") == "/tmp"
         assert obj["resources"]["memory"]["limit"] == 32 << 20
@@ -263,9 +271,9 @@ def test_init_stops_a_service_that_ignores_sigterm(api, bundle, cid):
         obj = api.get(c)
         assert obj["init"] is True and obj["args"] == SLEEPER
         pid = init_pid(api, c)
-        assert cmdline(pid) == ["/dev/init", "--"] + SLEEPER
-        (service,) = children(pid)
-        assert cmdline(service) == SLEEPER
+        assert runs(pid, ["/dev/init", "--"] + SLEEPER)
+        service = wait_until(lambda: children(pid), 10, what="tini's child")[0]
+        assert runs(service, SLEEPER)
         ps = out(api, c, "ps -o pid,comm")
         assert "1 init" in " ".join(ps.split()) and "tail" in ps
         # Stopped by SIGTERM well before the timeout: 128+15, where the
@@ -299,7 +307,7 @@ def test_settings_survive_restarts(private_daemon, bundle, cid):
     api.restart(c, timeout=30)
     assert out(api, c, "hostname") == "keeper"
     assert "A=1" in out(api, c, "env").splitlines()
-    assert cmdline(init_pid(api, c))[:2] == ["/dev/init", "--"]
+    assert runs(init_pid(api, c), ["/dev/init", "--"] + SLEEPER)
 
 
 # -- 400s ---------------------------------------------------------------------------
@@ -413,5 +421,5 @@ def test_bundle_without_command_is_400(api, daemon, tmp_path, bundle, cid):
     # ... which args in the request make good.
     c = cid()
     api.create(c, b, args=SLEEPER)
-    assert cmdline(init_pid(api, c)) == SLEEPER
+    assert runs(init_pid(api, c), SLEEPER)
     api.delete(c, force=True)
