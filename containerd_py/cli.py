@@ -17,6 +17,9 @@ def run_daemon(args) -> int:
     from aiohttp import web
 
     from .api import make_app
+    from .api.access import AccessPolicy
+    from .dirlock import DirLocked, lock_dirs
+    from .listen import ListenError, is_unix, open_socket
 
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -35,7 +38,10 @@ def run_daemon(args) -> int:
         "/var/lib/containerd-py" if state_dir == DEFAULT_STATE_DIR
         else os.path.join(state_dir, "data")))
     config = DaemonConfig(listen=args.listen, state_dir=state_dir, data_dir=data_dir,
-                          runtime=args.runtime, log_max_bytes=args.log_max_bytes)
+                          runtime=args.runtime, log_max_bytes=args.log_max_bytes,
+                          cri_listen=args.cri_listen,
+                          image_mirror=os.path.abspath(args.image_mirror)
+                          if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
     if config.shim_name_budget() < MIN_SHIM_NAME:
@@ -45,17 +51,45 @@ def run_daemon(args) -> int:
     if state_dir != DEFAULT_STATE_DIR:
         # Two daemons on one host must not share cgroups for equal ids.
         config.cgroup_parent = "containerd-py-" + hashlib.sha1(state_dir.encode()).hexdigest()[:8]
-    app = make_app(config)
-    if args.listen.startswith("unix:"):
-        path = args.listen[5:]
-        if os.path.exists(path):
-            os.unlink(path)
-        web.run_app(app, path=path, print=None, handle_signals=True)
-    else:
-        host, _, port = args.listen.rpartition(":")
-        # reuse_address lets a restarted daemon bind while old sockets linger
-        sock = socket.create_server((host, int(port)), reuse_port=False)
+    try:
+        locks = lock_dirs(state_dir, data_dir)
+    except DirLocked as e:
+        print(f"containerd-py daemon: {e}", file=sys.stderr)
+        return 1
+    try:
+        policy = AccessPolicy(args.group)
+    except ValueError as e:
+        print(f"containerd-py daemon: --group: {e}", file=sys.stderr)
+        return 1
+    app = make_app(config, policy)
+    if config.cri_listen:
+        from .cri.server import attach, socket_path
+        from .errors import InvalidArgument
+        try:
+            socket_path(config.cri_listen)
+        except InvalidArgument as e:
+            print(e.message, file=sys.stderr)
+            return 1
+        attach(app, config)
+    try:
+        sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
+    except ListenError as e:
+        print(f"containerd-py daemon: {e}", file=sys.stderr)
+        return 1
+    if args.insecure_listen_anywhere and not is_unix(args.listen):
+        print(f"containerd-py daemon: WARNING: serving {args.listen} beyond loopback; "
+              "callers are still checked by uid, which only works for local peers",
+              file=sys.stderr)
+    try:
         web.run_app(app, sock=sock, print=None, handle_signals=True)
+    finally:
+        if is_unix(args.listen):
+            try:
+                os.unlink(args.listen[5:])
+            except OSError:
+                pass
+        for lock in locks:
+            lock.release()
     return 0
 
 
@@ -65,6 +99,7 @@ def _print(obj) -> None:
 
 
 def main(argv=None) -> int:
+    argv, command = _split_command(sys.argv[1:] if argv is None else list(argv))
     p = argparse.ArgumentParser(prog="containerd-py", description=__doc__)
     p.add_argument("--address", default=os.environ.get("CONTAINERD_PY_ADDRESS", DEFAULT_LISTEN),
                    help="daemon address for client commands (HOST:PORT or unix:PATH)")
@@ -81,6 +116,15 @@ def main(argv=None) -> int:
     d.add_argument("--criu", default=None, help="path of the criu binary")
     d.add_argument("--log-max-bytes", type=int, default=64 * 1024 * 1024,
                    help="rotate a container's log past this size")
+    d.add_argument("--group", default=None,
+                   help="members of this group may use the API too (default: root only)")
+    d.add_argument("--insecure-listen-anywhere", action="store_true",
+                   help="allow --listen on a non-loopback address")
+    d.add_argument("--cri-listen", default=None,
+                   help="the CRI's gRPC socket, unix:///PATH (default: unix://STATE_DIR/cri.sock,"
+                        " that is unix:///run/containerd-py/cri.sock; '' for none)")
+    d.add_argument("--image-mirror", default=None, metavar="DIR",
+                   help="where the CRI's PullImage finds images the local store lacks")
     d.add_argument("--debug", action="store_true")
 
     sub.add_parser("state", help="GET /state")
@@ -98,6 +142,7 @@ def main(argv=None) -> int:
     c.add_argument("--runtime")
     c.add_argument("--rm", action="store_true", help="autoRemove")
     c.add_argument("--restart", help="no | on-failure | always")
+    _add_setting_flags(c)
     for name in ("stop", "restart"):
         s = sub.add_parser(name)
         s.add_argument("id")
@@ -131,6 +176,7 @@ def main(argv=None) -> int:
     sub.add_parser("info")
 
     args = p.parse_args(argv)
+    args.command = command
     if args.cmd == "daemon":
         return run_daemon(args)
 
@@ -164,6 +210,7 @@ def _client_command(cl, args) -> int:
             opts["autoRemove"] = True
         if args.restart:
             opts["restartPolicy"] = {"name": args.restart}
+        opts.update(_settings(args))
         _print(cl.create(args.id, os.path.abspath(args.bundle), **opts))
     elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
         _print(getattr(cl, cmd)(args.id))
@@ -223,6 +270,58 @@ def _checkpoint_command(cl, args) -> int:
         return 2
     _print(cl.checkpoint(words[0], words[1], exit=args.exit))
     return 0
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`run ... ID BUNDLE -- CMD ARGS...`: what follows `--` is the command,
+    never options of run."""
+    if "--" in argv and any(a in ("run", "create") for a in argv[:argv.index("--")]):
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, None
+
+
+def _add_setting_flags(c) -> None:
+    """The create settings as flags, named as podman's and docker's run."""
+    c.add_argument("--env", "-e", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--mount", action="append", default=[],
+                   help="type=bind,src=/srv,dst=/srv[,ro] or type=tmpfs,dst=/cache")
+    c.add_argument("--volume", "-v", action="append", default=[], help="SRC:DST[:ro]")
+    c.add_argument("--user", "-u", help="uid[:gid] or name[:group]")
+    c.add_argument("--workdir", "-w")
+    c.add_argument("--hostname")
+    c.add_argument("--entrypoint", help="a command line (replaces the image's Entrypoint)")
+    c.add_argument("--init", action="store_true", help="tini as PID 1")
+    c.add_argument("--tty", "-t", action="store_true")
+    c.add_argument("--read-only", action="store_true")
+    c.add_argument("--stop-signal")
+    c.add_argument("--annotation", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--memory", "-m", help="a size like 256M")
+    c.add_argument("--cpus", type=float)
+
+
+def _settings(args) -> dict:
+    import shlex
+    opts: dict = {}
+    if args.command:
+        opts["args"] = args.command
+    if args.env:
+        opts["env"] = args.env
+    if args.mount or args.volume:
+        opts["mounts"] = args.mount + args.volume
+    for key, value in (("user", args.user), ("cwd", args.workdir),
+                       ("hostname", args.hostname), ("stopSignal", args.stop_signal),
+                       ("memory", args.memory), ("cpu", args.cpus)):
+        if value is not None:
+            opts[key] = value
+    if args.entrypoint is not None:
+        opts["entrypoint"] = shlex.split(args.entrypoint)
+    for key, flag in (("init", args.init), ("terminal", args.tty),
+                      ("readonlyRootfs", args.read_only)):
+        if flag:
+            opts[key] = True
+    if args.annotation:
+        opts["annotations"] = dict(a.split("=", 1) for a in args.annotation)
+    return opts
 
 
 if __name__ == "__main__":

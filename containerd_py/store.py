@@ -59,6 +59,12 @@ class ContainerRecord:
     # The last migration of this container: progress, then its outcome.
     migration: dict | None = None
     resources: dict = dataclasses.field(default_factory=dict)
+    # The create settings as given (runtime.settings.ContainerSettings), and
+    # what they came to in the last spec written: what the API shows.
+    settings: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    stop_signal: int = 15
+    image: dict | None = None  # {"ref", "id"} of an image container
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -94,6 +100,9 @@ class ContainerRecord:
             obj["resources"] = self.resources
         if self.migration:
             obj["migration"] = self.migration
+        if self.image:
+            obj["image"] = self.image
+        obj.update(self.config)
         return obj
 
     def to_json(self) -> dict:

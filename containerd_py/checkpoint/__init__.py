@@ -3,8 +3,9 @@
 live migration between daemons (migration.py), and the supervisor's
 checkpoint operations that use them (service.py)."""
 
-from .criu import LazyPages, criu_log_tail, criu_status, memory_tracking
+from .criu import (LazyPages, after_restore, criu_log_tail, criu_status, dumps_inet_sockets,
+                   memory_tracking)
 from .store import META, CheckpointMeta, CheckpointStore
 
-__all__ = ["CheckpointMeta", "CheckpointStore", "LazyPages", "META", "criu_log_tail",
-           "criu_status", "memory_tracking"]
+__all__ = ["CheckpointMeta", "CheckpointStore", "LazyPages", "META", "after_restore",
+           "criu_log_tail", "criu_status", "dumps_inet_sockets", "memory_tracking"]

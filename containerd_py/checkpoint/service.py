@@ -17,6 +17,7 @@ import uuid
 
 from .. import bundle as bundle_mod, states
 from ..errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
+from ..runtime.settings import ContainerSettings
 from .archive import ArchiveError, ArchivePlan, extract
 from .criu import LazyPages, criu_log_tail, criu_status
 from .store import META, CheckpointMeta, CheckpointStore
@@ -33,7 +34,8 @@ def settings_of(record) -> dict:
     return {"name": record.name or record.id, "labels": record.labels,
             "runtime": record.runtime, "restartPolicy": record.restart_policy,
             "autoRemove": record.auto_remove, "bundlePath": record.bundle_path,
-            "resources": record.resources, "overlay": record.overlay}
+            "resources": record.resources, "overlay": record.overlay,
+            "settings": record.settings, "image": record.image}
 
 
 def upper_dir(c) -> str | None:
@@ -83,7 +85,7 @@ class CheckpointService:
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id))
+                    container=c.id, settings=c.record.settings))
             except RuntimeFailure as e:
                 e.message += " " + criu_log_tail(work)
                 raise
@@ -248,7 +250,10 @@ class CheckpointService:
                 cid, bundle, name=name or cid, labels=settings.get("labels") or {},
                 runtime=runtime, checkpoint=meta["name"], checkpoint_home=home,
                 auto_remove=bool(settings.get("autoRemove")),
-                restart_policy=settings.get("restartPolicy") or {"name": "no"}, lazy=lazy)
+                restart_policy=settings.get("restartPolicy") or {"name": "no"}, lazy=lazy,
+                settings=ContainerSettings.from_json(settings.get("settings") or
+                                                     meta.get("settings") or {}),
+                resources=settings.get("resources") or {})
         except BaseException:
             if cid not in self.sup.containers:  # else the id is another's now
                 shutil.rmtree(home, ignore_errors=True)
