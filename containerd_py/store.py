@@ -54,6 +54,8 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # {"ref": as the request named it, "id": the image's id}
+    image: dict | None = None
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -87,6 +89,8 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.image:
+            obj["image"] = self.image
         return obj
 
     def to_json(self) -> dict:

@@ -25,6 +25,7 @@ from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_t
 from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
+from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
 from .runtime import SUPPORTED, OCIRuntime
 from .shim import ExitRecord, Shim
@@ -72,6 +73,7 @@ class Supervisor:
         self.events = EventJournal(os.path.join(config.data_dir, "events.jsonl"),
                                    config.events_journal_max)
         self.containers: dict[str, Container] = {}
+        self.images = ImageStore(os.path.join(config.data_dir, "images"))
         self._runtimes: dict[str, OCIRuntime] = {}
         self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
@@ -149,16 +151,19 @@ class Supervisor:
 
     # -- create / start ------------------------------------------------------
 
-    async def create(self, cid: str, bundle: str, *, name: str | None = None,
+    async def create(self, cid: str, bundle: str | None, *, name: str | None = None,
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False) -> Container:
+                     lazy: bool = False, image: str | None = None) -> Container:
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
+        if image:
+            img = self.images.resolve(image)
+            bundle = image_spec.write_bundle(img, self._image_bundle(cid), cid[:63])
         spec = bundle_mod.read_config(bundle)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
@@ -166,7 +171,8 @@ class Supervisor:
             restart_policy=restart_policy or {"name": "no"}, checkpoint=checkpoint,
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
-            overlay=overlay or checkpoint is not None, lazy=lazy)
+            overlay=overlay or checkpoint is not None, lazy=lazy,
+            image={"ref": image, "id": img.id} if image else None)
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -258,7 +264,9 @@ class Supervisor:
         # changed in place.
         root = spec.setdefault("root", {"path": "rootfs"})
         lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
-        if r.overlay:
+        if r.image:
+            root["path"] = self.images.mount(r.image["id"], c.id)
+        elif r.overlay:
             root["path"] = rootfs.mount_overlay(lower, os.path.join(c.shim.dir, "overlay"))
             root["readonly"] = False
         else:
@@ -501,6 +509,13 @@ class Supervisor:
             await self.runtime(c.record.runtime).delete(c.id, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        if c.record.image:
+            self.images.remove(c.id)
+            shutil.rmtree(self._image_bundle(c.id), ignore_errors=True)
+
+    def _image_bundle(self, cid: str) -> str:
+        """The daemon's own bundle of an image container."""
+        return os.path.join(self.config.data_dir, "bundles", cid)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)

@@ -8,6 +8,7 @@ from aiohttp import web
 from .. import logs, validation as v
 from ..errors import DaemonError, InvalidArgument
 from ..events import parse_timestamp
+from ..images import refs
 from ..states import Status
 from ..supervisor import Supervisor
 from .common import bool_field, container_id, json_response, read_body, supervisor_of
@@ -18,7 +19,14 @@ EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 async def create_container(request: web.Request) -> web.Response:
     cid = container_id(request)
     body = await read_body(request)
-    bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
+    image = body.get("image")
+    if image is not None:
+        refs.check_ref(image, "image")
+        if body.get("bundlePath") is not None:
+            raise InvalidArgument("give bundlePath or image, not both", field="image")
+        bundle = None
+    else:
+        bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")
@@ -38,7 +46,7 @@ async def create_container(request: web.Request) -> web.Response:
     c = await supervisor_of(request).create(
         cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
         auto_remove=bool_field(body, "autoRemove"), restart_policy=policy,
-        overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"))
+        overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"), image=image)
     return json_response(c.record.to_api(), 201)
 
 
