@@ -35,7 +35,10 @@ def run_daemon(args) -> int:
         "/var/lib/containerd-py" if state_dir == DEFAULT_STATE_DIR
         else os.path.join(state_dir, "data")))
     config = DaemonConfig(listen=args.listen, state_dir=state_dir, data_dir=data_dir,
-                          runtime=args.runtime, log_max_bytes=args.log_max_bytes)
+                          runtime=args.runtime, log_max_bytes=args.log_max_bytes,
+                          cri_listen=args.cri_listen,
+                          image_mirror=os.path.abspath(args.image_mirror)
+                          if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
     if config.shim_name_budget() < MIN_SHIM_NAME:
@@ -46,6 +49,15 @@ def run_daemon(args) -> int:
         # Two daemons on one host must not share cgroups for equal ids.
         config.cgroup_parent = "containerd-py-" + hashlib.sha1(state_dir.encode()).hexdigest()[:8]
     app = make_app(config)
+    if config.cri_listen:
+        from .cri.server import attach, socket_path
+        from .errors import InvalidArgument
+        try:
+            socket_path(config.cri_listen)
+        except InvalidArgument as e:
+            print(e.message, file=sys.stderr)
+            return 1
+        attach(app, config)
     if args.listen.startswith("unix:"):
         path = args.listen[5:]
         if os.path.exists(path):
@@ -81,6 +93,11 @@ def main(argv=None) -> int:
     d.add_argument("--criu", default=None, help="path of the criu binary")
     d.add_argument("--log-max-bytes", type=int, default=64 * 1024 * 1024,
                    help="rotate a container's log past this size")
+    d.add_argument("--cri-listen", default=None,
+                   help="the CRI's gRPC socket, unix:///PATH (default: unix://STATE_DIR/cri.sock,"
+                        " that is unix:///run/containerd-py/cri.sock; '' for none)")
+    d.add_argument("--image-mirror", default=None, metavar="DIR",
+                   help="where the CRI's PullImage finds images the local store lacks")
     d.add_argument("--debug", action="store_true")
 
     sub.add_parser("state", help="GET /state")

@@ -67,9 +67,10 @@ apt_install() {
 }
 
 # runtimes, the busybox used for the test bundles, iptables for CRIU's
-# network lock, and what the Python dependencies need to build
+# network lock, iproute2 (the CRI brings up loopback in pod namespaces), and
+# what the Python dependencies need to build
 # (python-prctl: libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
-apt_install runc crun busybox-static iptables \
+apt_install runc crun busybox-static iptables iproute2 \
     gcc libc6-dev libcap-dev libffi-dev pkg-config \
     python3 python3-dev python3-venv ca-certificates
 
