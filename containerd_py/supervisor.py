@@ -127,6 +127,7 @@ class Supervisor:
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+        self.images.prune(keep=self.containers)
         log.info("recovered %d containers", len(self.containers))
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")

@@ -1,5 +1,5 @@
 """The image store on the real daemon: archives built offline from
-busybox-static (bundles/images.py) in both formats, real overlay mounts,
+busybox-static (bundles/archives.py) in both formats, real overlay mounts,
 real containers, what a user sees inside them and on the host."""
 
 import io
@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-import images as build  # bundles/images.py
+import archives as build  # bundles/archives.py
 from conftest import APIError, wait_until
 
 from containerd_py.images import refs

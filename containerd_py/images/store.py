@@ -399,6 +399,15 @@ class ImageStore:
             shutil.rmtree(base, ignore_errors=True)
             self._gc()
 
+    def prune(self, keep) -> list[str]:
+        """Remove the writable layers of containers not in `keep` (left by a
+        create that a crash interrupted); returns their keys."""
+        gone = [k for k in os.listdir(self._path("active")) if k not in set(keep)]
+        for key in gone:
+            log.warning("removing the root filesystem of unknown container %s", key)
+            self.remove(key)
+        return gone
+
     def changes(self, key: str) -> list[dict]:
         lease = self._lease(key)
         return layers.changes(self._active(key, "upper"), self.lowerdirs(lease["layers"]))

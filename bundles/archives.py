@@ -6,12 +6,12 @@ more layers from small lists of files, written as a docker-archive (what
 in a tar).
 
     sys.path.insert(0, "bundles")
-    import images
-    base = images.dir_layer(images.BUSYBOX_ROOTFS)
-    top = images.layer([("data/x", "hello\\n"), ("data/.wh.old", None)])
-    images.docker_archive("app.tar", [base, top], {"Cmd": ["sh"]}, ["localhost/app:1"])
+    import archives
+    base = archives.dir_layer(archives.BUSYBOX_ROOTFS)
+    top = archives.layer([("data/x", "hello\\n"), ("data/.wh.old", None)])
+    archives.docker_archive("app.tar", [base, top], {"Cmd": ["sh"]}, ["localhost/app:1"])
 
-Run as a script it writes one: `bundles/images.py OUT.tar [--oci] [--name REF]
+Run as a script it writes one: `bundles/archives.py OUT.tar [--oci] [--name REF]
 [--pad-mib N]` (a busybox image; --pad-mib adds a layer of N MiB of data).
 """
 
