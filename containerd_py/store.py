@@ -54,8 +54,12 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
-    # {"ref": as the request named it, "id": the image's id}
-    image: dict | None = None
+    # The create settings as given (runtime.settings.ContainerSettings), and
+    # what they came to in the last spec written: what the API shows.
+    settings: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    stop_signal: int = 15
+    image: dict | None = None  # {"ref", "id"} of an image container
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -91,6 +95,7 @@ class ContainerRecord:
             obj["resources"] = self.resources
         if self.image:
             obj["image"] = self.image
+        obj.update(self.config)
         return obj
 
     def to_json(self) -> dict:

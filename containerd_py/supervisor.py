@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
+from . import API_VERSION, __version__, bundle as bundle_mod, states
 from . import stats as stats_mod
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
                           criu_log_tail, criu_status, restore_plan)
@@ -27,7 +27,8 @@ from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFai
 from .events import EventJournal, now_ns, rfc3339
 from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
-from .runtime import SUPPORTED, OCIRuntime
+from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
+from .runtime.settings import ContainerSettings
 from .shim import ExitRecord, Shim
 from .states import Status
 from .store import ContainerRecord, ContainerStore, ProcessRecord
@@ -158,7 +159,8 @@ class Supervisor:
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False, start: bool = True,
+                     lazy: bool = False, settings: ContainerSettings | None = None,
+                     resources: dict | None = None, start: bool = True,
                      image: str | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
         it (the CRI's CreateContainer): its first `start` runs it. From a
@@ -170,8 +172,16 @@ class Supervisor:
         rt = self.runtime(runtime or self.default_runtime)
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.write_bundle(img, self._image_bundle(cid), cid[:63])
+            bundle = image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
+        settings = settings or ContainerSettings()
+        if checkpoint and not settings.given():
+            # The checkpoint was taken with its container's settings (mounts,
+            # args, user): a clone restores into the same spec.
+            settings = ContainerSettings.from_json(
+                CheckpointStore(bundle).meta(checkpoint).settings)
+        if image:
+            settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -179,7 +189,9 @@ class Supervisor:
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
             overlay=overlay or checkpoint is not None, lazy=lazy,
+            settings=settings.to_json(), resources=dict(resources or {}),
             image={"ref": image, "id": img.id} if image else None)
+        # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -238,7 +250,8 @@ class Supervisor:
                 lazy.kill()
             if r.checkpoint:
                 e.message += " " + criu_log_tail(work)
-            raise
+                raise
+            raise failures.classify(e) from None
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
         if r.checkpoint:
@@ -260,30 +273,23 @@ class Supervisor:
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
-        """The runtime gets the daemon's own copy of config.json, as in
-        containerd: the root path made absolute (and swapped for an overlay
-        when the container has one) and a cgroup of the daemon's own."""
+        """The runtime gets the daemon's own spec (runtime/spec.py) over the
+        bundle's or the image's root filesystem."""
         r = c.record
-        # `spec` was just read from the user's bundle for this launch alone:
-        # changed in place.
-        root = spec.setdefault("root", {"path": "rootfs"})
-        lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
         if r.image:
-            root["path"] = self.images.mount(r.image["id"], c.id)
-        elif r.overlay:
-            root["path"] = rootfs.mount_overlay(lower, os.path.join(c.shim.dir, "overlay"))
-            root["readonly"] = False
+            root, own = self.images.mount(r.image["id"], c.id), True
         else:
-            root["path"] = lower
-        linux = spec.setdefault("linux", {})
-        if not linux.get("cgroupsPath"):
-            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.id}"
-        if r.resources:
-            _merge_resources(linux.setdefault("resources", {}), r.resources)
+            overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
+            root = rootfs.for_bundle(r.bundle_path, spec, overlay)
+            own = overlay is not None
+        settings = ContainerSettings.from_json(r.settings)
         bundle = os.path.join(c.shim.dir, "bundle")
-        os.makedirs(bundle, exist_ok=True)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        spec = runspec.write_runtime_bundle(
+            bundle, spec, settings, rootfs=root, own_rootfs=own,
+            cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
+            init_binary=self.config.init_binary)
+        r.init = bundle_mod.process_record(spec["process"], 0)
+        r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
         return bundle
 
     # -- exits ---------------------------------------------------------------
@@ -415,6 +421,8 @@ class Supervisor:
                 pid = await c.shim.exec(
                     rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
+            except RuntimeFailure as e:
+                raise failures.classify(e) from None
             finally:
                 for path in (proc_file, pid_file):
                     _unlink(path)
@@ -515,11 +523,6 @@ class Supervisor:
         shutil.rmtree(c.shim.dir, ignore_errors=True)
         if c.record.image:
             self.images.remove(c.id)
-            shutil.rmtree(self._image_bundle(c.id), ignore_errors=True)
-
-    def _image_bundle(self, cid: str) -> str:
-        """The daemon's own bundle of an image container."""
-        return os.path.join(self.config.data_dir, "bundles", cid)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)
@@ -536,7 +539,7 @@ class Supervisor:
         # rule too); the next start clears it.
         c.record.stopped_by_user = True
         if timeout > 0:
-            await self._kill(c, self._stop_signal(c))
+            await self._kill(c, c.record.stop_signal)
             try:
                 await asyncio.wait_for(c.exited.wait(), timeout)
                 return
@@ -548,14 +551,6 @@ class Supervisor:
             if not c.exited.is_set():
                 raise
         await asyncio.wait_for(c.exited.wait(), 30)
-
-    def _stop_signal(self, c: Container) -> int:
-        try:
-            spec = bundle_mod.read_config(c.record.bundle_path)
-        except NotFound:
-            return 15
-        sig = (spec.get("annotations") or {}).get("org.opencontainers.image.stopSignal")
-        return _signal_number(sig) if sig else 15
 
     async def wait(self, ref: str) -> ContainerRecord:
         c = self.get(ref)
@@ -737,7 +732,7 @@ class Supervisor:
         async with c.lock:
             states.check("update", c.record.status, c.id)
             await self.runtime(c.record.runtime).update(c.id, resources)
-            _merge_resources(c.record.resources, resources)
+            runspec.merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)
         return c
@@ -810,11 +805,15 @@ class Supervisor:
         return lambda: c.exited.is_set() and not c.shim.alive()
 
     def process_defaults(self, ref: str) -> dict:
-        """What an exec'd process inherits from init (env, capabilities)."""
-        try:
-            return bundle_mod.read_config(self.get(ref).record.bundle_path).get("process", {})
-        except DaemonError:
-            return {}
+        """What an exec'd process inherits from init (env, user, cwd,
+        capabilities): the spec the daemon wrote for it, settings included."""
+        c = self.get(ref)
+        for path in (os.path.join(c.shim.dir, "bundle"), c.record.bundle_path):
+            try:
+                return bundle_mod.read_config(path).get("process", {})
+            except DaemonError:
+                continue
+        return {}
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
@@ -860,7 +859,7 @@ class Supervisor:
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id))
+                    container=c.id, settings=c.record.settings))
             except RuntimeFailure as e:
                 e.message += " " + criu_log_tail(work)
                 raise
@@ -898,14 +897,6 @@ def _os_release() -> str:
         return fields.get("PRETTY_NAME", "").strip('"')
     except FileNotFoundError:
         return ""
-
-
-def _merge_resources(linux_resources: dict, resources: dict) -> None:
-    for key, value in resources.items():
-        if isinstance(value, dict):
-            linux_resources.setdefault(key, {}).update(value)
-        else:
-            linux_resources[key] = value
 
 
 class _Capped:
@@ -959,15 +950,6 @@ def _kill_pid_file(path: str) -> bool:
 def _started_ns(r: ContainerRecord) -> int:
     from .events import parse_timestamp
     return parse_timestamp(r.started_at) if r.started_at else now_ns()
-
-
-def _signal_number(sig) -> int:
-    import signal as signal_mod
-    if isinstance(sig, int) or str(sig).isdigit():
-        return int(sig)
-    name = str(sig).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    return int(getattr(signal_mod.Signals, name, signal_mod.SIGTERM))
 
 
 def _clear_shim_files(shim_dir: str) -> None:

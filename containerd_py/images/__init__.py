@@ -30,9 +30,9 @@ The interface the supervisor and the front doors use:
     image_config (the whole config document), to_api().
 
     refs.normalise(ref) -> "docker.io/library/busybox:latest" for "busybox"
-    spec.write_bundle(image, dir, hostname) -> a bundle dir whose config.json
-        runs the image's process on runc's defaults (the request's settings
-        are applied on top by the spec writer).
+    spec.bundle(store, image) -> the image's bundle dir (runc's default
+        config.json, and its containers' checkpoints); the image config
+        becomes settings through runtime.spec.image_settings.
 
 The package knows nothing of HTTP: errors are the daemon's typed errors.
 """

@@ -10,6 +10,8 @@ Layout under the store's root:
     snapshots/HEX/         one unpacked layer, by its diff id
     active/KEY/            a container's upper, work and merged dirs, and
                            lease.json: the image and layers it stands on
+    bundles/HEX/           the bundle containers of the image are created from
+                           (runc's default config.json; their checkpoints)
     tmp/                   staging of loads and commits (cleared on start)
 
 Reference counting is computed, not stored: a snapshot lives while an image
@@ -28,7 +30,7 @@ import shutil
 import threading
 import uuid
 
-from .. import rootfs
+from ..runtime import rootfs
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..events import now_ns, rfc3339
 from . import archive, layers, refs
@@ -88,7 +90,7 @@ def _write_atomic(path: str, data: bytes) -> None:
 class ImageStore:
     def __init__(self, root: str):
         self.root = root
-        for d in ("blobs/sha256", "images", "snapshots", "active", "tmp"):
+        for d in ("blobs/sha256", "images", "snapshots", "active", "bundles", "tmp"):
             os.makedirs(os.path.join(root, d), mode=0o700, exist_ok=True)
         # Leftovers of loads or commits a previous daemon did not finish.
         for name in os.listdir(self._path("tmp")):
@@ -108,6 +110,11 @@ class ImageStore:
 
     def _path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
+
+    def bundle_dir(self, image: Image) -> str:
+        path = self._path("bundles", _hex(image.id))
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
 
     def snapshot_dir(self, diff_id: str) -> str:
         return self._path("snapshots", _hex(diff_id))
@@ -316,8 +323,13 @@ class ImageStore:
             for img in self._images.values():
                 used.update(img.layers)
                 blobs.update((img.id, img.digest))
+            images = set(self._images)
             for lease in self._leases().values():
                 used.update(lease.get("layers", []))
+                images.add(lease.get("image"))
+            for name in os.listdir(self._path("bundles")):
+                if "sha256:" + name not in images:
+                    shutil.rmtree(self._path("bundles", name), ignore_errors=True)
             for name in os.listdir(self._path("snapshots")):
                 if "sha256:" + name not in used:
                     shutil.rmtree(self._path("snapshots", name), ignore_errors=True)
