@@ -394,7 +394,7 @@ def test_images_and_containers_survive_a_daemon_restart_and_leave_nothing(
     assert os.listdir(os.path.join(root, "images")) == []
     assert os.listdir(os.path.join(root, "blobs", "sha256")) == []
     assert _mounts_of(d.state_dir) == []
-    assert not os.listdir(os.path.join(d.state_dir, "data", "bundles"))
+    assert os.listdir(os.path.join(root, "bundles")) == []
 
 
 def test_cli_load_images_run_tag_rmi(daemon, tmp_path, cid, base_layer):
@@ -413,7 +413,15 @@ def test_cli_load_images_run_tag_rmi(daemon, tmp_path, cid, base_layer):
         assert cli("load", stdin=f) == f"Loaded image: {name}\n"
     assert name in cli("images")
     c = cid("cli")
-    assert json.loads(cli("run", c, "--image", name))["image"]["ref"] == name
+    # The issue's own command line: settings over an image, a read-only bind.
+    src = tmp_path / "srv"
+    src.mkdir()
+    (src / "index.html").write_text("served\n")
+    created = json.loads(cli("run", "--image", name, "--env", "A=1", "--mount",
+                             f"type=bind,src={src},dst=/srv,ro", c))
+    assert created["image"]["ref"] == name
+    assert cli("exec", c, "sh", "-c", "echo $A; cat /srv/index.html; "
+               "touch /srv/x 2>/dev/null || echo read-only") == "1\nserved\nread-only\n"
     cli("exec", c, "sh", "-c", "echo x > /new")
     assert "A /new" in cli("diff", c).splitlines()
     cli("export", c, "-o", str(tmp_path / "out.tar"))
