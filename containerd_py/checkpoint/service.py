@@ -220,11 +220,16 @@ class CheckpointService:
         """Create container `cid` restored from a checkpoint staged in
         `staged` (checkpoint/ with the images, optionally rootfs-diff/).
         The staged dir is moved into the container's own places."""
-        bundle = bundle or settings.get("bundlePath")
-        if not isinstance(bundle, str) or not os.path.isabs(bundle):
-            raise InvalidArgument("the checkpoint names no absolute bundlePath; give one",
-                                  field="bundlePath")
-        bundle_mod.read_config(bundle)  # 404 naming the bundle if it is not here
+        image = (settings.get("image") or {}).get("ref") if not bundle else None
+        if image:
+            self.sup.images.resolve(image)  # 404 naming the image if it is not here
+            bundle = None
+        else:
+            bundle = bundle or settings.get("bundlePath")
+            if not isinstance(bundle, str) or not os.path.isabs(bundle):
+                raise InvalidArgument("the checkpoint names no absolute bundlePath; give one",
+                                      field="bundlePath")
+            bundle_mod.read_config(bundle)  # 404 naming the bundle if it is not here
         runtime = settings.get("runtime") or None
         home = os.path.join(self.received_dir, cid)
         images = os.path.join(home, "checkpoints", meta["name"])
@@ -253,7 +258,7 @@ class CheckpointService:
                 restart_policy=settings.get("restartPolicy") or {"name": "no"}, lazy=lazy,
                 settings=ContainerSettings.from_json(settings.get("settings") or
                                                      meta.get("settings") or {}),
-                resources=settings.get("resources") or {})
+                resources=settings.get("resources") or {}, image=image)
         except BaseException:
             if cid not in self.sup.containers:  # else the id is another's now
                 shutil.rmtree(home, ignore_errors=True)
