@@ -14,8 +14,9 @@ import subprocess
 
 import pytest
 
+from build import HOST_PYTHON, host_python_mounts
 from conftest import host_pid_alive, wait_until
-from containerd_py.checkpoints import dumps_inet_sockets
+from containerd_py.checkpoint.criu import dumps_inet_sockets
 
 PORT = 8080
 NSENTER = shutil.which("nsenter")
@@ -47,11 +48,11 @@ def in_netns(pid: int, *argv: str, timeout: float = 10) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=timeout)
 
 
-def http_get(pid: int) -> str | None:
-    """GET http://127.0.0.1:PORT/ inside the container's namespace; None if
-    nothing answers."""
+def http_get(pid: int, path: str = "/") -> str | None:
+    """GET http://127.0.0.1:PORT/path inside the container's namespace; None
+    if nothing answers."""
     # (no -T: Debian 12's static busybox wget crashes with it)
-    r = in_netns(pid, BUSYBOX, "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}/")
+    r = in_netns(pid, BUSYBOX, "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}{path}")
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -160,3 +161,26 @@ def test_web_server_checkpointed_with_exit_answers_again_in_same_id(needs_inet_c
     api.delete_checkpoint(c, "stop-here")
     api.delete(c, force=True)
     assert not host_pid_alive(new)
+
+
+def test_python_http_server_clones_answer(needs_inet_checkpoint, api, bundle, cid):
+    """The host's Python `http.server` (its /usr bind-mounted read-only, as
+    the pyapp bundle does) checkpoints and its clones answer."""
+    b = bundle(["sh", "-c",
+                "mkdir -p /tmp/www && echo py-$RANDOM$RANDOM > /tmp/www/index.html && "
+                f"exec {HOST_PYTHON} -m http.server {PORT} --bind 127.0.0.1 -d /tmp/www"],
+               mounts=host_python_mounts())
+    c = cid("pyweb")
+    pid = api.create(c, b)["processes"][0]["pid"]
+    page = wait_until(lambda: http_get(pid, "/index.html"), 30, 0.05, what="http.server")
+    assert page.startswith("py-")
+    api.checkpoint(c, "warm")
+    clone = cid("pyclone")
+    cpid = api.create(clone, b, checkpoint="warm")["processes"][0]["pid"]
+    assert netns(cpid) != netns(pid)
+    assert http_get(cpid, "/index.html") == page
+    assert http_get(pid, "/index.html") == page
+    api.delete(clone, force=True)
+    api.delete_checkpoint(c, "warm")
+    api.delete(c, force=True)
+    assert not host_pid_alive(cpid) and not host_pid_alive(pid)
