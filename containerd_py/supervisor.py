@@ -174,9 +174,13 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
+        # An image's container runs the image's bundle, unless the caller
+        # wrote the whole spec itself (the CRI): then only the root
+        # filesystem comes from the image.
+        own_spec = bundle is not None
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.bundle(self.images, img)
+            bundle = bundle or image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
         settings = settings or ContainerSettings()
         if checkpoint and not settings.given():
@@ -184,7 +188,7 @@ class Supervisor:
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
-        if image:
+        if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,

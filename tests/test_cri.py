@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+import archives  # bundles/archives.py
 from conftest import ROOT, Daemon, host_pid_alive, wait_until
 
 TOOLS = os.environ.get("CRI_TOOLS_DIR",
@@ -29,9 +30,12 @@ def cri():
     """A daemon of its own with an image mirror holding 'busybox'."""
     state = tempfile.mkdtemp(prefix="cdpy-cri-")
     mirror = os.path.join(state, "mirror")
-    for name in ("docker.io_library_busybox_latest", "localhost_other_1"):
-        os.makedirs(os.path.join(mirror, name))
-        os.symlink(BUSYBOX_ROOTFS, os.path.join(mirror, name, "rootfs"))
+    os.makedirs(mirror)
+    base = archives.dir_layer(BUSYBOX_ROOTFS)
+    for name, file in (("docker.io/library/busybox:latest", "docker.io_library_busybox_latest"),
+                       ("localhost/other:1", "localhost_other_1")):
+        archives.docker_archive(os.path.join(mirror, file + ".tar"), [base],
+                                {"Cmd": ["sh"], "Labels": {"name": name}}, [name])
     d = Daemon(os.path.join(state, "s"), extra_args=["--image-mirror", mirror]).start()
     d.cri_sock = os.path.join(d.state_dir, "cri.sock")
     d.work = state
@@ -97,6 +101,9 @@ def test_pod_and_container_lifecycle(cri):
     rest = cri.client.get(cid)
     assert rest["labels"]["io.containerd-py.cri"] == "container"
     assert rest["labels"]["app"] == "web"
+    # Its root is the image store's: an overlay of the image's layers.
+    image_id = json.loads(crictl(cri, "inspecti", "busybox").stdout)["status"]["id"]
+    assert rest["image"]["id"] == image_id
 
     crictl(cri, "start", cid)
     info = json.loads(crictl(cri, "inspect", cid).stdout)

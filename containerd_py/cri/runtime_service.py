@@ -16,7 +16,8 @@ from . import spec as spec_mod
 from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
 from .containers import LABEL_KIND, LABEL_NAME, LABEL_SANDBOX, CRIContainer, CRIContainerStore
 from .errors import DeadlineExceeded, mapped
-from .images import DirImageStore
+from ..runtime.settings import ContainerSettings
+from .images import CRIImages
 from .sandbox import READY, Sandbox, SandboxStore, connect_in_netns
 
 CRI_API_VERSION = "v1"
@@ -45,7 +46,7 @@ def _matches(labels, selector) -> bool:
 @mapped
 class RuntimeService(pbg.RuntimeServiceServicer):
     def __init__(self, sup: Supervisor, sandboxes: SandboxStore, containers: CRIContainerStore,
-                 images: DirImageStore, streaming=None):
+                 images: CRIImages, streaming=None):
         self.sup, self.sandboxes, self.containers, self.images = sup, sandboxes, containers, images
         self.streaming = streaming
         # Sandbox create/stop/remove and container create under one lock: a
@@ -161,7 +162,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                                status="notready")
             image = self.images.status(cfg.image.image)
             cid = new_id()
-            spec = spec_mod.build(cid, cfg, sb, image)
+            spec = spec_mod.build(cid, cfg, sb, image, self.images.etc_root(image))
             meta = sb.config.metadata
             name = (f"{cfg.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_"
                     f"{cfg.metadata.attempt}")
@@ -173,8 +174,10 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             labels = {**cfg.labels, LABEL_KIND: "container", LABEL_SANDBOX: sb.id,
                       LABEL_NAME: cfg.metadata.name}
             try:
-                c = await self.sup.create(cid, bundle, name=name, labels=labels,
-                                          overlay=not spec["root"]["readonly"], start=False)
+                ro = spec["root"]["readonly"]
+                c = await self.sup.create(
+                    cid, bundle, name=name, labels=labels, image=image.id, start=False,
+                    settings=ContainerSettings(readonly_rootfs=True if ro else None))
                 if log_path:
                     os.makedirs(os.path.dirname(log_path), exist_ok=True)
                     os.makedirs(c.shim.dir, mode=0o700, exist_ok=True)
