@@ -260,3 +260,34 @@ def test_streaming_exec_attach_and_port_forward(cri):
     wait_until(lambda: json.loads(crictl(cri, "inspect", sh).stdout)["status"]["state"]
                == "CONTAINER_EXITED", what="the shell to exit with its stdin")
     crictl(cri, "rmp", "-f", pid_)
+
+
+def test_checkpoint_writes_an_archive_and_the_container_runs_on(cri):
+    import tarfile
+    pod_json = write(cri, "pod-cp.json", pod_config(cri, "cp"))
+    ctr_json = write(cri, "ctr-cp.json", {"metadata": {"name": "counter"},
+                                          "image": {"image": "busybox"},
+                                          "command": ["sh", "-c", "i=0; while true; do "
+                                                      "i=$((i+1)); echo $i > /tmp/n; sleep 0.2;"
+                                                      " done"]})
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    cid = crictl(cri, "create", pid_, ctr_json, pod_json).stdout.strip()
+    crictl(cri, "start", cid)
+    pid = json.loads(crictl(cri, "inspect", cid).stdout)["info"]["pid"]
+    archive = os.path.join(cri.work, "cp.tar")
+    r = crictl(cri, "checkpoint", "--export", archive, cid, check=False)
+    if r.returncode != 0 and "checkpoint/restore is not available" in r.stderr:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "manifest.json" in names and any(n.startswith("checkpoint/") for n in names)
+    assert any(n.endswith(".img") for n in names)
+    assert host_pid_alive(pid)  # it keeps running
+    # Nothing of the checkpoint is kept besides the archive.
+    bundle = cri.client.get(cid)["bundlePath"]
+    assert not os.listdir(os.path.join(bundle, "checkpoints")) \
+        if os.path.isdir(os.path.join(bundle, "checkpoints")) else True
+    r = crictl(cri, "checkpoint", "--export", "relative.tar", cid, check=False)
+    assert r.returncode != 0 and "InvalidArgument" in r.stderr
+    crictl(cri, "rmp", "-f", pid_)

@@ -403,6 +403,46 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         url = self._streaming().url("portforward", {"sandbox_id": sb.id, "connect": connect})
         return pb.PortForwardResponse(url=url)
 
+    # -- checkpoint -----------------------------------------------------------------
+
+    async def CheckpointContainer(self, request, context):
+        """KEP-2008, as the kubelet's checkpoint API asks: a checkpoint of
+        the running container (it keeps running) written as one archive at
+        `location` (the CRIU images, the spec, the container's settings and
+        its own filesystem changes: the daemon's checkpoint export)."""
+        c = self._get(request.container_id)
+        location = request.location
+        if not location or not os.path.isabs(location):
+            raise InvalidArgument("location must be an absolute path of the archive to write",
+                                  field="location")
+        if not os.path.isdir(os.path.dirname(location)):
+            raise InvalidArgument(f"the directory of {location!r} does not exist",
+                                  field="location")
+        name = "cri-" + uuid.uuid4().hex[:12]
+        checkpoints = self.sup.checkpointing
+        dump = checkpoints.checkpoint(c.id, name)
+        if request.timeout > 0:
+            try:
+                await asyncio.wait_for(dump, request.timeout)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"checkpoint of {c.id!r} took longer than "
+                                       f"{request.timeout}s", id=c.id) from None
+        else:
+            await dump
+        tmp = f"{location}.{name}.tmp"
+        try:
+            plan = checkpoints.export_plan(c.id, name)
+            with open(tmp, "wb") as f:
+                async def write(data):
+                    f.write(data)
+                await plan.send(write)
+            os.replace(tmp, location)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            checkpoints.delete(c.id, name)
+        return pb.CheckpointContainerResponse()
+
     # -- stats ---------------------------------------------------------------------
 
     def _stats(self, c: CRIContainer, r) -> pb.ContainerStats:
