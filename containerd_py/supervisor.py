@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
+from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states, timing
 from . import stats as stats_mod
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
                           criu_status)
@@ -160,6 +160,7 @@ class Supervisor:
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
         spec = bundle_mod.read_config(bundle)
+        timing.mark("read-spec")
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -203,7 +204,9 @@ class Supervisor:
                 raise Conflict(f"container {c.id!r} still has a live shim", id=c.id)
             _clear_shim_files(shim_dir)
         os.makedirs(shim_dir, mode=0o700, exist_ok=True)
+        timing.mark("prepare")
         run_bundle = self._write_runtime_bundle(c, spec)
+        timing.mark("write-spec")
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
@@ -231,6 +234,9 @@ class Supervisor:
             if r.checkpoint:
                 e.message += " " + criu_log_tail(work)
             raise
+        timing.mark("shim-start", c.shim.runtime_ns[0])
+        timing.mark("runtime", c.shim.runtime_ns[1])
+        timing.mark("shim-reply")
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
         r.shim_pid, r.init.pid = shim_pid, init_pid
@@ -245,9 +251,13 @@ class Supervisor:
             c.cgroups = stats_mod.cgroup_paths(init_pid)
         except OSError:  # init already exited (ESRCH for a zombie)
             c.cgroups = None
+        timing.mark("cgroups")
         self.store.save(r)
+        timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
+        timing.mark("event")
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
+        timing.mark("watch")
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
         """The runtime gets the daemon's own copy of config.json, as in

@@ -5,7 +5,7 @@ import json
 
 from aiohttp import web
 
-from .. import logs, validation as v
+from .. import logs, timing, validation as v
 from ..errors import DaemonError, InvalidArgument
 from ..events import parse_timestamp
 from ..states import Status
@@ -16,6 +16,17 @@ EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
 async def create_container(request: web.Request) -> web.Response:
+    trace = timing.begin()
+    try:
+        resp = await _create_container(request)
+        timing.mark("respond")
+        resp.headers["Server-Timing"] = trace.header()
+        return resp
+    finally:
+        timing.end(trace)
+
+
+async def _create_container(request: web.Request) -> web.Response:
     cid = container_id(request)
     body = await read_body(request)
     bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
@@ -35,6 +46,7 @@ async def create_container(request: web.Request) -> web.Response:
     policy = _restart_policy(body.get("restartPolicy"))
     if bool_field(body, "lazy") and checkpoint is None:
         raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
+    timing.mark("parse")
     c = await supervisor_of(request).create(
         cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
         auto_remove=bool_field(body, "autoRemove"), restart_policy=policy,
@@ -176,6 +188,7 @@ async def start_container(request: web.Request) -> web.Response:
         v.check_id(checkpoint, "checkpoint")
     if bool_field(body, "lazy") and checkpoint is None:
         raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
+    timing.mark("parse")
     c = await supervisor_of(request).start(container_id(request), checkpoint, bool_field(body, "lazy"))
     return json_response(c.record.to_api())
 
