@@ -20,8 +20,8 @@ import psutil
 
 from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states, timing
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
-                          criu_status)
+from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
+                          criu_log_tail, criu_status, restore_plan)
 from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
@@ -129,6 +129,8 @@ class Supervisor:
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
+        if status.get("warning"):
+            log.warning("checkpoint/restore: %s", status["warning"])
 
     def _lost_exit(self, c: Container) -> ExitRecord:
         log.warning("container %s: shim gone without an exit file", c.id)
@@ -153,7 +155,9 @@ class Supervisor:
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False) -> Container:
+                     lazy: bool = False, start: bool = True) -> Container:
+        """Create a container and start it; with `start=False` only record
+        it (the CRI's CreateContainer): its first `start` runs it."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
@@ -173,6 +177,10 @@ class Supervisor:
         # Registered before the first await: a concurrent create of the same
         # id sees it and gets 409; other operations wait on the lock.
         self.containers[cid] = c
+        if not start:
+            self.store.save(record)
+            self.events.emit("create", cid)
+            return c
         async with c.lock:
             try:
                 await self._launch(c, spec)
@@ -211,18 +219,9 @@ class Supervisor:
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            self._criu()
-            store = CheckpointStore(r.bundle_path)
-            image = store.require(r.checkpoint)
-            meta = store.meta(r.checkpoint)
-            work = os.path.join(shim_dir, "criu-work")
-            os.makedirs(work, exist_ok=True)
-            if r.lazy:
-                lazy = LazyPages(self._criu(), image, work)
-                await lazy.start()
-            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
-                                   unix_sockets=meta.unixSockets, shell=meta.shell,
-                                   lazy=lazy is not None)
+            argv, work, lazy = await restore_plan(
+                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
+                shim_dir, pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
@@ -239,6 +238,8 @@ class Supervisor:
         timing.mark("shim-reply")
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
+        if r.checkpoint:
+            await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
@@ -677,6 +678,15 @@ class Supervisor:
         _unlink(session.pid_file)
         _unlink(session.process_file)
         return status
+
+    async def reopen_log(self, ref: str) -> None:
+        """Make the shim open its log file again (after the caller moved it
+        away, as the kubelet's log rotation does)."""
+        c = self.get(ref)
+        states.check("logs", c.record.status, c.id)
+        if c.record.status == Status.STOPPED:
+            raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
+        await c.shim.reopen_log()
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
