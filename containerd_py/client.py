@@ -92,6 +92,24 @@ class Client:
     def create(self, cid, bundle_path, **options):
         return self.request("POST", f"/containers/{cid}", {"bundlePath": bundle_path, **options})
 
+    def claim(self, cid, pool, **options):
+        """A container from a warm pool (options: name, labels)."""
+        return self.request("POST", f"/containers/{cid}", {"pool": pool, **options})
+
+    def create_pool(self, name, bundle_path, size, **options):
+        """Keep `size` containers of the bundle (or of its `checkpoint`) ready."""
+        return self.request("POST", f"/pools/{name}",
+                            {"bundlePath": bundle_path, "size": size, **options})
+
+    def pools(self):
+        return self.request("GET", "/pools")
+
+    def pool(self, name):
+        return self.request("GET", f"/pools/{name}")
+
+    def delete_pool(self, name):
+        return self.request("DELETE", f"/pools/{name}")
+
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
 

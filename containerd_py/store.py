@@ -54,6 +54,10 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # Claimed from a warm pool: the runtime's (and the shim dir's) id of the
+    # member, fixed when it was created, and the pool's name.
+    runtime_id: str | None = None
+    pool: str | None = None
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -87,6 +91,10 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.pool:
+            obj["pool"] = self.pool
+        if self.runtime_id:
+            obj["runtimeId"] = self.runtime_id
         return obj
 
     def to_json(self) -> dict:

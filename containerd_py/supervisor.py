@@ -26,6 +26,7 @@ from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
 from .interactive import ExecSession
+from .pools import WarmPools
 from .runtime import SUPPORTED, OCIRuntime
 from .shim import ExitRecord, Shim
 from .states import Status
@@ -64,6 +65,12 @@ class Container:
     def id(self) -> str:
         return self.record.id
 
+    @property
+    def rid(self) -> str:
+        """The id the runtime knows it by: its own, or the warm-pool
+        member's it was claimed from (runc fixes it at create)."""
+        return self.record.runtime_id or self.record.id
+
 
 class Supervisor:
     def __init__(self, config: DaemonConfig):
@@ -76,6 +83,7 @@ class Supervisor:
         self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
+        self.pools = WarmPools(self)
 
     # -- lookup --------------------------------------------------------------
 
@@ -106,7 +114,7 @@ class Supervisor:
         """Find the containers of a previous daemon again, through their
         records and what their shims left behind."""
         for record in self.store.load_all():
-            c = Container(record, Shim(self.config.shim_dir(record.id)))
+            c = Container(record, Shim(self.config.shim_dir(record.runtime_id or record.id)))
             self.containers[record.id] = c
             if record.status == Status.STOPPED:
                 # A restart the previous daemon had scheduled but not done.
@@ -126,6 +134,7 @@ class Supervisor:
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
         log.info("recovered %d containers", len(self.containers))
+        await self.pools.recover()
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
@@ -144,6 +153,7 @@ class Supervisor:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pools.close()
         self.events.close()
         # Not on each delete: a concurrent create could be between runc's
         # mkdir of the parent and of its own dir.
@@ -190,15 +200,23 @@ class Supervisor:
                 raise
         return c
 
+    async def claim(self, cid: str, pool: str, *, name: str | None = None,
+                    labels: dict | None = None) -> Container:
+        """Container `cid` from a warm pool (pools.py)."""
+        return await self.pools.claim(cid, pool, container_name=name, labels=labels)
+
     def _check_name_free(self, name: str, except_id: str | None = None) -> None:
         for other in self.containers.values():
             if other.id != except_id and (other.record.name == name or other.id == name):
                 raise Conflict(f"name {name!r} is already in use by container {other.id!r}",
                                id=other.id)
 
-    async def _launch(self, c: Container, spec: dict | None = None) -> None:
+    async def _launch(self, c: Container, spec: dict | None = None,
+                      prestart: bool = False) -> None:
         """Start the container's processes (fresh, or restored from its
-        checkpoint) under a new shim. Caller holds the lock."""
+        checkpoint) under a new shim. Caller holds the lock. `prestart`
+        (warm pools): only the runtime's create, or the restore, with the
+        record left to the pool until a claim starts it."""
         r = c.record
         if spec is None:
             spec = bundle_mod.read_config(r.bundle_path)
@@ -220,10 +238,11 @@ class Supervisor:
         lazy = None
         if r.checkpoint:
             argv, work, lazy = await restore_plan(
-                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
+                rt, self._criu(), c.rid, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
                 shim_dir, pid_file)
         else:
-            argv = rt.run_argv(c.id, run_bundle, pid_file, console)
+            argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
+                                                                 console)
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -241,6 +260,11 @@ class Supervisor:
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
+        if not prestart:
+            self._mark_running(c, init_pid)
+
+    def _mark_running(self, c: Container, init_pid: int) -> None:
+        r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
@@ -276,7 +300,7 @@ class Supervisor:
             root["path"] = lower
         linux = spec.setdefault("linux", {})
         if not linux.get("cgroupsPath"):
-            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.id}"
+            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.rid}"
         if r.resources:
             _merge_resources(linux.setdefault("resources", {}), r.resources)
         bundle = os.path.join(c.shim.dir, "bundle")
@@ -354,7 +378,7 @@ class Supervisor:
         """Release the runtime's state and cgroup; then honour autoRemove or
         the restart policy. True if the runtime's state is gone."""
         try:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
             deleted = True
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
@@ -412,7 +436,7 @@ class Supervisor:
                        if process["terminal"] else None)
             try:
                 pid = await c.shim.exec(
-                    rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
+                    rt.exec_argv(c.rid, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
             finally:
                 for path in (proc_file, pid_file):
@@ -451,12 +475,12 @@ class Supervisor:
 
     async def _kill(self, c: Container, signal: int) -> None:
         rt = self.runtime(c.record.runtime)
-        await rt.kill(c.id, signal)
+        await rt.kill(c.rid, signal)
         if c.record.status == Status.PAUSED and signal in (9, 15):
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
             try:
-                await rt.resume(c.id)
+                await rt.resume(c.rid)
             except RuntimeFailure:
                 # For SIGKILL runc thaws the cgroup itself (v1), so the
                 # container may be "not paused" or gone by now.
@@ -478,7 +502,7 @@ class Supervisor:
         c = self.get(ref)
         async with c.lock:
             states.check(op, c.record.status, c.id)
-            await getattr(self.runtime(c.record.runtime), op)(c.id)
+            await getattr(self.runtime(c.record.runtime), op)(c.rid)
             c.record.status = status
             self.store.save(c.record)
             self.events.emit(op, c.id)
@@ -509,7 +533,7 @@ class Supervisor:
         if c.watcher and not c.watcher.done():
             c.watcher.cancel()
         if not runtime_done:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
 
@@ -608,7 +632,7 @@ class Supervisor:
             states.check("exec", c.record.status, c.id)
         rt = self.runtime(c.record.runtime)
         proc_file, pid_file = _write_process(c, process, "sync")
-        argv = rt.exec_argv(c.id, proc_file, pid_file, detach=False)
+        argv = rt.exec_argv(c.rid, proc_file, pid_file, detach=False)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
@@ -654,7 +678,7 @@ class Supervisor:
         proc_file, pid_file = _write_process(c, process, "ws")
 
         def argv(console):
-            return rt.exec_argv(c.id, proc_file, pid_file, detach=console is not None,
+            return rt.exec_argv(c.rid, proc_file, pid_file, detach=console is not None,
                                 console_socket=console)
 
         try:
@@ -696,7 +720,7 @@ class Supervisor:
     async def top(self, ref: str) -> list[dict]:
         c = self.get(ref)
         states.check("top", c.record.status, c.id)
-        pids = await self.runtime(c.record.runtime).ps(c.id)
+        pids = await self.runtime(c.record.runtime).ps(c.rid)
         rows = []
         for pid in pids:
             try:
@@ -728,7 +752,7 @@ class Supervisor:
         c = self.get(ref)
         async with c.lock:
             states.check("update", c.record.status, c.id)
-            await self.runtime(c.record.runtime).update(c.id, resources)
+            await self.runtime(c.record.runtime).update(c.rid, resources)
             _merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)
@@ -848,7 +872,7 @@ class Supervisor:
             os.makedirs(work)
             try:
                 await self.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
+                    c.rid, tmp, work, leave_running=not exit, tcp=tcp,
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,

@@ -29,14 +29,13 @@ async def create_container(request: web.Request) -> web.Response:
 async def _create_container(request: web.Request) -> web.Response:
     cid = container_id(request)
     body = await read_body(request)
+    if "pool" in body:
+        return await _claim_from_pool(request, cid, body)
     bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")
-    labels = body.get("labels", {})
-    if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(x, str) for k, x in labels.items()):
-        raise InvalidArgument("labels must be an object of strings", field="labels")
+    labels = _labels(body)
     runtime = body.get("runtime")
     if runtime is not None and not isinstance(runtime, str):
         raise InvalidArgument("runtime must be a string", field="runtime")
@@ -52,6 +51,31 @@ async def _create_container(request: web.Request) -> web.Response:
         auto_remove=bool_field(body, "autoRemove"), restart_policy=policy,
         overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"))
     return json_response(c.record.to_api(), 201)
+
+
+async def _claim_from_pool(request: web.Request, cid: str, body: dict) -> web.Response:
+    """A container from a warm pool: what the pool made it from is fixed,
+    only its name and labels are the claimer's."""
+    pool = v.check_id(body["pool"], "pool")
+    unknown = set(body) - {"pool", "name", "labels"}
+    if unknown:
+        raise InvalidArgument(f"a pool's containers are made ahead of the claim: only name and "
+                              f"labels apply, not {sorted(unknown)}", field=sorted(unknown)[0])
+    labels = _labels(body)
+    name = body.get("name")
+    if name is not None:
+        v.check_id(name, "name")
+    timing.mark("parse")
+    c = await supervisor_of(request).claim(cid, pool, name=name, labels=labels)
+    return json_response(c.record.to_api(), 201)
+
+
+def _labels(body: dict) -> dict:
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in labels.items()):
+        raise InvalidArgument("labels must be an object of strings", field="labels")
+    return labels
 
 
 def _restart_policy(value) -> dict:

@@ -10,6 +10,7 @@ from .. import __version__
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+POOL = {"$ref": "#/components/schemas/Pool"}
 
 
 def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
@@ -97,7 +98,7 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint)", [_resp(201, "the container, running", CONTAINER),
+                    "checkpoint, or claim a warm pool's member)", [_resp(201, "the container, running", CONTAINER),
                                     *_errors(400, 404, 409, 413, 500, 501)],
                     body={"$ref": "#/components/schemas/CreateRequest"}),
         "get": _op("One container (by id or name)", [_resp(200, "container", CONTAINER),
@@ -227,6 +228,25 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/pools": {"get": _op("Warm pools and how many members each has ready", [
+        _resp(200, "pools", {"type": "array", "items": POOL})], tag="pools")},
+    "/pools/{name}": {
+        "post": _op(
+            "Keep `size` containers of a bundle (or of its checkpoint) ready to be claimed",
+            [_resp(201, "the pool (members are made in the background)", POOL),
+             *_errors(400, 404, 409, 413, 501)],
+            body=_obj({"bundlePath": S, "checkpoint": S, "size": I,
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}},
+                      ["bundlePath", "size"]),
+            desc="A bundle pool's members have had the runtime's create (their init waits "
+                 "to be started); a checkpoint pool's are restored, each on an overlay of "
+                 "its own, and frozen. Claim one with POST /containers/{id} "
+                 '{"pool": NAME}; an empty pool starts one the normal way.', tag="pools"),
+        "get": _op("One pool", [_resp(200, "the pool", POOL), *_errors(400, 404)],
+                   tag="pools"),
+        "delete": _op("Delete a pool and its idle members (claimed containers stay)", [
+            _resp(204, "deleted"), *_errors(400, 404)], tag="pools"),
+    },
 }
 
 SCHEMAS = {
@@ -247,19 +267,24 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"}}),
+        "checkpoint": S, "resources": {"type": "object"}, "pool": S, "runtimeId": S}),
     "CreateRequest": _obj({
         "bundlePath": S, "checkpoint": S, "lazy": B, "labels": {"type": "object"},
+        "pool": {"type": "string", "description": "claim a member of this warm pool "
+                 "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
         "restartPolicy": _obj({"name": {"type": "string",
                                         "enum": ["no", "on-failure", "always"]},
-                               "maximumRetryCount": I})}, ["bundlePath"]),
+                               "maximumRetryCount": I})}),
     "Resources": _obj({"memory": {"oneOf": [I, S]}, "cpus": N, "cpuShares": I,
                        "cpuQuota": I, "cpuPeriod": I, "pidsLimit": I}),
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Pool": _obj({"name": S, "bundlePath": S, "checkpoint": S, "size": I, "runtime": S,
+                  "ready": I, "starting": I, "claimed": I, "fallbacks": I, "created": S,
+                  "lastError": S}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S}),
 }
