@@ -99,6 +99,7 @@ def _print(obj) -> None:
 
 
 def main(argv=None) -> int:
+    argv, command = _split_command(sys.argv[1:] if argv is None else list(argv))
     p = argparse.ArgumentParser(prog="containerd-py", description=__doc__)
     p.add_argument("--address", default=os.environ.get("CONTAINERD_PY_ADDRESS", DEFAULT_LISTEN),
                    help="daemon address for client commands (HOST:PORT or unix:PATH)")
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
     c.add_argument("--runtime")
     c.add_argument("--rm", action="store_true", help="autoRemove")
     c.add_argument("--restart", help="no | on-failure | always")
+    _add_setting_flags(c)
     for name in ("stop", "restart"):
         s = sub.add_parser(name)
         s.add_argument("id")
@@ -167,6 +169,7 @@ def main(argv=None) -> int:
     sub.add_parser("info")
 
     args = p.parse_args(argv)
+    args.command = command
     if args.cmd == "daemon":
         return run_daemon(args)
 
@@ -200,6 +203,7 @@ def _client_command(cl, args) -> int:
             opts["autoRemove"] = True
         if args.restart:
             opts["restartPolicy"] = {"name": args.restart}
+        opts.update(_settings(args))
         _print(cl.create(args.id, os.path.abspath(args.bundle), **opts))
     elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
         _print(getattr(cl, cmd)(args.id))
@@ -230,6 +234,59 @@ def _client_command(cl, args) -> int:
     elif cmd == "info":
         _print(cl.info())
     return 0
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`run ... ID BUNDLE -- CMD ARGS...`: what follows `--` is the command,
+    never options of run."""
+    if "--" in argv and any(a in ("run", "create") for a in argv[:argv.index("--")]):
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, None
+
+
+def _add_setting_flags(c) -> None:
+    """The create settings as flags, named as podman's and docker's run."""
+    c.add_argument("--env", "-e", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--mount", action="append", default=[],
+                   help="type=bind,src=/srv,dst=/srv[,ro] or type=tmpfs,dst=/cache")
+    c.add_argument("--volume", "-v", action="append", default=[], help="SRC:DST[:ro]")
+    c.add_argument("--user", "-u", help="uid[:gid] or name[:group]")
+    c.add_argument("--workdir", "-w")
+    c.add_argument("--hostname")
+    c.add_argument("--entrypoint", help="a command line (replaces the image's Entrypoint)")
+    c.add_argument("--init", action="store_true", help="tini as PID 1")
+    c.add_argument("--tty", "-t", action="store_true")
+    c.add_argument("--read-only", action="store_true")
+    c.add_argument("--stop-signal")
+    c.add_argument("--annotation", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--memory", "-m", help="a size like 256M")
+    c.add_argument("--cpus", type=float)
+
+
+def _settings(args) -> dict:
+    import shlex
+    opts: dict = {}
+    if args.command:
+        opts["args"] = args.command
+    if args.env:
+        opts["env"] = args.env
+    if args.mount or args.volume:
+        opts["mounts"] = args.mount + args.volume
+    for key, value in (("user", args.user), ("cwd", args.workdir),
+                       ("hostname", args.hostname), ("stopSignal", args.stop_signal),
+                       ("memory", args.memory), ("cpu", args.cpus)):
+        if value is not None:
+            opts[key] = value
+    if args.entrypoint is not None:
+        opts["entrypoint"] = shlex.split(args.entrypoint)
+    for key, flag in (("init", args.init), ("terminal", args.tty),
+                      ("readonlyRootfs", args.read_only)):
+        if flag:
+            opts[key] = True
+    if args.annotation:
+        opts["annotations"] = dict(a.split("=", 1) for a in args.annotation)
+    return opts
 
 
 if __name__ == "__main__":

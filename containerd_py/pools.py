@@ -306,10 +306,15 @@ class WarmPools:
         rid = f"pool+{s.name[:40]}+{uuid.uuid4().hex[:10]}"
         spec = bundle_mod.read_config(s.bundle_path)
         pool.start_hooks = _spec_has_start_hooks(spec)
+        settings = {}
+        if s.checkpoint:
+            # As for a clone: restored into the settings it was taken with.
+            from .checkpoints import CheckpointStore
+            settings = CheckpointStore(s.bundle_path).meta(s.checkpoint).settings or {}
         record = ContainerRecord(
             id=rid, name=rid, bundle_path=s.bundle_path, runtime=s.runtime,
             created=rfc3339(now_ns()), checkpoint=s.checkpoint,
-            overlay=s.checkpoint is not None, pool=s.name)
+            overlay=s.checkpoint is not None, pool=s.name, settings=settings)
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         m = Container(record, Shim(sup.config.shim_dir(rid)))
         # Recorded before anything exists, so that a crash from here on

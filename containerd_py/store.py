@@ -54,6 +54,12 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # The create settings as given (runtime.settings.ContainerSettings), and
+    # what they came to in the last spec written: what the API shows.
+    settings: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    stop_signal: int = 15
+    image: dict | None = None  # {"ref", "id"} of an image container
     # Claimed from a warm pool: the runtime's (and the shim dir's) id of the
     # member, fixed when it was created, and the pool's name.
     runtime_id: str | None = None
@@ -95,6 +101,9 @@ class ContainerRecord:
             obj["pool"] = self.pool
         if self.runtime_id:
             obj["runtimeId"] = self.runtime_id
+        if self.image:
+            obj["image"] = self.image
+        obj.update(self.config)
         return obj
 
     def to_json(self) -> dict:

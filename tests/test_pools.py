@@ -54,6 +54,16 @@ def read_file(pid: int, path: str) -> str | None:
         return None
 
 
+def root_upperdir(pid: int) -> str:
+    """The upper dir of the overlay that is the process's "/"."""
+    with open(f"/proc/{pid}/mounts") as f:
+        for ln in f:
+            dev, mnt, fstype, opts = ln.split()[:4]
+            if mnt == "/" and fstype == "overlay":
+                return opts.split("upperdir=")[1].split(",")[0]
+    raise AssertionError(f"the root of pid {pid} is not an overlay")
+
+
 @pytest.fixture
 def pool_name():
     import uuid
@@ -292,11 +302,11 @@ def test_checkpoint_members_are_frozen_and_share_nothing_writable(api, daemon, b
         assert read_file(ca["pid"], "/only-a") == "mine"
         assert read_file(cb["pid"], "/only-a") is None
         assert not os.path.exists(os.path.join(b, "rootfs", "only-a"))
-        roots = {os.readlink(f"/proc/{x['pid']}/root") for x in (ca, cb)}
-        uppers = [ln for ln in open("/proc/mounts") if "overlay" in ln and name in ln]
-        assert len(uppers) >= 2 and len(roots) == 1  # each "/" of its own mount ns
-        dirs = {ln.split("upperdir=")[1].split(",")[0] for ln in uppers}
-        assert len(dirs) == len(uppers)
+        # Each root is an overlay with an upper dir of its own member's.
+        uppers = [root_upperdir(x["pid"]) for x in (ca, cb)]
+        for got, upper in zip((ca, cb), uppers):
+            assert got["runtimeId"] in upper
+        assert uppers[0] != uppers[1]
         for x in (a, bb):
             api.delete(x, force=True)
     finally:
