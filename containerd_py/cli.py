@@ -136,7 +136,8 @@ def main(argv=None) -> int:
         sub.add_parser(name).add_argument("id")
     c = sub.add_parser("create", aliases=["run"], help="create and start a container")
     c.add_argument("id")
-    c.add_argument("bundle")
+    c.add_argument("bundle", nargs="?", help="bundle dir (or --image)")
+    c.add_argument("--image", help="an image of the daemon's store instead of a bundle")
     c.add_argument("--checkpoint")
     c.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     c.add_argument("--runtime")
@@ -167,6 +168,22 @@ def main(argv=None) -> int:
     ev = sub.add_parser("events")
     ev.add_argument("--since")
     sub.add_parser("info")
+    sub.add_parser("images", help="list images")
+    ld = sub.add_parser("load", help="load a docker-archive or oci-archive")
+    ld.add_argument("--input", "-i", help="the archive (default: stdin)")
+    tg = sub.add_parser("tag", help="give an image another name")
+    tg.add_argument("ref")
+    tg.add_argument("name")
+    rmi = sub.add_parser("rmi", help="untag or delete images")
+    rmi.add_argument("refs", nargs="+")
+    rmi.add_argument("--force", "-f", action="store_true")
+    cm = sub.add_parser("commit", help="a new image from a container's changes")
+    cm.add_argument("id")
+    cm.add_argument("name", nargs="?")
+    sub.add_parser("diff", help="paths a container added, changed, deleted").add_argument("id")
+    ex = sub.add_parser("export", help="a container's filesystem as a tar")
+    ex.add_argument("id")
+    ex.add_argument("--output", "-o", help="file (default: stdout)")
 
     args = p.parse_args(argv)
     args.command = command
@@ -204,7 +221,13 @@ def _client_command(cl, args) -> int:
         if args.restart:
             opts["restartPolicy"] = {"name": args.restart}
         opts.update(_settings(args))
-        _print(cl.create(args.id, os.path.abspath(args.bundle), **opts))
+        if args.image:
+            opts["image"] = args.image
+        elif not args.bundle:
+            print("error: give a bundle dir or --image", file=sys.stderr)
+            return 2
+        _print(cl.create(args.id, os.path.abspath(args.bundle) if args.bundle else None,
+                         **opts))
     elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
         _print(getattr(cl, cmd)(args.id))
     elif cmd in ("stop", "restart"):
@@ -233,6 +256,40 @@ def _client_command(cl, args) -> int:
             print(json.dumps(event), flush=True)
     elif cmd == "info":
         _print(cl.info())
+    elif cmd == "images":
+        rows = [(",".join(i["names"]) or "<none>", i["shortId"], i["created"] or "",
+                 i["size"]) for i in cl.images()]
+        print(f"{'NAMES':50} {'ID':12} {'CREATED':20} SIZE")
+        for names, sid, created, size in rows:
+            print(f"{names:50} {sid:12} {created[:19]:20} {size}")
+    elif cmd == "load":
+        if args.input:
+            with open(args.input, "rb") as f:
+                loaded = cl.load(f)
+        else:
+            loaded = cl.load(sys.stdin.buffer)
+        for i in loaded:
+            print("Loaded image:", ", ".join(i["names"]) or i["id"])
+    elif cmd == "tag":
+        cl.tag(args.ref, args.name)
+    elif cmd == "rmi":
+        for ref in args.refs:
+            res = cl.rmi(ref, args.force)
+            for name in res["untagged"]:
+                print("Untagged:", name)
+            if res["deleted"]:
+                print("Deleted:", res["deleted"])
+    elif cmd == "commit":
+        print(cl.commit(args.id, args.name)["id"])
+    elif cmd == "diff":
+        for ch in cl.changes(args.id):
+            print(ch["kind"], ch["path"])
+    elif cmd == "export":
+        if args.output:
+            with open(args.output, "wb") as f:
+                cl.export(args.id, f)
+        else:
+            cl.export(args.id, sys.stdout.buffer)
     return 0
 
 

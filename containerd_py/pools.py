@@ -48,6 +48,7 @@ class PoolSpec:
     runtime: str
     checkpoint: str | None = None
     created: str = ""
+    image: str | None = None    # a ref of the image store instead of a bundle
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -71,10 +72,14 @@ class Pool:
 
     def to_api(self) -> dict:
         s = self.spec
-        obj = {"name": s.name, "bundlePath": s.bundle_path, "size": s.size,
+        obj = {"name": s.name, "size": s.size,
                "runtime": s.runtime, "ready": len(self.idle),
                "starting": int(self.current is not None and not self.current.done()),
                "claimed": self.claimed, "fallbacks": self.fallbacks, "created": s.created}
+        if s.image:
+            obj["image"] = s.image
+        else:
+            obj["bundlePath"] = s.bundle_path
         if s.checkpoint:
             obj["checkpoint"] = s.checkpoint
         if self.last_error:
@@ -97,20 +102,23 @@ class WarmPools:
     def _pool_dir(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    async def define(self, name: str, bundle: str, size: int, *,
-                     checkpoint: str | None = None, runtime: str | None = None) -> Pool:
+    async def define(self, name: str, bundle: str | None, size: int, *,
+                     checkpoint: str | None = None, runtime: str | None = None,
+                     image: str | None = None) -> Pool:
         if name in self.pools:
             raise Conflict(f"pool {name!r} already exists", pool=name)
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
             raise InvalidArgument(f"size must be an integer from 0 to {MAX_SIZE}", field="size")
         rt = self.sup.runtime(runtime or self.sup.default_runtime)
-        bundle_mod.read_config(bundle)  # 404 / 400 now, not in the refill
+        # 404 / 400 now, not in the refill.
+        source = _source(self.sup, bundle, image)
+        bundle_mod.read_config(source[0])
         if checkpoint is not None:
             self.sup._criu()
             from .checkpoints import CheckpointStore
-            CheckpointStore(bundle).require(checkpoint)
-        spec = PoolSpec(name=name, bundle_path=bundle, size=size, runtime=rt.name,
-                        checkpoint=checkpoint, created=rfc3339(now_ns()))
+            CheckpointStore(source[0]).require(checkpoint)
+        spec = PoolSpec(name=name, bundle_path=bundle or "", size=size, runtime=rt.name,
+                        checkpoint=checkpoint, created=rfc3339(now_ns()), image=image)
         d = self._pool_dir(name)
         pool = Pool(spec, ContainerStore(os.path.join(d, "members")))
         _write_json(os.path.join(d, "pool.json"), spec.to_json())
@@ -118,6 +126,15 @@ class WarmPools:
         self._start_refill(pool)
         self.sup.events.emit("create-pool", name, size=size)
         return pool
+
+    def member_ids(self) -> set[str]:
+        """Runtime ids of every member on disk (before or after recovery)."""
+        ids = set()
+        for name in os.listdir(self.dir):
+            d = os.path.join(self.dir, name, "members")
+            if os.path.isdir(d):
+                ids |= {f[:-5] for f in os.listdir(d) if f.endswith(".json")}
+        return ids
 
     def get(self, name: str) -> Pool:
         pool = self.pools.get(name)
@@ -173,7 +190,11 @@ class WarmPools:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             self.pools[name] = pool
-            pool.start_hooks = _has_start_hooks(spec.bundle_path)
+            try:
+                pool.start_hooks = _has_start_hooks(_source(self.sup, spec.bundle_path,
+                                                            spec.image)[0])
+            except Exception:  # noqa: BLE001 - the refill will say what is wrong
+                pool.start_hooks = True
             log.info("pool %s: %d members ready, %d dead removed", name, len(pool.idle),
                      len(dead))
             self._start_refill(pool)
@@ -198,9 +219,9 @@ class WarmPools:
         member = self._take(pool)
         if member is None:
             pool.fallbacks += 1
-            c = await sup.create(cid, pool.spec.bundle_path, name=container_name,
+            c = await sup.create(cid, pool.spec.bundle_path or None, name=container_name,
                                  labels=labels, runtime=pool.spec.runtime,
-                                 checkpoint=pool.spec.checkpoint)
+                                 checkpoint=pool.spec.checkpoint, image=pool.spec.image)
             c.record.pool = name
             sup.store.save(c.record)
             return c
@@ -304,17 +325,25 @@ class WarmPools:
         from . import stats as stats_mod
         sup, s = self.sup, pool.spec
         rid = f"pool+{s.name[:40]}+{uuid.uuid4().hex[:10]}"
-        spec = bundle_mod.read_config(s.bundle_path)
+        bundle, img = _source(sup, s.bundle_path, s.image)
+        spec = bundle_mod.read_config(bundle)
         pool.start_hooks = _spec_has_start_hooks(spec)
-        settings = {}
+        # The settings a create of the same bundle, image or checkpoint
+        # would have (Supervisor.create).
+        from .runtime import spec as runspec
+        from .runtime.settings import ContainerSettings
+        settings = ContainerSettings()
         if s.checkpoint:
-            # As for a clone: restored into the settings it was taken with.
             from .checkpoints import CheckpointStore
-            settings = CheckpointStore(s.bundle_path).meta(s.checkpoint).settings or {}
+            settings = ContainerSettings.from_json(
+                CheckpointStore(bundle).meta(s.checkpoint).settings)
+        if img is not None:
+            settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
-            id=rid, name=rid, bundle_path=s.bundle_path, runtime=s.runtime,
+            id=rid, name=rid, bundle_path=bundle, runtime=s.runtime,
             created=rfc3339(now_ns()), checkpoint=s.checkpoint,
-            overlay=s.checkpoint is not None, pool=s.name, settings=settings)
+            overlay=s.checkpoint is not None, pool=s.name, settings=settings.to_json(),
+            image={"ref": s.image, "id": img.id} if img is not None else None)
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         m = Container(record, Shim(sup.config.shim_dir(rid)))
         # Recorded before anything exists, so that a crash from here on
@@ -345,6 +374,15 @@ class WarmPools:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+def _source(sup, bundle: str | None, image: str | None):
+    """(bundle dir, image or None) a pool's members are made from."""
+    if image:
+        from .images import spec as image_spec
+        img = sup.images.resolve(image)
+        return image_spec.bundle(sup.images, img), img
+    return bundle, None
+
 
 def _write_json(path: str, obj: dict) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

@@ -314,3 +314,32 @@ def test_checkpoint_members_are_frozen_and_share_nothing_writable(api, daemon, b
         api.delete(src, force=True)
     assert members(daemon.state_dir, name) == {}
     assert [m for m in our_mounts(daemon.state_dir) if name in m] == []
+
+
+def test_image_pool_members_get_the_images_settings_and_own_layers(api, daemon, cid,
+                                                                    pool_name, tmp_path):
+    import uuid
+    import archives as build  # bundles/archives.py
+    ref = f"localhost/pooled-{uuid.uuid4().hex[:8]}:1"
+    path = build.docker_archive(tmp_path / "app.tar", [build.dir_layer(build.BUSYBOX_ROOTFS)],
+                                {"Cmd": ["tail", "-f", "/dev/null"], "Env": ["GREETING=hi"],
+                                 "WorkingDir": "/etc"}, [ref])
+    with open(path, "rb") as f:
+        api.load(f)
+    name = pool_name()
+    try:
+        assert api.create_pool(name, None, 2, image=ref)["image"] == ref
+        wait_ready(api, name, 2)
+        a, b = cid(), cid()
+        ca, cb = api.claim(a, name), api.claim(b, name)
+        for got in (ca, cb):
+            assert got["image"]["ref"] == ref and got["status"] == "running"
+        out = api.exec_sync(a, ["sh", "-c", "echo $GREETING; pwd; echo x > /mine"])
+        assert out["stdout"] == "hi\n/etc\n"
+        assert read_file(cb["pid"], "/mine") is None
+        api.delete(a, force=True)
+        api.delete(b, force=True)
+    finally:
+        _delete_pool(api, name)
+    assert members(daemon.state_dir, name) == {}
+    assert [m for m in our_mounts(daemon.state_dir) if name in m] == []

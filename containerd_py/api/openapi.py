@@ -10,6 +10,7 @@ from .. import __version__
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+IMAGE = {"$ref": "#/components/schemas/Image"}
 POOL = {"$ref": "#/components/schemas/Pool"}
 
 
@@ -23,7 +24,7 @@ def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
 def _errors(*codes: int) -> list[tuple]:
     text = {
         400: "invalid id, name, query parameter or body (the body says which field)",
-        404: "no such container (or process, bundle, checkpoint)",
+        404: "no such container (or process, bundle, checkpoint, image)",
         409: "wrong state for the operation (the body carries the current `status`), "
              "or the id/name is taken",
         413: "request body larger than 1 MiB",
@@ -73,7 +74,8 @@ PATHS = {
                  "RFC3339) before streaming live events"),
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
-             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint.",
+             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
+             "image-load, image-tag, image-delete, commit.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -237,16 +239,58 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/images/load": {"post": _op(
+        "Load the images of an archive (the request body)", [
+            _resp(201, "the images stored", {"type": "array", "items": IMAGE}),
+            *_errors(400, 500)], tag="images",
+        desc="The body is a docker-archive (`docker save`, `podman save`) or an "
+             "oci-archive tar, streamed (it is not limited to 1 MiB). Every digest is "
+             "verified: a config, manifest or layer whose content does not match is a 400 "
+             "and nothing of the archive is kept. Names are normalised "
+             "(`busybox` is `docker.io/library/busybox:latest`); a name another image had "
+             "moves to the loaded one.")},
+    "/images": {"get": _op("List images", [
+        _resp(200, "images", {"type": "array", "items": IMAGE})], tag="images")},
+    "/images/{ref}": {
+        "get": _op("One image, by name, name@digest, digest, id or short id", [
+            _resp(200, "the image", IMAGE), *_errors(400, 404)], tag="images"),
+        "delete": _op("Untag a name, or delete the image", [
+            _resp(200, "what was untagged and deleted", _obj({
+                "untagged": {"type": "array", "items": S}, "deleted": S})),
+            *_errors(400, 404, 409)], tag="images",
+            params=[("force", "boolean", "delete even while containers use it (their "
+                     "layers stay until they are deleted)")],
+            desc="A name of an image that has other names only loses that name; an id, a "
+                 "digest or the last name deletes the image, and the layer snapshots no "
+                 "other image or container uses. 409 while containers use it."),
+    },
+    "/images/{ref}/tag": {"post": _op("Give an image another name", [
+        _resp(201, "the image", IMAGE), *_errors(400, 404)],
+        body=_obj({"name": S}, ["name"]), tag="images")},
+    "/containers/{id}/commit": {"post": _op(
+        "A new image: the container's image plus its writable layer on top", [
+            _resp(201, "the new image", IMAGE), *_errors(400, 404, 409, 500)],
+        body=_obj({"name": S, "author": S, "message": S}), tag="images")},
+    "/containers/{id}/export": {"get": _op(
+        "The container's filesystem as a tar", [
+            _resp(200, "a tar stream", {"type": "string", "format": "binary"},
+                  "application/x-tar"), *_errors(400, 404)], tag="images")},
+    "/containers/{id}/changes": {"get": _op(
+        "Paths the container added (A), changed (C) or deleted (D) over its image", [
+            _resp(200, "changes", {"type": "array", "items": _obj({
+                "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
+            *_errors(400, 404)], tag="images")},
     "/pools": {"get": _op("Warm pools and how many members each has ready", [
         _resp(200, "pools", {"type": "array", "items": POOL})], tag="pools")},
     "/pools/{name}": {
         "post": _op(
-            "Keep `size` containers of a bundle (or of its checkpoint) ready to be claimed",
+            "Keep `size` containers of a bundle or image (or of a checkpoint) ready to be claimed",
             [_resp(201, "the pool (members are made in the background)", POOL),
              *_errors(400, 404, 409, 413, 501)],
-            body=_obj({"bundlePath": S, "checkpoint": S, "size": I,
-                       "runtime": {"type": "string", "enum": ["runc", "crun"]}},
-                      ["bundlePath", "size"]),
+            body=_obj({"bundlePath": S, "image": {"type": "string", "description":
+                                                  "an image of the store instead"},
+                       "checkpoint": S, "size": I,
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"]),
             desc="A bundle pool's members have had the runtime's create (their init waits "
                  "to be started); a checkpoint pool's are restored, each on an overlay of "
                  "its own, and frozen. Claim one with POST /containers/{id} "
@@ -282,9 +326,12 @@ SCHEMAS = {
         "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
-        "annotations": STR_MAP, "stopSignal": S, "init": B}),
+        "annotations": STR_MAP, "stopSignal": S, "init": B,
+        "image": _obj({"ref": S, "id": S})}),
     "CreateRequest": {**_obj({
-        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": STR_MAP,
+        "bundlePath": S, "image": {"type": "string", "description": "an image of the "
+                                   "store instead of bundlePath"},
+        "checkpoint": S, "lazy": B, "labels": STR_MAP,
         "pool": {"type": "string", "description": "claim a member of this warm pool "
                  "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
@@ -321,7 +368,11 @@ SCHEMAS = {
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
-    "Pool": _obj({"name": S, "bundlePath": S, "checkpoint": S, "size": I, "runtime": S,
+    "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
+                   "digest": S, "size": I, "created": S, "loaded": S,
+                   "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
+                   "config": {"type": "object"}}),
+    "Pool": _obj({"name": S, "bundlePath": S, "image": S, "checkpoint": S, "size": I, "runtime": S,
                   "ready": I, "starting": I, "claimed": I, "fallbacks": I, "created": S,
                   "lastError": S}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
@@ -336,7 +387,7 @@ def document() -> dict:
     for path, ops in PATHS.items():
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "integer" if n == "pid" else "string"}}
-                  for n in ("id", "pid", "name") if "{" + n + "}" in path]
+                  for n in ("id", "pid", "name", "ref") if "{" + n + "}" in path]
         item = dict(ops)
         if params:
             item["parameters"] = params

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .. import validation as v
 from ..errors import InvalidArgument
+from ..images import refs
 from .common import json_response, read_body, supervisor_of
 
 
@@ -16,12 +17,19 @@ def pool_name(request: web.Request) -> str:
 async def create_pool(request: web.Request) -> web.Response:
     name = pool_name(request)
     body = await read_body(request)
-    known = {"bundlePath", "checkpoint", "size", "runtime"}
+    known = {"bundlePath", "image", "checkpoint", "size", "runtime"}
     unknown = set(body) - known
     if unknown:
         raise InvalidArgument(f"unknown pool options {sorted(unknown)}: use {sorted(known)}",
                               field=sorted(unknown)[0])
-    bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
+    image = body.get("image")
+    if image is not None:
+        refs.check_ref(image, "image")
+        if "bundlePath" in body:
+            raise InvalidArgument("give bundlePath or image, not both", field="image")
+        bundle = None
+    else:
+        bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")
@@ -32,7 +40,7 @@ async def create_pool(request: web.Request) -> web.Response:
     if runtime is not None and not isinstance(runtime, str):
         raise InvalidArgument("runtime must be a string", field="runtime")
     pool = await supervisor_of(request).pools.define(name, bundle, size, checkpoint=checkpoint,
-                                                     runtime=runtime)
+                                                     runtime=runtime, image=image)
     return json_response(pool.to_api(), 201)
 
 
