@@ -114,8 +114,8 @@ class WarmPools:
         source = _source(self.sup, bundle, image)
         bundle_mod.read_config(source[0])
         if checkpoint is not None:
-            self.sup._criu()
-            from .checkpoints import CheckpointStore
+            self.sup.checkpointing.criu()
+            from .checkpoint.store import CheckpointStore
             CheckpointStore(source[0]).require(checkpoint)
         spec = PoolSpec(name=name, bundle_path=bundle or "", size=size, runtime=rt.name,
                         checkpoint=checkpoint, created=rfc3339(now_ns()), image=image)
@@ -334,7 +334,7 @@ class WarmPools:
         from .runtime.settings import ContainerSettings
         settings = ContainerSettings()
         if s.checkpoint:
-            from .checkpoints import CheckpointStore
+            from .checkpoint.store import CheckpointStore
             settings = ContainerSettings.from_json(
                 CheckpointStore(bundle).meta(s.checkpoint).settings)
         if img is not None:
