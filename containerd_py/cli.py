@@ -161,10 +161,17 @@ def main(argv=None) -> int:
     lg.add_argument("id")
     lg.add_argument("--tail")
     lg.add_argument("--follow", "-f", action="store_true")
-    cp = sub.add_parser("checkpoint")
-    cp.add_argument("id")
-    cp.add_argument("name")
+    cp = sub.add_parser("checkpoint", usage=(
+        "containerd-py checkpoint ID NAME [--exit]\n"
+        "       containerd-py checkpoint export ID NAME [-o FILE]\n"
+        "       containerd-py checkpoint import NEW_ID FILE [--bundle PATH] [--name NAME]"),
+        help="checkpoint a container; export a checkpoint as an archive; import one")
+    cp.add_argument("words", nargs="+", metavar="ID NAME | export ID NAME | import NEW_ID FILE")
     cp.add_argument("--exit", action="store_true")
+    cp.add_argument("-o", "--output", help="export: write the archive here (default stdout)")
+    cp.add_argument("--bundle", help="import: the bundle's path on this host, if not the "
+                                     "archive's")
+    cp.add_argument("--name", help="import: the new container's name")
     ev = sub.add_parser("events")
     ev.add_argument("--since")
     sub.add_parser("info")
@@ -250,7 +257,7 @@ def _client_command(cl, args) -> int:
             for entry in cl.logs(args.id, tail=args.tail):
                 print(entry["line"])
     elif cmd == "checkpoint":
-        _print(cl.checkpoint(args.id, args.name, exit=args.exit))
+        return _checkpoint_command(cl, args)
     elif cmd == "events":
         for event in cl.events(args.since):
             print(json.dumps(event), flush=True)
@@ -292,6 +299,34 @@ def _client_command(cl, args) -> int:
             cl.export(args.id, sys.stdout.buffer)
     return 0
 
+
+def _checkpoint_command(cl, args) -> int:
+    words = args.words
+    if words[0] in ("export", "import") and len(words) == 3:
+        if words[0] == "export":
+            if args.output:
+                with open(args.output, "wb") as out:
+                    cl.export_checkpoint(words[1], words[2], out)
+            else:
+                cl.export_checkpoint(words[1], words[2], sys.stdout.buffer)
+            return 0
+        query = {}
+        if args.bundle:
+            query["bundlePath"] = os.path.abspath(args.bundle)
+        if args.name:
+            query["name"] = args.name
+        if words[2] == "-":
+            _print(cl.import_checkpoint(words[1], sys.stdin.buffer, **query))
+        else:
+            with open(words[2], "rb") as f:
+                _print(cl.import_checkpoint(words[1], f, **query))
+        return 0
+    if len(words) != 2:
+        print("usage: containerd-py checkpoint ID NAME | export ID NAME | import NEW_ID FILE",
+              file=sys.stderr)
+        return 2
+    _print(cl.checkpoint(words[0], words[1], exit=args.exit))
+    return 0
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """`run ... ID BUNDLE -- CMD ARGS...`: what follows `--` is the command,

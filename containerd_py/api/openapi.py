@@ -74,7 +74,8 @@ PATHS = {
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
-             "image-load, image-tag, image-delete, commit.",
+             "image-load, image-tag, image-delete, commit, export-checkpoint, "
+             "import-checkpoint.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -233,6 +234,31 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/containers/{id}/checkpoint/{name}/export": {"get": _op(
+        "Export a checkpoint as one archive", [
+            _resp(200, "a tar stream: manifest.json (checkpoint metadata, the container's "
+                  "settings), config.json (the bundle's spec), checkpoint/ (CRIU images), "
+                  "rootfs-diff/ (the container's overlay upper dir, if it has one)",
+                  {"type": "string", "format": "binary"}, "application/x-tar"),
+            *_errors(400, 404)], tag="checkpoints",
+        desc="As podman's `container checkpoint --export`. Import it on another daemon "
+             "with POST /checkpoints/import.")},
+    "/checkpoints/import": {"post": _op(
+        "Restore an exported checkpoint archive as a new container", [
+            _resp(201, "the container, running", CONTAINER),
+            _resp(400, "invalid id, or the archive is corrupt, truncated or unsafe "
+                  "(nothing is created)", ERROR),
+            _resp(404, "the bundle the archive names (or bundlePath) does not exist here",
+                  ERROR),
+            _resp(409, "the id is already in use", ERROR), *_errors(500, 501)],
+        params=[("id", "string", "the new container's id (required)"),
+                ("bundlePath", "string", "where the bundle is on this host, if not at "
+                 "the archive's path"), ("name", "string", "the new container's name")],
+        tag="checkpoints",
+        desc="The body is the archive of GET /containers/{id}/checkpoint/{name}/export "
+             "(application/x-tar). The container gets the archive's labels, runtime and "
+             "restart policy, its filesystem changes as its overlay, and restores from "
+             "the archive's CRIU images.")},
     "/containers/{id}/checkpoints": {"get": _op(
         "Same as GET /containers/{id}/checkpoint", [
             _resp(200, "checkpoints", {"type": "array",
