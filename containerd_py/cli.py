@@ -2,7 +2,6 @@
 
 import argparse
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -59,134 +58,64 @@ def run_daemon(args) -> int:
     return 0
 
 
-def _print(obj) -> None:
-    if obj is not None:
-        print(json.dumps(obj, indent=2))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="containerd-py", description=__doc__)
-    p.add_argument("--address", default=os.environ.get("CONTAINERD_PY_ADDRESS", DEFAULT_LISTEN),
-                   help="daemon address for client commands (HOST:PORT or unix:PATH)")
-    p.add_argument("--version", action="version", version=__version__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    d = sub.add_parser("daemon", help="run the daemon in the foreground")
+def _add_daemon_parser(sub) -> None:
+    d = sub.add_parser("daemon", description="run the daemon in the foreground")
     d.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT or unix:PATH")
     d.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                    help="volatile state (shims, logs); persistent data goes to "
                         "/var/lib/containerd-py, or DIR/data for a non-default DIR")
     d.add_argument("--data-dir", default=None, help="persistent state (records, journal)")
-    d.add_argument("--runtime", default="runc", choices=["runc", "crun"])
+    d.add_argument("--runtime", default="runc", choices=["runc", "crun"],
+                   help="the OCI runtime containers run with by default")
     d.add_argument("--criu", default=None, help="path of the criu binary")
     d.add_argument("--log-max-bytes", type=int, default=64 * 1024 * 1024,
                    help="rotate a container's log past this size")
-    d.add_argument("--debug", action="store_true")
+    d.add_argument("--debug", action="store_true", help="log every request")
+    d.set_defaults(func=None, offline=True)
 
-    sub.add_parser("state", help="GET /state")
-    ls = sub.add_parser("list", aliases=["ps"], help="list containers")
-    ls.add_argument("--status")
-    ls.add_argument("--label", action="append")
-    for name in ("inspect", "pause", "resume", "start", "wait", "top", "stats",
-                 "checkpoints"):
-        sub.add_parser(name).add_argument("id")
-    c = sub.add_parser("create", aliases=["run"], help="create and start a container")
-    c.add_argument("id")
-    c.add_argument("bundle")
-    c.add_argument("--checkpoint")
-    c.add_argument("--label", action="append", default=[], help="KEY=VALUE")
-    c.add_argument("--runtime")
-    c.add_argument("--rm", action="store_true", help="autoRemove")
-    c.add_argument("--restart", help="no | on-failure | always")
-    for name in ("stop", "restart"):
-        s = sub.add_parser(name)
-        s.add_argument("id")
-        s.add_argument("--timeout", "-t", type=int)
-    k = sub.add_parser("kill")
-    k.add_argument("id")
-    k.add_argument("--signal", "-s", type=int, default=15)
-    rm = sub.add_parser("delete", aliases=["rm"])
-    rm.add_argument("id")
-    rm.add_argument("--force", "-f", action="store_true")
-    e = sub.add_parser("exec", help="run a command to completion, print its output")
-    e.add_argument("id")
-    e.add_argument("args", nargs=argparse.REMAINDER)
-    lg = sub.add_parser("logs")
-    lg.add_argument("id")
-    lg.add_argument("--tail")
-    lg.add_argument("--follow", "-f", action="store_true")
-    cp = sub.add_parser("checkpoint")
-    cp.add_argument("id")
-    cp.add_argument("name")
-    cp.add_argument("--exit", action="store_true")
-    ev = sub.add_parser("events")
-    ev.add_argument("--since")
-    sub.add_parser("info")
 
-    args = p.parse_args(argv)
+def build_parser():
+    from .commands import register_all
+    p = argparse.ArgumentParser(
+        prog="containerd-py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A container supervisor daemon and its command line. "
+                    "`containerd-py COMMAND --help` tells more of each command.")
+    p.add_argument("--address", default=os.environ.get("CONTAINERD_PY_ADDRESS", DEFAULT_LISTEN),
+                   help="the daemon's address, HOST:PORT or unix:PATH (default "
+                        f"{DEFAULT_LISTEN}, or $CONTAINERD_PY_ADDRESS)")
+    p.add_argument("--version", action="version", version=__version__,
+                   help="print the client's version")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    _add_daemon_parser(sub)
+    reg = register_all(sub)
+    p.epilog = reg.grouped_help()
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "daemon":
         return run_daemon(args)
 
     from .client import APIError, Client
     cl = Client(args.address)
     try:
-        return _client_command(cl, args)
+        return args.func(cl, args) or 0
     except APIError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        # One line, the daemon's own words; podman's 125 for "the engine said no".
+        print(f"error: {err.body.get('error', err) if isinstance(err.body, dict) else err}",
+              file=sys.stderr)
+        return 125
+    except (ConnectionRefusedError, FileNotFoundError, socket.gaierror) as err:
+        print(f"error: cannot reach the daemon at {args.address} ({err.strerror or err}); "
+              "start it with `containerd-py daemon` (as root) or `make run`, or point "
+              "--address at it", file=sys.stderr)
+        return 125
     except OSError as err:
-        print(f"error: cannot reach the daemon at {args.address}: {err}", file=sys.stderr)
-        return 1
-
-
-def _client_command(cl, args) -> int:
-    cmd = args.cmd
-    if cmd == "state":
-        _print(cl.state())
-    elif cmd in ("list", "ps"):
-        _print(cl.list(status=args.status, label=args.label))
-    elif cmd == "inspect":
-        _print(cl.get(args.id))
-    elif cmd in ("create", "run"):
-        opts = {"labels": dict(x.split("=", 1) for x in args.label)}
-        if args.checkpoint:
-            opts["checkpoint"] = args.checkpoint
-        if args.runtime:
-            opts["runtime"] = args.runtime
-        if args.rm:
-            opts["autoRemove"] = True
-        if args.restart:
-            opts["restartPolicy"] = {"name": args.restart}
-        _print(cl.create(args.id, os.path.abspath(args.bundle), **opts))
-    elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
-        _print(getattr(cl, cmd)(args.id))
-    elif cmd in ("stop", "restart"):
-        _print(getattr(cl, cmd)(args.id, args.timeout))
-    elif cmd == "kill":
-        _print(cl.kill(args.id, args.signal))
-    elif cmd in ("delete", "rm"):
-        cl.delete(args.id, args.force)
-    elif cmd == "exec":
-        res = cl.exec_sync(args.id, args.args)
-        sys.stdout.write(res["stdout"])
-        sys.stderr.write(res["stderr"])
-        return res["exitStatus"]
-    elif cmd == "logs":
-        if args.follow:
-            for line in cl.stream(f"/containers/{args.id}/logs",
-                                  {"follow": "true", **({"tail": args.tail} if args.tail else {})}):
-                print(line)
-        else:
-            for entry in cl.logs(args.id, tail=args.tail):
-                print(entry["line"])
-    elif cmd == "checkpoint":
-        _print(cl.checkpoint(args.id, args.name, exit=args.exit))
-    elif cmd == "events":
-        for event in cl.events(args.since):
-            print(json.dumps(event), flush=True)
-    elif cmd == "info":
-        _print(cl.info())
-    return 0
+        print(f"error: talking to the daemon at {args.address}: {err}", file=sys.stderr)
+        return 125
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -77,6 +77,61 @@ class Client:
         finally:
             conn.close()
 
+    def upload(self, path: str, fileobj, query: dict | None = None, progress=None):
+        """POST a file (an image or checkpoint archive) as the raw body, in
+        chunks, so a large archive is never held in memory."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+
+        def chunks():
+            while True:
+                block = fileobj.read(1 << 20)
+                if not block:
+                    return
+                if progress:
+                    progress(len(block))
+                yield block
+
+        conn = self._conn()
+        try:
+            conn.request("POST", path, body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status >= 400:
+            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
+        return payload
+
+    def download(self, path: str, out, query: dict | None = None, progress=None) -> int:
+        """GET a streamed archive into the file `out`; returns its size."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = self._conn()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raw = resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"error": raw.decode(errors="replace")}
+                raise APIError(resp.status, body if isinstance(body, dict) else {"error": body})
+            total = 0
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    return total
+                out.write(block)
+                total += len(block)
+                if progress:
+                    progress(len(block))
+        finally:
+            conn.close()
+
     # -- the API, one method per route ----------------------------------------
 
     def state(self):
