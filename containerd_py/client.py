@@ -8,6 +8,7 @@ engines that embed the daemon. Stdlib only, so embedding costs nothing.
 """
 
 import http.client
+import io
 import json
 import socket
 import urllib.parse
@@ -41,7 +42,8 @@ class Client:
         if self.address.startswith("unix:"):
             return _UnixConnection(self.address[5:], self.timeout)
         host, _, port = self.address.rpartition(":")
-        return http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        # http.client strips an IPv6 literal's brackets only from "host:port".
+        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=self.timeout)
 
     def request(self, method: str, path: str, body=None, query: dict | None = None):
         if query:
@@ -82,6 +84,8 @@ class Client:
         chunks, so a large archive is never held in memory."""
         if query:
             path += "?" + urllib.parse.urlencode(query)
+        if isinstance(fileobj, (bytes, bytearray)):
+            fileobj = io.BytesIO(fileobj)
 
         def chunks():
             while True:
@@ -143,8 +147,10 @@ class Client:
     def get(self, cid):
         return self.request("GET", f"/containers/{cid}")
 
-    def create(self, cid, bundle_path, **options):
-        return self.request("POST", f"/containers/{cid}", {"bundlePath": bundle_path, **options})
+    def create(self, cid, bundle_path=None, **options):
+        """From a bundle, or from an image with `image="REF"`."""
+        body = {"bundlePath": bundle_path} if bundle_path is not None else {}
+        return self.request("POST", f"/containers/{cid}", {**body, **options})
 
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
@@ -203,6 +209,29 @@ class Client:
     def delete_checkpoint(self, cid, name):
         return self.request("DELETE", f"/containers/{cid}/checkpoint/{name}")
 
+    def export_checkpoint(self, cid, name, out) -> int:
+        """Write the checkpoint's archive into the binary file `out`;
+        returns its size."""
+        conn = self._conn()
+        try:
+            conn.request("GET", f"/containers/{cid}/checkpoint/{name}/export")
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
+            size = 0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                size += len(chunk)
+            return size
+        finally:
+            conn.close()
+
+    def import_checkpoint(self, cid, archive, **query):
+        """Create container `cid` from an archive (a binary file object or
+        bytes); `query` may give bundlePath (where the bundle is here) and
+        name."""
+        return self.upload("/checkpoints/import", archive, {"id": cid, **query})
+
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):
             if line:
@@ -210,3 +239,36 @@ class Client:
 
     def info(self):
         return self.request("GET", "/info")
+
+    # -- images ------------------------------------------------------------------
+
+    def load(self, fileobj):
+        """Load a docker-archive or oci-archive (a binary file object)."""
+        return self.upload("/images/load", fileobj)
+
+    def images(self):
+        return self.request("GET", "/images")
+
+    def image(self, ref):
+        return self.request("GET", f"/images/{_quote_ref(ref)}")
+
+    def tag(self, ref, name):
+        return self.request("POST", f"/images/{_quote_ref(ref)}/tag", {"name": name})
+
+    def rmi(self, ref, force=False):
+        return self.request("DELETE", f"/images/{_quote_ref(ref)}", query={"force": force})
+
+    def commit(self, cid, name=None, **options):
+        return self.request("POST", f"/containers/{cid}/commit",
+                            {**({"name": name} if name else {}), **options})
+
+    def changes(self, cid):
+        return self.request("GET", f"/containers/{cid}/changes")
+
+    def export(self, cid, out) -> int:
+        return self.download(f"/containers/{cid}/export", out)
+
+
+def _quote_ref(ref: str) -> str:
+    # '/' and ':' stay as they are: the routes take them literally.
+    return urllib.parse.quote(ref, safe="/:@")

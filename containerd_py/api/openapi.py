@@ -10,6 +10,7 @@ from .. import __version__
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+IMAGE = {"$ref": "#/components/schemas/Image"}
 
 
 def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
@@ -22,7 +23,7 @@ def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
 def _errors(*codes: int) -> list[tuple]:
     text = {
         400: "invalid id, name, query parameter or body (the body says which field)",
-        404: "no such container (or process, bundle, checkpoint)",
+        404: "no such container (or process, bundle, checkpoint, image)",
         409: "wrong state for the operation (the body carries the current `status`), "
              "or the id/name is taken",
         413: "request body larger than 1 MiB",
@@ -55,6 +56,8 @@ def _obj(props: dict, required=()) -> dict:
 
 
 S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
+STR_LIST = {"type": "array", "items": S}
+STR_MAP = {"type": "object", "additionalProperties": S}
 TIMEOUT = ("timeout", "integer", "seconds between the stop signal and SIGKILL (default 10)")
 
 PATHS = {
@@ -70,13 +73,22 @@ PATHS = {
                  "RFC3339) before streaming live events"),
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
-             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint.",
+             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
+             "image-load, image-tag, image-delete, commit, export-checkpoint, "
+             "import-checkpoint.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
         _resp(200, "versions", _obj({"version": S, "apiVersion": S}))], tag="daemon")},
     "/info": {"get": _op("Host, runtimes, CRIU, counts by status, state dirs", [
-        _resp(200, "information", {"type": "object"})], tag="daemon")},
+        _resp(200, "information", _obj({"criu": _obj({
+            "available": B, "path": S, "version": S,
+            "check": _obj({"ok": B, "exitCode": I, "output": S}),
+            "inetSockets": B, "reason": S, "warning": S})}))],
+        desc="`criu`: the CRIU the daemon uses, its version and what `criu check` said; "
+             "`inetSockets` is false when this CRIU cannot dump a process with an internet "
+             "socket on this kernel (CRIU < 4.2 on Linux >= 6.16; `warning` says why).",
+        tag="daemon")},
     "/openapi.json": {"get": _op("This document", [_resp(200, "OpenAPI 3 document",
                                                           {"type": "object"})], tag="daemon")},
     "/containers": {
@@ -90,9 +102,16 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint)", [_resp(201, "the container, running", CONTAINER),
-                                    *_errors(400, 404, 409, 413, 500, 501)],
-                    body={"$ref": "#/components/schemas/CreateRequest"}),
+                    "checkpoint), with its settings", [
+                        _resp(201, "the container, running", CONTAINER),
+                        *_errors(400, 404, 409, 413, 500, 501)],
+                    body={"$ref": "#/components/schemas/CreateRequest"},
+                    desc="An unknown field is a 400 naming it (`field`) with the allowed "
+                         "ones (`allowed`). A command the container does not have, a cwd "
+                         "it cannot enter, empty args or an unknown user is a 400 with "
+                         "the runtime's own words; a bind mount whose source is missing "
+                         "is a 400 naming it (`source`). `init: true` on a host without "
+                         "tini is a 501."),
         "get": _op("One container (by id or name)", [_resp(200, "container", CONTAINER),
                                                      *_errors(400, 404)]),
         "patch": _op("Pause/resume, signal init, or update resources", [
@@ -127,7 +146,7 @@ PATHS = {
     "/containers/{id}/start": {"post": _op(
         "Start a stopped container again (from its bundle, or from a checkpoint)",
         [_resp(200, "the running container", CONTAINER), *_errors(400, 404, 409, 500, 501)],
-        body=_obj({"checkpoint": S, "lazy": B}))},
+        body={**_obj({"checkpoint": S, "lazy": B}), "additionalProperties": False})},
     "/containers/{id}/restart": {"post": _op(
         "Stop (if running) and start again", [_resp(200, "the running container", CONTAINER),
                                               *_errors(400, 404, 409, 500)], params=[TIMEOUT])},
@@ -218,11 +237,77 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/containers/{id}/checkpoint/{name}/export": {"get": _op(
+        "Export a checkpoint as one archive", [
+            _resp(200, "a tar stream: manifest.json (checkpoint metadata, the container's "
+                  "settings), config.json (the bundle's spec), checkpoint/ (CRIU images), "
+                  "rootfs-diff/ (the container's overlay upper dir, if it has one)",
+                  {"type": "string", "format": "binary"}, "application/x-tar"),
+            *_errors(400, 404)], tag="checkpoints",
+        desc="As podman's `container checkpoint --export`. Import it on another daemon "
+             "with POST /checkpoints/import.")},
+    "/checkpoints/import": {"post": _op(
+        "Restore an exported checkpoint archive as a new container", [
+            _resp(201, "the container, running", CONTAINER),
+            _resp(400, "invalid id, or the archive is corrupt, truncated or unsafe "
+                  "(nothing is created)", ERROR),
+            _resp(404, "the bundle the archive names (or bundlePath) does not exist here",
+                  ERROR),
+            _resp(409, "the id is already in use", ERROR), *_errors(500, 501)],
+        params=[("id", "string", "the new container's id (required)"),
+                ("bundlePath", "string", "where the bundle is on this host, if not at "
+                 "the archive's path"), ("name", "string", "the new container's name")],
+        tag="checkpoints",
+        desc="The body is the archive of GET /containers/{id}/checkpoint/{name}/export "
+             "(application/x-tar). The container gets the archive's labels, runtime and "
+             "restart policy, its filesystem changes as its overlay, and restores from "
+             "the archive's CRIU images.")},
     "/containers/{id}/checkpoints": {"get": _op(
         "Same as GET /containers/{id}/checkpoint", [
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/images/load": {"post": _op(
+        "Load the images of an archive (the request body)", [
+            _resp(201, "the images stored", {"type": "array", "items": IMAGE}),
+            *_errors(400, 500)], tag="images",
+        desc="The body is a docker-archive (`docker save`, `podman save`) or an "
+             "oci-archive tar, streamed (it is not limited to 1 MiB). Every digest is "
+             "verified: a config, manifest or layer whose content does not match is a 400 "
+             "and nothing of the archive is kept. Names are normalised "
+             "(`busybox` is `docker.io/library/busybox:latest`); a name another image had "
+             "moves to the loaded one.")},
+    "/images": {"get": _op("List images", [
+        _resp(200, "images", {"type": "array", "items": IMAGE})], tag="images")},
+    "/images/{ref}": {
+        "get": _op("One image, by name, name@digest, digest, id or short id", [
+            _resp(200, "the image", IMAGE), *_errors(400, 404)], tag="images"),
+        "delete": _op("Untag a name, or delete the image", [
+            _resp(200, "what was untagged and deleted", _obj({
+                "untagged": {"type": "array", "items": S}, "deleted": S})),
+            *_errors(400, 404, 409)], tag="images",
+            params=[("force", "boolean", "delete even while containers use it (their "
+                     "layers stay until they are deleted)")],
+            desc="A name of an image that has other names only loses that name; an id, a "
+                 "digest or the last name deletes the image, and the layer snapshots no "
+                 "other image or container uses. 409 while containers use it."),
+    },
+    "/images/{ref}/tag": {"post": _op("Give an image another name", [
+        _resp(201, "the image", IMAGE), *_errors(400, 404)],
+        body=_obj({"name": S}, ["name"]), tag="images")},
+    "/containers/{id}/commit": {"post": _op(
+        "A new image: the container's image plus its writable layer on top", [
+            _resp(201, "the new image", IMAGE), *_errors(400, 404, 409, 500)],
+        body=_obj({"name": S, "author": S, "message": S}), tag="images")},
+    "/containers/{id}/export": {"get": _op(
+        "The container's filesystem as a tar", [
+            _resp(200, "a tar stream", {"type": "string", "format": "binary"},
+                  "application/x-tar"), *_errors(400, 404)], tag="images")},
+    "/containers/{id}/changes": {"get": _op(
+        "Paths the container added (A), changed (C) or deleted (D) over its image", [
+            _resp(200, "changes", {"type": "array", "items": _obj({
+                "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
+            *_errors(400, 404)], tag="images")},
 }
 
 SCHEMAS = {
@@ -243,21 +328,60 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"}}),
-    "CreateRequest": _obj({
-        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": {"type": "object"},
+        "checkpoint": S, "resources": {"type": "object"},
+        # The settings in effect (bundle or image, with the create settings).
+        "args": STR_LIST, "env": STR_LIST, "cwd": S,
+        "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
+        "hostname": S, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
+        "annotations": STR_MAP, "stopSignal": S, "init": B,
+        "image": _obj({"ref": S, "id": S})}),
+    "CreateRequest": {**_obj({
+        "bundlePath": S, "image": {"type": "string", "description": "an image of the "
+                                   "store instead of bundlePath"},
+        "checkpoint": S, "lazy": B, "labels": STR_MAP,
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
-        "restartPolicy": _obj({"name": {"type": "string",
-                                        "enum": ["no", "on-failure", "always"]},
-                               "maximumRetryCount": I})}, ["bundlePath"]),
+        "restartPolicy": {**_obj({"name": {"type": "string",
+                                           "enum": ["no", "on-failure", "always"]},
+                                  "maximumRetryCount": I}), "additionalProperties": False},
+        # Settings, over the bundle's config.json (in the daemon's copy).
+        "args": {**STR_LIST, "minItems": 1, "description": "the command (replaces Cmd)"},
+        "entrypoint": {**STR_LIST, "description": "replaces the Entrypoint; [] clears it"},
+        "env": {**STR_LIST, "description": "KEY=VALUE, merged over the bundle's"},
+        "cwd": S, "user": {"oneOf": [S, I], "description": "uid[:gid] or name[:group], "
+                           "names from the container's /etc/passwd and /etc/group"},
+        "hostname": S, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "items": {"oneOf": [
+            {"$ref": "#/components/schemas/Mount"},
+            {"type": "string", "description": "type=bind,src=/srv,dst=/srv[,ro], "
+                                              "type=tmpfs,dst=/run[,tmpfs-size=64m] or "
+                                              "SRC:DST[:ro]"}]}},
+        "resources": {"$ref": "#/components/schemas/Resources"},
+        "annotations": STR_MAP,
+        "stopSignal": {"oneOf": [S, I], "description": "SIGTERM, TERM or 15"},
+        "init": {"type": "boolean", "description": "tini as PID 1 (docker run --init)"},
+        # Zun's names.
+        "command": {"oneOf": [S, STR_LIST], "description": "Zun: args, or a command line"},
+        "environment": STR_MAP, "workdir": S, "cpu": N, "memory": {"oneOf": [I, S]},
+        "interactive": {"type": "boolean", "description": "Zun: terminal"},
+    }), "additionalProperties": False},
+    "Mount": {**_obj({"destination": S, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
+                      "source": S, "options": STR_LIST}, ["destination"]),
+              "additionalProperties": False},
     "Resources": _obj({"memory": {"oneOf": [I, S]}, "cpus": N, "cpuShares": I,
                        "cpuQuota": I, "cpuPeriod": I, "pidsLimit": I}),
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
+                   "digest": S, "size": I, "created": S, "loaded": S,
+                   "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
+                   "config": {"type": "object"}}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
-                        "created": S, "size": I, "container": S}),
+                        "created": S, "size": I, "container": S,
+                        "settings": {"type": "object", "description": "the create settings "
+                                     "of its container; a clone without its own gets these"}}),
 }
 
 
@@ -266,7 +390,7 @@ def document() -> dict:
     for path, ops in PATHS.items():
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "integer" if n == "pid" else "string"}}
-                  for n in ("id", "pid", "name") if "{" + n + "}" in path]
+                  for n in ("id", "pid", "name", "ref") if "{" + n + "}" in path]
         item = dict(ops)
         if params:
             item["parameters"] = params

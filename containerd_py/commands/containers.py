@@ -567,13 +567,12 @@ def cmd_diff(cl, args) -> int:
         print(json.dumps(res, indent=2))
         return 0
     for ch in res:
-        print(f"{ch['kind'][0].upper() if 'kind' in ch else ch.get('Kind', '?')} {ch['path']}")
+        print(ch["kind"], ch["path"])
     return 0
 
 
 def cmd_commit(cl, args) -> int:
-    body = {"name": args.name}
-    res = cl.request("POST", f"/containers/{args.id}/commit", body)
+    res = cl.commit(args.id, args.name)
     emit_object(args, res, res.get("id", args.name))
     return 0
 
@@ -714,7 +713,7 @@ def register(reg) -> None:
 
     p = reg.add(g, "commit", "make an image of a container's filesystem changes", cmd_commit)
     p.add_argument("id", metavar="ID")
-    p.add_argument("name", metavar="IMAGE", help="the new image's name[:tag]")
+    p.add_argument("name", metavar="IMAGE", nargs="?", help="the new image's name[:tag]")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "export", "write a container's filesystem as a tar", cmd_export)

@@ -18,7 +18,7 @@ def _q(ref: str) -> str:
 # -- images ------------------------------------------------------------------
 
 def cmd_images(cl, args) -> int:
-    items = cl.request("GET", "/images")
+    items = cl.images()
     rows = []
     for img in items:
         names = img.get("names") or ["<none>"]
@@ -50,7 +50,7 @@ def cmd_load(cl, args) -> int:
         res = cl.upload("/images/load", src, progress=progress.add)
     finally:
         progress.finish()
-    images = res.get("images", res) if isinstance(res, dict) else res
+    images = res.get("images", []) if isinstance(res, dict) else res
     if args.format == "json":
         print(json.dumps(res, indent=2))
     else:
@@ -71,11 +71,15 @@ def cmd_rmi(cl, args) -> int:
     status = 0
     for ref in args.refs:
         try:
-            cl.request("DELETE", f"/images/{_q(ref)}", query={"force": args.force})
-            print(f"Untagged: {ref}")
+            res = cl.rmi(ref, args.force)
         except APIError as e:
             print(f"error: {ref}: {e.body.get('error', e)}", file=sys.stderr)
-            status = 125 if e.status >= 500 else 1
+            status = 125
+            continue
+        for name in res.get("untagged", []):
+            print(f"Untagged: {name}")
+        if res.get("deleted"):
+            print(f"Deleted: {res['deleted']}")
     return status
 
 
@@ -171,12 +175,17 @@ def cmd_checkpoint_export(cl, args) -> int:
 
 
 def cmd_checkpoint_import(cl, args) -> int:
-    src = open(args.input, "rb") if args.input else sys.stdin.buffer
-    total = os.fstat(src.fileno()).st_size if args.input else None
+    path = None if args.input in (None, "-") else args.input
+    src = open(path, "rb") if path else sys.stdin.buffer
+    total = os.fstat(src.fileno()).st_size if path else None
+    query = {"id": args.id}
+    if args.bundle:
+        query["bundlePath"] = os.path.abspath(args.bundle)
+    if args.name:
+        query["name"] = args.name
     progress = Progress("importing", total)
     try:
-        c = cl.upload("/checkpoints/import", src, query={"id": args.id},
-                      progress=progress.add)
+        c = cl.upload("/checkpoints/import", src, query=query, progress=progress.add)
     finally:
         progress.finish()
     emit_object(args, c, (c or {}).get("id", args.id))
@@ -346,7 +355,10 @@ def register(reg) -> None:
     p = csub.add_parser("import", help="restore an exported checkpoint as a new container")
     p.set_defaults(func=cmd_checkpoint_import)
     p.add_argument("id", metavar="NEW_ID")
-    p.add_argument("-i", "--input", help="archive file (default: standard input)")
+    p.add_argument("input", nargs="?", metavar="FILE", help="the archive (default or -: "
+                   "standard input)")
+    p.add_argument("--bundle", help="the bundle's path on this host, if not the archive's")
+    p.add_argument("--name", help="the new container's name")
     add_format_flags(p, quiet=False)
     p = reg.add(g, "restore", "restore a checkpoint, in place or as a clone (--as)",
                 cmd_restore)
