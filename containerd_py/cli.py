@@ -73,6 +73,10 @@ def run_daemon(args) -> int:
         attach(app, config)
     try:
         sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
+        # Where other daemons reach this one (a migration's rounds): every
+        # route is served, but only the token-authenticated ones answer a
+        # caller whose uid cannot be told, i.e. anyone not on this host.
+        peers = [open_socket(a, policy.gid, anywhere=True) for a in args.peer_listen]
     except ListenError as e:
         print(f"containerd-py daemon: {e}", file=sys.stderr)
         return 1
@@ -81,7 +85,7 @@ def run_daemon(args) -> int:
               "callers are still checked by uid, which only works for local peers",
               file=sys.stderr)
     try:
-        web.run_app(app, sock=sock, print=None, handle_signals=True)
+        web.run_app(app, sock=[sock, *peers], print=None, handle_signals=True)
     finally:
         if is_unix(args.listen):
             try:
@@ -118,6 +122,9 @@ def main(argv=None) -> int:
                    help="rotate a container's log past this size")
     d.add_argument("--group", default=None,
                    help="members of this group may use the API too (default: root only)")
+    d.add_argument("--peer-listen", action="append", default=[], metavar="HOST:PORT",
+                   help="also serve HOST:PORT for other daemons (live migration's target "
+                        "side, authenticated by one-time tokens); may be repeated")
     d.add_argument("--insecure-listen-anywhere", action="store_true",
                    help="allow --listen on a non-loopback address")
     d.add_argument("--cri-listen", default=None,
@@ -172,6 +179,15 @@ def main(argv=None) -> int:
     cp.add_argument("--bundle", help="import: the bundle's path on this host, if not the "
                                      "archive's")
     cp.add_argument("--name", help="import: the new container's name")
+    mg = sub.add_parser("migrate", help="move a running container to another daemon")
+    mg.add_argument("id")
+    mg.add_argument("--to", required=True, metavar="http://HOST:PORT",
+                    help="the target daemon, as this daemon reaches it")
+    mg.add_argument("--target-address", metavar="HOST:PORT|unix:PATH",
+                    help="the target's API as this client reaches it: the migration is "
+                         "opened there first (when the source may not call it itself)")
+    mg.add_argument("--pre-copy", type=int, default=2)
+    mg.add_argument("--lazy", action="store_true")
     ev = sub.add_parser("events")
     ev.add_argument("--since")
     sub.add_parser("info")
@@ -258,6 +274,13 @@ def _client_command(cl, args) -> int:
                 print(entry["line"])
     elif cmd == "checkpoint":
         return _checkpoint_command(cl, args)
+    elif cmd == "migrate":
+        from .client import Client
+        opts = {"preCopy": args.pre_copy, "lazy": args.lazy}
+        if args.target_address:
+            offer = Client(args.target_address).open_migration(args.id)
+            opts.update(migration=offer["migration"], token=offer["token"])
+        _print(cl.migrate(args.id, args.to, **opts))
     elif cmd == "events":
         for event in cl.events(args.since):
             print(json.dumps(event), flush=True)
