@@ -183,7 +183,10 @@ PATHS = {
         params=[("command", "string", "the command line (split like a shell would)"),
                 ("terminal", "boolean", "allocate a pty (default true)"),
                 ("w", "integer", "pty columns (default 80)"),
-                ("h", "integer", "pty rows (default 24)")],
+                ("h", "integer", "pty rows (default 24)"),
+                ("env", "string", "K=V added to the environment (repeatable)"),
+                ("cwd", "string", "working directory (absolute)"),
+                ("user", "string", "UID[:GID] to run as")],
         desc="Like Docker Cloud's exec websocket. Text or binary frames from the client "
              "go to the process's stdin; its output comes back as binary frames. The "
              "socket closes with the process; a final text frame "
