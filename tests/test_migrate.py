@@ -10,7 +10,6 @@ still runs with its memory.
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -85,28 +84,7 @@ def events(host, since: float) -> list[dict]:
 
 
 def say(host, cid: str, line: str, reply: str, timeout: float = 30) -> str:
-    """Write a line to the container's stdin (through its shim) and return
-    the first log line after it that starts with `reply`."""
-    seen = len(host.client.logs(cid))
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(os.path.join(host.state_dir, "shims", cid, "shim.sock"))
-        s.sendall(b"stdin\x000\n")
-        _, fds, _, _ = socket.recv_fds(s, 4096, 1)
-    finally:
-        s.close()
-    try:
-        os.write(fds[0], line.encode() + b"\n")
-    finally:
-        os.close(fds[0])
-
-    def answer():
-        for e in host.client.logs(cid)[seen:]:
-            if e["line"].startswith(reply):
-                return e["line"]
-        return None
-    return wait_until(answer, timeout, 0.05, what=f"{reply!r} from {cid}")
+    return host.say(cid, line, reply, timeout)
 
 
 def test_counter_migrates_with_its_memory_and_pids(hosts, tmp_path):

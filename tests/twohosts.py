@@ -14,9 +14,23 @@ import subprocess
 import tempfile
 import uuid
 
-from conftest import DAEMON, APIError, wait_until
+import sys
+import time
 
-from containerd_py.client import Client
+from containerd_py.client import APIError, Client
+
+# Self-contained (no pytest): bench/migrate.py uses it too.
+DAEMON = os.path.join(os.path.dirname(sys.executable), "containerd-py")
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 # Link-local /30, configured only inside the two namespaces: no route to it
 # exists anywhere else, so no packet can leave them.
@@ -89,6 +103,31 @@ class Host:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def say(self, cid: str, line: str, reply: str, timeout: float = 30) -> str:
+        """Write a line to the container's stdin (through its shim) and
+        return the first log line after it that starts with `reply`."""
+        import socket
+        seen = len(self.client.logs(cid))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(os.path.join(self.state_dir, "shims", cid, "shim.sock"))
+            s.sendall(b"stdin\x000\n")
+            _, fds, _, _ = socket.recv_fds(s, 4096, 1)
+        finally:
+            s.close()
+        try:
+            os.write(fds[0], line.encode() + b"\n")
+        finally:
+            os.close(fds[0])
+
+        def answer():
+            for e in self.client.logs(cid)[seen:]:
+                if e["line"].startswith(reply):
+                    return e["line"]
+            return None
+        return wait_until(answer, timeout, 0.05, what=f"{reply!r} from {cid}")
 
     def received(self) -> list[str]:
         return os.listdir(os.path.join(self.state_dir, "data", "received"))

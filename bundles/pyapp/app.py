@@ -13,7 +13,8 @@ only stdin/stdout/stderr pipes and anonymous memory.
 Environment:
   APP_MEMORY_MB  extra memory to allocate and touch (default 0), e.g. 64/256/1024
   APP_WORK       scale of the in-memory index (default 1.0)
-  APP_HEARTBEAT_MS  tick every N ms and answer "gaps" with the longest pause seen
+  APP_HEARTBEAT_MS  tick every N ms; print "heartbeat-gap X ms" after a pause of
+                 more than 20 ticks, and answer "gaps" with the longest pause seen
 
 Besides "pong <line>", it answers "whoami" with "whoami <value drawn at
 start> <MiB> <checksum of the ballast>".
@@ -130,15 +131,21 @@ if beat_ms:
     import threading
 
     def heartbeat():
-        prev = time.monotonic()
+        # The wall clock, not the monotonic one: CRIU restores a process in
+        # a time namespace whose monotonic clock resumes where the dump left
+        # it, so it would not show the time spent frozen.
+        prev = time.time()
         while True:
             time.sleep(beat_ms / 1000)
-            now = time.monotonic()
+            now = time.time()
             gap = (now - prev) * 1000
             if gap > gaps["max"]:
                 gaps["max"] = gap
             if gap > 10 * beat_ms:
                 gaps["last"] = gap
+            if gap > 20 * beat_ms and gap > 20:
+                # One write: whole even with the main thread answering.
+                os.write(1, b"heartbeat-gap %.1f ms\n" % gap)
             prev = now
 
     threading.Thread(target=heartbeat, daemon=True).start()
