@@ -261,7 +261,7 @@ class Migration:
             steps = {}
             lap = Lap(steps)
             try:
-                await self.rt.pause(c.id)
+                await self.rt.pause(c.rid)
             except RuntimeFailure:
                 self.frozen_at = None
                 await self._if_exited()
@@ -330,7 +330,7 @@ class Migration:
             # The final dump leaves the container running, i.e. as it was:
             # frozen (CRIU restores the freezer state it found), so that a
             # failure later only has to thaw it.
-            await self.rt.checkpoint(c.id, image, wdir, leave_running=True, pre_dump=pre_dump,
+            await self.rt.checkpoint(c.rid, image, wdir, leave_running=True, pre_dump=pre_dump,
                                      parent=parent)
         except RuntimeFailure as e:
             await self._if_exited()
@@ -368,7 +368,7 @@ class Migration:
         resumed = None
         if self.frozen_at is not None and r.status == Status.PAUSED:
             try:
-                await self.rt.resume(c.id)
+                await self.rt.resume(c.rid)
                 r.status = Status.RUNNING
                 resumed = True
             except RuntimeFailure as err:
