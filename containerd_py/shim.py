@@ -139,6 +139,9 @@ class Shim:
     async def close_stdin(self, pid: int = 0) -> None:
         await self._request("closestdin", str(pid))
 
+    async def flush_log(self, pid: int = 0) -> None:
+        await self._request("flushlog", str(pid))
+
     async def reopen_log(self) -> None:
         await self._request("reopenlog")
 

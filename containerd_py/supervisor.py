@@ -741,6 +741,12 @@ class Supervisor:
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
 
+    async def flush_output(self, ref: str) -> None:
+        """Have init's output without a newline yet logged now (for attach)."""
+        c = self.get(ref)
+        if c.record.status != Status.STOPPED:
+            await c.shim.flush_log(0)
+
     async def close_stdin_of_init(self, ref: str) -> None:
         """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
         c = self.get(ref)

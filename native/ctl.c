@@ -249,6 +249,19 @@ static void req_closestdin(struct client *c)
 	ctl_reply(c, "ok\n");
 }
 
+static void req_flushlog(struct client *c)
+{
+	struct proc *p = req_proc(c, c->f[1]);
+	int i;
+
+	if (!p)
+		return;
+	if (!p->capture)
+		for (i = 0; i < S_N; i++)
+			stream_flush_partial(&p->st[i]);
+	ctl_reply(c, "ok\n");
+}
+
 static void dispatch(struct client *c)
 {
 	const char *cmd = c->f[0];
@@ -269,6 +282,8 @@ static void dispatch(struct client *c)
 		req_resize(c);
 	} else if (!strcmp(cmd, "closestdin") && c->nf == 2) {
 		req_closestdin(c);
+	} else if (!strcmp(cmd, "flushlog") && c->nf == 2) {
+		req_flushlog(c);
 	} else if (!strcmp(cmd, "reopenlog") && c->nf == 1) {
 		log_reopen_now();
 		ctl_reply(c, "ok\n");

@@ -124,6 +124,16 @@ void stream_feed(struct stream *s)
 		memmove(s->buf, p, s->len);
 }
 
+/* Log what is buffered as a partial line now, keeping the buffer: someone
+ * is attached and waits for output that has no newline yet. */
+void stream_flush_partial(struct stream *s)
+{
+	if (s->buf && s->len) {
+		emit(s, 'P', s->buf, s->len);
+		s->len = 0;
+	}
+}
+
 /* Log what is left as a partial line, and let the buffer go. */
 void stream_flush(struct stream *s)
 {

@@ -67,6 +67,7 @@ void log_open(const char *dir, long long max);
 void log_reopen_now(void);
 void stream_feed(struct stream *s);
 void stream_flush(struct stream *s);
+void stream_flush_partial(struct stream *s);
 
 /* ctl.c */
 extern struct client *g_clients;

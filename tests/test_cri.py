@@ -262,6 +262,29 @@ def test_streaming_exec_attach_and_port_forward(cri):
     assert "attached 42" in r.stdout, r.stderr
     wait_until(lambda: json.loads(crictl(cri, "inspect", sh).stdout)["status"]["state"]
                == "CONTAINER_EXITED", what="the shell to exit with its stdin")
+
+    # Output without a newline reaches an attached client while it is attached.
+    sh2 = crictl(cri, "create", pid_, write(cri, "ctr-sh2.json", {
+        "metadata": {"name": "shell2"}, "image": {"image": "busybox"}, "command": ["/bin/sh"],
+        "stdin": True, "stdin_once": True}), pod_json).stdout.strip()
+    crictl(cri, "start", sh2)
+    import select
+    att = subprocess.Popen([CRICTL, "--runtime-endpoint", sock, "attach", "-i", sh2],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        att.stdin.write(b"echo -n prompt-$((6*7))\n")
+        att.stdin.flush()
+        got = b""
+        while b"prompt-42" not in got and select.select([att.stdout], [], [], 20)[0]:
+            chunk = os.read(att.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            got += chunk
+        assert b"prompt-42" in got
+        assert att.poll() is None  # still attached: it came without the shell's exit
+    finally:
+        att.stdin.close()
+        att.wait(30)
     crictl(cri, "rmp", "-f", pid_)
 
 

@@ -147,6 +147,11 @@ def _caps(cap: pb.Capability) -> list[str]:
 
 
 def _user(sc: pb.LinuxContainerSecurityContext, image_user: str, rootfs: str) -> dict:
+    if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
+        # As containerd: a group alone would pair with whatever user the
+        # image has, which is not what the caller asked for.
+        raise InvalidArgument("run_as_group needs run_as_user or run_as_username",
+                              field="linux.security_context.run_as_group")
     uid = gid = 0
     name = None
     if sc.HasField("run_as_user"):

@@ -16,7 +16,7 @@ import secrets
 import time
 
 from .. import logs
-from ..errors import InvalidArgument, NotFound
+from ..errors import DaemonError, InvalidArgument, NotFound
 from . import spdy
 
 log = logging.getLogger("containerd_py.cri.streaming")
@@ -26,6 +26,8 @@ TOKEN_TTL = 60.0
 STREAMS_TIMEOUT = 30.0
 EXEC_PROTOCOLS = ("v4.channel.k8s.io",)
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+# How often an attach has the shim log a partial line of the container's.
+ATTACH_FLUSH = 0.2
 
 
 def _status(exit_code: int | None, error: str | None = None) -> bytes:
@@ -246,7 +248,18 @@ class StreamingServer:
             while (data := await streams["stdin"].read()) is not None:
                 await loop.run_in_executor(None, os.write, stdin_fd, data)
 
+        async def flush():
+            # The shim logs a line once it ends; an attached client (a
+            # prompt, `echo -n`) wants what is there without the newline.
+            while True:
+                await asyncio.sleep(ATTACH_FLUSH)
+                try:
+                    await self.sup.flush_output(cid)
+                except DaemonError:
+                    return
+
         out = asyncio.create_task(output())
+        flusher = asyncio.create_task(flush())
         tasks = {out}
         if stdin_fd is not None:
             tasks.add(asyncio.create_task(feed()))
@@ -259,6 +272,7 @@ class StreamingServer:
                 await self.sup.close_stdin_of_init(cid)
                 await out
         finally:
+            flusher.cancel()
             for t in tasks:
                 t.cancel()
             if stdin_fd is not None:
