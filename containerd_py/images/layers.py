@@ -108,7 +108,9 @@ def unpack(fileobj, root: str) -> tuple[str, int]:
     """Apply the layer tar read from `fileobj` into the empty dir `root`;
     returns the digest of the uncompressed tar (the layer's diff id) and
     its size."""
-    reader = HashingReader(fileobj)
+    # A stream that is already being hashed (an uncompressed layer as it
+    # arrives) is not hashed twice.
+    reader = fileobj if isinstance(fileobj, HashingReader) else HashingReader(fileobj)
     buffered = io.BufferedReader(reader, CHUNK)
     dir_times = []
     try:
