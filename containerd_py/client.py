@@ -8,6 +8,7 @@ engines that embed the daemon. Stdlib only, so embedding costs nothing.
 """
 
 import http.client
+import io
 import json
 import socket
 import urllib.parse
@@ -21,8 +22,8 @@ class APIError(Exception):
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float, blocksize: int = 8192):
-        super().__init__("localhost", timeout=timeout, blocksize=blocksize)
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
         self._path = path
 
     def connect(self):
@@ -37,13 +38,12 @@ class Client:
         self.address = address.removeprefix("http://")
         self.timeout = timeout
 
-    def _conn(self, blocksize: int = 8192) -> http.client.HTTPConnection:
+    def _conn(self) -> http.client.HTTPConnection:
         if self.address.startswith("unix:"):
-            return _UnixConnection(self.address[5:], self.timeout, blocksize)
+            return _UnixConnection(self.address[5:], self.timeout)
         host, _, port = self.address.rpartition(":")
         # http.client strips an IPv6 literal's brackets only from "host:port".
-        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=self.timeout,
-                                          blocksize=blocksize)
+        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=self.timeout)
 
     def request(self, method: str, path: str, body=None, query: dict | None = None):
         if query:
@@ -64,39 +64,6 @@ class Client:
             raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
         return payload
 
-    def upload(self, path: str, fileobj):
-        """POST a file-like body, sent in chunks (an image archive); in
-        large blocks: http.client's default of 8 KiB is ~13000 writes a 100 MiB
-        archive."""
-        conn = self._conn(blocksize=1 << 20)
-        try:
-            conn.request("POST", path, body=fileobj,
-                         headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        payload = json.loads(raw) if raw.strip() else None
-        if resp.status >= 400:
-            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
-        return payload
-
-    def download(self, path: str, out) -> int:
-        """GET a binary stream into the file `out`; returns its size."""
-        conn = self._conn()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            if resp.status >= 400:
-                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
-            n = 0
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                n += len(chunk)
-            return n
-        finally:
-            conn.close()
-
     def stream(self, path: str, query: dict | None = None):
         """Yield lines of a streaming endpoint (events, logs?follow)."""
         if query:
@@ -109,6 +76,63 @@ class Client:
         try:
             for line in resp:
                 yield line.decode(errors="replace").rstrip("\n")
+        finally:
+            conn.close()
+
+    def upload(self, path: str, fileobj, query: dict | None = None, progress=None):
+        """POST a file (an image or checkpoint archive) as the raw body, in
+        chunks, so a large archive is never held in memory."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        if isinstance(fileobj, (bytes, bytearray)):
+            fileobj = io.BytesIO(fileobj)
+
+        def chunks():
+            while True:
+                block = fileobj.read(1 << 20)
+                if not block:
+                    return
+                if progress:
+                    progress(len(block))
+                yield block
+
+        conn = self._conn()
+        try:
+            conn.request("POST", path, body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status >= 400:
+            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
+        return payload
+
+    def download(self, path: str, out, query: dict | None = None, progress=None) -> int:
+        """GET a streamed archive into the file `out`; returns its size."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = self._conn()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raw = resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"error": raw.decode(errors="replace")}
+                raise APIError(resp.status, body if isinstance(body, dict) else {"error": body})
+            total = 0
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    return total
+                out.write(block)
+                total += len(block)
+                if progress:
+                    progress(len(block))
         finally:
             conn.close()
 
@@ -127,6 +151,27 @@ class Client:
         """From a bundle, or from an image with `image="REF"`."""
         body = {"bundlePath": bundle_path} if bundle_path is not None else {}
         return self.request("POST", f"/containers/{cid}", {**body, **options})
+
+    def claim(self, cid, pool, **options):
+        """A container from a warm pool (options: name, labels)."""
+        return self.request("POST", f"/containers/{cid}", {"pool": pool, **options})
+
+    def create_pool(self, name, bundle_path, size, **options):
+        """Keep `size` containers of the bundle (or `image=REF` with
+        bundle_path None; or of a `checkpoint`) ready."""
+        body = {"size": size, **options}
+        if bundle_path is not None:
+            body["bundlePath"] = bundle_path
+        return self.request("POST", f"/pools/{name}", body)
+
+    def pools(self):
+        return self.request("GET", "/pools")
+
+    def pool(self, name):
+        return self.request("GET", f"/pools/{name}")
+
+    def delete_pool(self, name):
+        return self.request("DELETE", f"/pools/{name}")
 
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
@@ -206,19 +251,7 @@ class Client:
         """Create container `cid` from an archive (a binary file object or
         bytes); `query` may give bundlePath (where the bundle is here) and
         name."""
-        conn = self._conn()
-        try:
-            path = "/checkpoints/import?" + urllib.parse.urlencode({"id": cid, **query})
-            # http.client sends a file with its size, or chunked if unknown
-            conn.request("POST", path, body=archive, headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        payload = json.loads(raw) if raw.strip() else None
-        if resp.status >= 400:
-            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
-        return payload
+        return self.upload("/checkpoints/import", archive, {"id": cid, **query})
 
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):

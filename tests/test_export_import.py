@@ -77,7 +77,8 @@ def test_export_import_restores_in_another_daemon(api, daemon, private_daemon, b
     target = private_daemon.start().client
     new = cid("imported")
     out = subprocess.run([DAEMON, "--address", private_daemon.address, "checkpoint",
-                          "import", new, str(archive)], capture_output=True, text=True)
+                          "import", "--format", "json", new, str(archive)],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     created = json.loads(out.stdout)
     assert created["id"] == new and created["state"]["status"] == "running"

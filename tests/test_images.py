@@ -411,13 +411,17 @@ def test_cli_load_images_run_tag_rmi(daemon, tmp_path, cid, base_layer):
     path = build.docker_archive(tmp_path / "cli.tar", [base_layer], KEEP_ALIVE, [name])
     with open(path, "rb") as f:
         assert cli("load", stdin=f) == f"Loaded image: {name}\n"
-    assert name in cli("images")
+    # podman's columns: repository and tag apart, a short id.
+    repo, tag = name.rsplit(":", 1)
+    rows = [line.split() for line in cli("images").splitlines()]
+    assert rows[0][:3] == ["REPOSITORY", "TAG", "IMAGE"] and [repo, tag] in [r[:2] for r in rows]
     c = cid("cli")
     # The issue's own command line: settings over an image, a read-only bind.
     src = tmp_path / "srv"
     src.mkdir()
     (src / "index.html").write_text("served\n")
-    created = json.loads(cli("run", "--image", name, "--env", "A=1", "--mount",
+    created = json.loads(cli("run", "-d", "--format", "json", "--image", name, "--env", "A=1",
+                             "--mount",
                              f"type=bind,src={src},dst=/srv,ro", c))
     assert created["image"]["ref"] == name
     assert cli("exec", c, "sh", "-c", "echo $A; cat /srv/index.html; "
