@@ -25,7 +25,7 @@ import os
 import shutil
 import uuid
 
-from . import bundle as bundle_mod
+from . import bundle as bundle_mod, timing
 from .errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from .events import now_ns, rfc3339
 from .shim import Shim, pid_alive
@@ -217,6 +217,7 @@ class WarmPools:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         sup._check_name_free(container_name)
         member = self._take(pool)
+        timing.mark("take")
         if member is None:
             pool.fallbacks += 1
             c = await sup.create(cid, pool.spec.bundle_path or None, name=container_name,
@@ -234,6 +235,7 @@ class WarmPools:
         async with c.lock:
             try:
                 await self._start_member(pool, c)
+                timing.mark("start")
             except BaseException:
                 sup.containers.pop(cid, None)
                 await sup._teardown(c)
