@@ -71,7 +71,11 @@ class Shim:
         """Start the shim, which runs `runtime_argv`; return (shim pid, init
         pid). `runtime_ns` is then (start, end) of the runtime command as the
         shim saw it."""
-        argv = [SHIM_BINARY, "-s", self.dir, "-l", str(log_max)]
+        # -F: the process started is the shim itself, answering on its
+        # stdout (no foreground and double fork: the daemon is the
+        # subreaper of its shims anyway); it setsid()s at once, so a Ctrl-C
+        # of a foreground daemon does not reach it.
+        argv = [SHIM_BINARY, "-F", "-s", self.dir, "-l", str(log_max)]
         if console_socket:
             argv += ["-c", console_socket]
         argv += ["--"] + runtime_argv
@@ -80,10 +84,8 @@ class Shim:
         try:
             # posix_spawn (a vfork): neither a copy of the daemon's page
             # tables nor a child-watcher thread per start, which asyncio's
-            # subprocess costs (~1 ms of the start path). setsid: the shim
-            # must not share the daemon's process group, or a Ctrl-C of a
-            # foreground daemon would reach it.
-            pid = os.posix_spawn(SHIM_BINARY, argv, os.environ, setsid=True, file_actions=[
+            # subprocess costs.
+            pid = os.posix_spawn(SHIM_BINARY, argv, os.environ, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
         except OSError as e:
@@ -98,14 +100,17 @@ class Shim:
         finally:
             os.close(out_r)
             os.close(err_r)
-        returncode = await _wait_exit(pid)
-        if returncode != 0:
-            text = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+        if not out.startswith(b"O"):
+            # 'E' and the runtime's words, or nothing: the shim has
+            # cleaned up and exits.
+            returncode = await _wait_exit(pid)
+            text = (out[1:] if out.startswith(b"E") else out) or err
+            text = text.decode(errors="replace").strip()
             raise RuntimeFailure(f"{os.path.basename(runtime_argv[0])} failed: "
                                  f"{_one_line(text) or 'no output'}",
-                                 exitCode=returncode)
+                                 exitCode=returncode or 1)
         try:
-            shim_pid, init_pid, t0, t1 = (int(x) for x in out.split())
+            shim_pid, init_pid, t0, t1 = (int(x) for x in out[1:].split())
         except ValueError:
             raise RuntimeFailure(f"shim answered {out!r}, expected "
                                  "'SHIMPID INITPID START_NS END_NS'") from None
