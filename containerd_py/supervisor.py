@@ -186,9 +186,13 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
+        # An image's container runs the image's bundle, unless the caller
+        # wrote the whole spec itself (the CRI): then only the root
+        # filesystem comes from the image.
+        own_spec = bundle is not None
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.bundle(self.images, img)
+            bundle = bundle or image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
         timing.mark("read-spec")
         settings = settings or ContainerSettings()
@@ -197,7 +201,7 @@ class Supervisor:
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
-        if image:
+        if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
@@ -738,6 +742,12 @@ class Supervisor:
         if c.record.status == Status.STOPPED:
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
+
+    async def close_stdin_of_init(self, ref: str) -> None:
+        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        await c.shim.close_stdin(0)
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
