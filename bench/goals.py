@@ -299,14 +299,16 @@ def plot_breakdown(before: dict, after: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     cmap = plt.get_cmap("tab20")
     labels = [("before", before), ("after", after)]
+    seen = set()
     for row, (name, b) in enumerate(labels):
         left = 0.0
         for i, k in enumerate(PHASE_ORDER):
             v = b.get(k, 0) * 1000
             if v <= 0:
                 continue
-            ax.barh(row, v, left=left, color=cmap(i), label=k if row == 0 else None,
+            ax.barh(row, v, left=left, color=cmap(i), label=None if k in seen else k,
                     edgecolor="white")
+            seen.add(k)
             if v > 0.25:
                 ax.text(left + v / 2, row, f"{v:.1f}", ha="center", va="center", fontsize=7)
             left += v
