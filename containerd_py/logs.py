@@ -16,14 +16,17 @@ class LogEntry:
     timestamp: str
     stream: str
     line: str
+    # A piece of a line not yet ended (a prompt), only when asked for.
+    partial: bool = False
 
     def to_api(self) -> dict:
         return {"timestamp": self.timestamp, "stream": self.stream, "line": self.line}
 
 
-def parse_lines(lines, pending: dict | None = None):
+def parse_lines(lines, pending: dict | None = None, partial: bool = False):
     """Yield LogEntry for each complete line; CRI `P` (partial) records are
-    joined with what follows until the `F` record of the same stream."""
+    joined with what follows until the `F` record of the same stream, or,
+    with `partial`, yielded as they come (what an attached terminal shows)."""
     pending = {} if pending is None else pending
     for raw in lines:
         parts = raw.rstrip("\n").split(" ", 3)
@@ -32,6 +35,12 @@ def parse_lines(lines, pending: dict | None = None):
         ts, stream, tag = parts[0], parts[1], parts[2]
         text = parts[3] if len(parts) == 4 else ""
         if tag == "P":
+            if partial:
+                try:
+                    yield LogEntry(parse_timestamp(ts), ts, stream, text, partial=True)
+                except Exception:
+                    pass
+                continue
             pending[stream] = pending.get(stream, "") + text
             continue
         text = pending.pop(stream, "") + text
@@ -47,11 +56,11 @@ def log_files(path: str) -> list[str]:
 
 
 def read_entries(path: str, *, streams=("stdout", "stderr"), since_ns: int = 0,
-                 tail: int | None = None) -> list[LogEntry]:
+                 tail: int | None = None, partial: bool = False) -> list[LogEntry]:
     out = []
     for p in log_files(path):
         with open(p, errors="replace") as f:
-            for e in parse_lines(f):
+            for e in parse_lines(f, partial=partial):
                 if e.stream in streams and e.ns >= since_ns:
                     out.append(e)
     if tail is not None:
@@ -60,11 +69,12 @@ def read_entries(path: str, *, streams=("stdout", "stderr"), since_ns: int = 0,
 
 
 async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: int = 0,
-                 tail: int | None = None, poll: float = 0.1):
+                 tail: int | None = None, poll: float = 0.1, partial: bool = False):
     """Yield existing entries, then new ones as the shim appends them, until
     `stopped()` is true and everything written has been read. Survives
     rotation (the file is renamed to `.1` and a new one started)."""
-    for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail):
+    for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail,
+                          partial=partial):
         yield e
     f, ino = _open(path)
     if f is not None:
@@ -80,7 +90,7 @@ async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: 
             if chunk:
                 buf += chunk
                 *lines, buf = buf.split("\n")
-                for e in parse_lines((ln + "\n" for ln in lines), pending):
+                for e in parse_lines((ln + "\n" for ln in lines), pending, partial):
                     if e.stream in streams and e.ns >= since_ns:
                         yield e
                 continue

@@ -246,6 +246,9 @@ class Supervisor:
                                                                      pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
+        # Taken before the spawn: the process may write before spawn returns,
+        # and `attach?logs=true` replays this run's output from here.
+        started = now_ns()
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -264,7 +267,7 @@ class Supervisor:
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
-        r.started_at = rfc3339(now_ns())
+        r.started_at = rfc3339(started)
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False

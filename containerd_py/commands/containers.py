@@ -214,8 +214,6 @@ def create_body(args) -> tuple[str, dict]:
         body["ports"] = [parse_publish(x) for x in args.publish]
     if getattr(args, "tty", False):
         body["terminal"] = True
-    if getattr(args, "interactive", False):
-        body["interactive"] = True
     if getattr(args, "rm", False):
         body["autoRemove"] = True
     return args.id, body
@@ -240,18 +238,44 @@ def cmd_run(cl, args) -> int:
     return _follow_to_exit(cl, args, c["id"], tty_mode=args.tty, stdin=args.interactive)
 
 
-def _follow_to_exit(cl, args, cid: str, *, tty_mode: bool, stdin: bool) -> int:
+def _follow_to_exit(cl, args, cid: str, *, tty_mode: bool, stdin: bool,
+                    replay: bool = True) -> int:
     """Foreground run and attach: show the container's output (and feed its
     stdin) until it exits; the command's status is the container's."""
-    from .terminal import Detached, run_session
+    from .terminal import Detached, SessionRefused, run_session
+    query = {"logs": str(replay).lower(), "stdin": str(stdin).lower()}
+
+    async def resize(w, h):
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: cl.request("POST", f"/containers/{cid}/resize",
+                                     query={"w": w, "h": h}))
+
+    if tty_mode:
+        from .terminal import terminal_size
+        w, h = terminal_size()
+        try:
+            cl.request("POST", f"/containers/{cid}/resize", query={"w": w, "h": h})
+        except Exception:
+            pass  # exited already: the attach below says so
     try:
-        run_session(cl.address, f"/containers/{cid}/attach", {}, tty_mode=tty_mode,
-                    stdin=stdin)
+        status = run_session(cl.address, f"/containers/{cid}/attach", query,
+                             tty_mode=tty_mode, stdin=stdin, resize=resize)
+        if status is not None:
+            return status
     except Detached:
         print(f"\r\ndetached from {cid}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         return 130
+    except SessionRefused as e:
+        if e.status != 409:
+            cl.get(cid)  # the daemon's own words for what is wrong (404 ...)
+            raise
+        # Exited before the attach could begin: its whole output is logged.
+        if replay:
+            for entry in cl.logs(cid):
+                stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+                print(entry["line"], file=stream)
     try:
         status = cl.wait(cid).get("exitStatus")
     except Exception:  # --rm: gone already
@@ -355,9 +379,7 @@ def cmd_update(cl, args) -> int:
 
 
 def cmd_ps(cl, args) -> int:
-    status = None if args.all else (args.status or "running")
-    if args.all and args.status:
-        status = args.status
+    status = args.status if args.status or args.all else "running"
     items = cl.list(status=status, label=args.filter_label or None)
 
     def row(c):
@@ -557,8 +579,9 @@ def cmd_exec(cl, args) -> int:
 
 
 def cmd_attach(cl, args) -> int:
-    return _follow_to_exit(cl, args, args.id, tty_mode=sys.stdin.isatty() and not args.no_stdin,
-                           stdin=not args.no_stdin)
+    terminal = bool((cl.get(args.id).get("processes") or [{}])[0].get("terminal"))
+    return _follow_to_exit(cl, args, args.id, tty_mode=terminal and sys.stdin.isatty()
+                           and not args.no_stdin, stdin=not args.no_stdin, replay=False)
 
 
 def cmd_diff(cl, args) -> int:
@@ -596,7 +619,8 @@ def register(reg) -> None:
     g = "containers"
     p = reg.add(g, "ps", "list containers (running ones; -a for all)", cmd_ps, ["list"])
     p.add_argument("-a", "--all", action="store_true", help="stopped containers too")
-    p.add_argument("--status", choices=["running", "paused", "stopped"], help="only these")
+    p.add_argument("--status", choices=["created", "running", "paused", "stopped"],
+                   help="only these")
     p.add_argument("--filter-label", "--label", action="append", metavar="KEY[=VALUE]",
                    help="only containers with this label (repeatable: all must match)")
     add_format_flags(p)

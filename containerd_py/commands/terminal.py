@@ -130,8 +130,20 @@ async def _session(address: str, path: str, query: dict, *, tty_mode: bool, stdi
     return status[0]
 
 
+class SessionRefused(Exception):
+    """The daemon answered the websocket upgrade with an error status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def run_session(address: str, path: str, query: dict, *, tty_mode: bool, stdin: bool,
                 on_pid=None, resize=None) -> int | None:
-    with raw_terminal(tty_mode):
-        return asyncio.run(_session(address, path, query, tty_mode=tty_mode, stdin=stdin,
-                                    on_pid=on_pid, resize=resize))
+    import aiohttp
+    try:
+        with raw_terminal(tty_mode):
+            return asyncio.run(_session(address, path, query, tty_mode=tty_mode, stdin=stdin,
+                                        on_pid=on_pid, resize=resize))
+    except aiohttp.WSServerHandshakeError as e:
+        raise SessionRefused(e.status, e.message) from None
