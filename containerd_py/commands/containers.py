@@ -231,11 +231,21 @@ def cmd_create(cl, args) -> int:
 
 def cmd_run(cl, args) -> int:
     cid, body = create_body(args)
+    # A foreground run without a terminal may end before the client has
+    # attached; the daemon's autoRemove would then take its exit status with
+    # it. So the client removes it itself once it has the status.
+    remove_here = body.get("autoRemove") and not args.detach and not args.tty
+    if remove_here:
+        body["autoRemove"] = False
     c = cl.request("POST", f"/containers/{cid}", body)
     if args.detach:
         emit_object(args, c, c["id"])
         return 0
-    return _follow_to_exit(cl, args, c["id"], tty_mode=args.tty, stdin=args.interactive)
+    try:
+        return _follow_to_exit(cl, args, c["id"], tty_mode=args.tty, stdin=args.interactive)
+    finally:
+        if remove_here:
+            cl.delete(c["id"], True)
 
 
 def _follow_to_exit(cl, args, cid: str, *, tty_mode: bool, stdin: bool,
@@ -641,7 +651,7 @@ def register(reg) -> None:
     add_create_flags(p)
 
     p = reg.add(g, "start", "start stopped or created containers", cmd_start)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-a", "--attach", action="store_true", help="attach to its output")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
     p.add_argument("--checkpoint", help="start from this checkpoint (restore in place)")
@@ -650,13 +660,13 @@ def register(reg) -> None:
     for name, func, text in (("stop", cmd_stop, "stop containers: stop signal, then SIGKILL"),
                              ("restart", cmd_restart, "stop and start containers")):
         p = reg.add(g, name, text, func)
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
         p.add_argument("-t", "--time", "--timeout", type=int, default=None,
                        help="seconds to wait before SIGKILL (default 10)")
         add_format_flags(p, quiet=False)
 
     p = reg.add(g, "kill", "send a signal to containers' init (default SIGKILL)", cmd_kill)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-s", "--signal", type=parse_signal, default=signal_mod.SIGKILL.value,
                    help="name (TERM, SIGTERM) or number")
     add_format_flags(p, quiet=False)
@@ -664,26 +674,26 @@ def register(reg) -> None:
     for name, func, text in (("pause", cmd_pause, "freeze all processes of containers"),
                              ("unpause", cmd_unpause, "thaw paused containers")):
         p = reg.add(g, name, text, func, ["resume"] if name == "unpause" else ())
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
         add_format_flags(p, quiet=False)
 
     p = reg.add(g, "rm", "delete containers", cmd_rm, ["delete"])
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-f", "--force", action="store_true", help="kill running ones first")
 
     reg.add(g, "prune", "delete all stopped containers", cmd_prune)
 
     p = reg.add(g, "wait", "wait for containers to exit; print their exit statuses", cmd_wait)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "rename", "give a container a new name", cmd_rename)
-    p.add_argument("id", metavar="ID")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
+    p.add_argument("name", metavar="NAME", help="its new name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "update", "change running containers' resource limits", cmd_update)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-m", "--memory", help="memory limit, e.g. 256m")
     p.add_argument("--cpus", type=float, help="number of CPUs")
     p.add_argument("--cpu-shares", type=int, help="relative CPU weight")
@@ -698,28 +708,29 @@ def register(reg) -> None:
                    help="set an environment variable (repeatable)")
     p.add_argument("-w", "--workdir", help="working directory")
     p.add_argument("-u", "--user", help="UID[:GID]")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...",
+                   help="the command and its arguments")
 
     p = reg.add(g, "attach", "attach to a running container's output and input "
                 "(ctrl-p ctrl-q detaches)", cmd_attach)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("--no-stdin", action="store_true", help="do not send input")
 
     p = reg.add(g, "logs", "print a container's output", cmd_logs)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     p.add_argument("--tail", help="only the last N lines (or all)")
     p.add_argument("--since", help="only after this time (RFC 3339 or unix seconds)")
     p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
 
     p = reg.add(g, "inspect", "everything about containers (or images)", cmd_inspect)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("--type", choices=["auto", "container", "image"], default="auto",
                    help="what the names refer to")
 
     p = reg.add(g, "top", "the processes of a container", cmd_top)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "stats", "live resource use (refreshes in place; ctrl-c ends)", cmd_stats)
@@ -728,18 +739,18 @@ def register(reg) -> None:
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "port", "a container's published ports", cmd_port)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
 
     p = reg.add(g, "diff", "files added (A), changed (C) or deleted (D) in a container",
                 cmd_diff)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "commit", "make an image of a container's filesystem changes", cmd_commit)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("name", metavar="IMAGE", nargs="?", help="the new image's name[:tag]")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "export", "write a container's filesystem as a tar", cmd_export)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")

@@ -48,6 +48,14 @@ def raw_terminal(enabled: bool):
 
 
 def terminal_size() -> tuple[int, int]:
+    # The terminal itself first: COLUMNS/LINES in the environment (which
+    # shutil prefers) may be stale, and the remote pty must match the screen.
+    for fd in (sys.stdin.fileno(), sys.stdout.fileno()):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.columns, size.lines
+        except OSError:
+            continue
     size = shutil.get_terminal_size((80, 24))
     return size.columns, size.lines
 
