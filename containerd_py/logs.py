@@ -16,12 +16,7 @@ class LogEntry:
     timestamp: str
     stream: str
     line: str
-<<<<<<< HEAD
-    # A piece of a line not yet ended (a prompt), only when asked for.
-    partial: bool = False
-=======
     complete: bool = True  # False: a CRI `P` record, more of the line follows
->>>>>>> main
 
     def to_api(self) -> dict:
         return {"timestamp": self.timestamp, "stream": self.stream, "line": self.line}
@@ -29,14 +24,9 @@ class LogEntry:
 
 def parse_lines(lines, pending: dict | None = None, partial: bool = False):
     """Yield LogEntry for each complete line; CRI `P` (partial) records are
-<<<<<<< HEAD
-    joined with what follows until the `F` record of the same stream, or,
-    with `partial`, yielded as they come (what an attached terminal shows)."""
-=======
     joined with what follows until the `F` record of the same stream
     (`partial=True`: yielded as they are, for a byte-exact copy of the
     output such as the CRI's attach)."""
->>>>>>> main
     pending = {} if pending is None else pending
     for raw in lines:
         parts = raw.rstrip("\n").split(" ", 3)
@@ -44,17 +34,7 @@ def parse_lines(lines, pending: dict | None = None, partial: bool = False):
             continue
         ts, stream, tag = parts[0], parts[1], parts[2]
         text = parts[3] if len(parts) == 4 else ""
-<<<<<<< HEAD
-        if tag == "P":
-            if partial:
-                try:
-                    yield LogEntry(parse_timestamp(ts), ts, stream, text, partial=True)
-                except Exception:
-                    pass
-                continue
-=======
         if tag == "P" and not partial:
->>>>>>> main
             pending[stream] = pending.get(stream, "") + text
             continue
         text = pending.pop(stream, "") + text
@@ -87,15 +67,10 @@ async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: 
     """Yield existing entries, then new ones as the shim appends them, until
     `stopped()` is true and everything written has been read. Survives
     rotation (the file is renamed to `.1` and a new one started)."""
-<<<<<<< HEAD
-    for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail,
-                          partial=partial):
-        yield e
-=======
     if tail != 0:
-        for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail):
+        for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail,
+                              partial=partial):
             yield e
->>>>>>> main
     f, ino = _open(path)
     if f is not None:
         f.seek(0, os.SEEK_END)

@@ -104,7 +104,7 @@ async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     async def to_client():
         async for e in logs.follow(c.shim.log_path, sup.output_done(c), since_ns=since,
                                    tail=None if replay else 0, partial=True):
-            await ws.send_str(e.line if e.partial else e.line + newline)
+            await ws.send_str(e.line + newline if e.complete else e.line)
         # The output is done when init has exited: say how, as exec does, so a
         # client of an autoRemove container still learns its status.
         try:
