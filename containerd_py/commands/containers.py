@@ -304,37 +304,21 @@ def cmd_start(cl, args) -> int:
     return 0
 
 
-def cmd_stop(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.stop(cid, args.time)
-        emit_object(args, c, c["id"])
-    return 0
+def _each(op):
+    """A verb applied to each id in turn (stop, kill, pause...): prints each
+    id, or each container with --format json, as podman does."""
+    def run(cl, args) -> int:
+        for cid in args.ids:
+            emit_object(args, op(cl, args, cid), cid)
+        return 0
+    return run
 
 
-def cmd_restart(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.restart(cid, args.time)
-        emit_object(args, c, c["id"])
-    return 0
-
-
-def cmd_kill(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.kill(cid, args.signal)
-        emit_object(args, c, c["id"])
-    return 0
-
-
-def cmd_pause(cl, args) -> int:
-    for cid in args.ids:
-        emit_object(args, cl.pause(cid), cid)
-    return 0
-
-
-def cmd_unpause(cl, args) -> int:
-    for cid in args.ids:
-        emit_object(args, cl.resume(cid), cid)
-    return 0
+cmd_stop = _each(lambda cl, args, cid: cl.stop(cid, args.time))
+cmd_restart = _each(lambda cl, args, cid: cl.restart(cid, args.time))
+cmd_kill = _each(lambda cl, args, cid: cl.kill(cid, args.signal))
+cmd_pause = _each(lambda cl, args, cid: cl.pause(cid))
+cmd_unpause = _each(lambda cl, args, cid: cl.resume(cid))
 
 
 def cmd_rm(cl, args) -> int:
