@@ -40,7 +40,9 @@ def raw_terminal(enabled: bool):
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSANOW, not setraw's default TCSAFLUSH: what the user typed while the
+    # client was starting is sent, not thrown away.
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:
