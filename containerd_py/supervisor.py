@@ -294,6 +294,7 @@ class Supervisor:
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+            timing.mark("after-restore")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
             self._mark_running(c, init_pid, started)
@@ -307,11 +308,7 @@ class Supervisor:
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
-        try:
-            c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except OSError:  # init already exited (ESRCH for a zombie)
-            c.cgroups = None
-        timing.mark("cgroups")
+        c.cgroups = None  # read by the watcher, off the start path
         self.store.save(r)
         timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
@@ -342,6 +339,11 @@ class Supervisor:
     # -- exits ---------------------------------------------------------------
 
     async def _watch(self, c: Container, init_pid: int) -> None:
+        if c.cgroups is None:
+            try:
+                c.cgroups = stats_mod.cgroup_paths(init_pid)
+            except OSError:  # init already exited (ESRCH for a zombie)
+                pass
         try:
             async for ex in c.shim.subscribe():
                 if c.record.init is None or c.record.init.pid != init_pid:
