@@ -272,6 +272,8 @@ def write(results: dict, docs: str) -> None:
     add("Ratios below 1× mean containerd-py is faster (or smaller); above 1×, slower "
         "(or larger). Medians; see the sections below for spread.")
     add("")
+    import goals
+    md.extend(goals.markdown(results, docs))
     notes = reading(results)
     if notes:
         add("### Reading the numbers")

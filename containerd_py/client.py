@@ -152,6 +152,27 @@ class Client:
         body = {"bundlePath": bundle_path} if bundle_path is not None else {}
         return self.request("POST", f"/containers/{cid}", {**body, **options})
 
+    def claim(self, cid, pool, **options):
+        """A container from a warm pool (options: name, labels)."""
+        return self.request("POST", f"/containers/{cid}", {"pool": pool, **options})
+
+    def create_pool(self, name, bundle_path, size, **options):
+        """Keep `size` containers of the bundle (or `image=REF` with
+        bundle_path None; or of a `checkpoint`) ready."""
+        body = {"size": size, **options}
+        if bundle_path is not None:
+            body["bundlePath"] = bundle_path
+        return self.request("POST", f"/pools/{name}", body)
+
+    def pools(self):
+        return self.request("GET", "/pools")
+
+    def pool(self, name):
+        return self.request("GET", f"/pools/{name}")
+
+    def delete_pool(self, name):
+        return self.request("DELETE", f"/pools/{name}")
+
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
 

@@ -11,6 +11,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
 IMAGE = {"$ref": "#/components/schemas/Image"}
+POOL = {"$ref": "#/components/schemas/Pool"}
 
 
 def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
@@ -102,7 +103,7 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint), with its settings", [
+                    "checkpoint, or claim a warm pool's member), with its settings", [
                         _resp(201, "the container, running", CONTAINER),
                         *_errors(400, 404, 409, 413, 500, 501)],
                     body={"$ref": "#/components/schemas/CreateRequest"},
@@ -308,6 +309,26 @@ PATHS = {
             _resp(200, "changes", {"type": "array", "items": _obj({
                 "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
             *_errors(400, 404)], tag="images")},
+    "/pools": {"get": _op("Warm pools and how many members each has ready", [
+        _resp(200, "pools", {"type": "array", "items": POOL})], tag="pools")},
+    "/pools/{name}": {
+        "post": _op(
+            "Keep `size` containers of a bundle or image (or of a checkpoint) ready to be claimed",
+            [_resp(201, "the pool (members are made in the background)", POOL),
+             *_errors(400, 404, 409, 413, 501)],
+            body=_obj({"bundlePath": S, "image": {"type": "string", "description":
+                                                  "an image of the store instead"},
+                       "checkpoint": S, "size": I,
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"]),
+            desc="A bundle pool's members have had the runtime's create (their init waits "
+                 "to be started); a checkpoint pool's are restored, each on an overlay of "
+                 "its own, and frozen. Claim one with POST /containers/{id} "
+                 '{"pool": NAME}; an empty pool starts one the normal way.', tag="pools"),
+        "get": _op("One pool", [_resp(200, "the pool", POOL), *_errors(400, 404)],
+                   tag="pools"),
+        "delete": _op("Delete a pool and its idle members (claimed containers stay)", [
+            _resp(204, "deleted"), *_errors(400, 404)], tag="pools"),
+    },
 }
 
 SCHEMAS = {
@@ -328,7 +349,7 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"},
+        "checkpoint": S, "resources": {"type": "object"}, "pool": S, "runtimeId": S,
         # The settings in effect (bundle or image, with the create settings).
         "args": STR_LIST, "env": STR_LIST, "cwd": S,
         "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
@@ -340,6 +361,8 @@ SCHEMAS = {
         "bundlePath": S, "image": {"type": "string", "description": "an image of the "
                                    "store instead of bundlePath"},
         "checkpoint": S, "lazy": B, "labels": STR_MAP,
+        "pool": {"type": "string", "description": "claim a member of this warm pool "
+                 "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
         "restartPolicy": {**_obj({"name": {"type": "string",
@@ -378,6 +401,9 @@ SCHEMAS = {
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
                    "config": {"type": "object"}}),
+    "Pool": _obj({"name": S, "bundlePath": S, "image": S, "checkpoint": S, "size": I, "runtime": S,
+                  "ready": I, "starting": I, "claimed": I, "fallbacks": I, "created": S,
+                  "lastError": S}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S,
                         "settings": {"type": "object", "description": "the create settings "

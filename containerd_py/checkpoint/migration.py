@@ -246,7 +246,7 @@ class Migration:
             parent = await self._pre_copy(peer)
             self._update("migrate-freeze", phase="frozen")
             self.frozen_at = time.monotonic()
-            await self.rt.pause(c.id)
+            await self.rt.pause(c.rid)
             r.status = Status.PAUSED
             final = os.path.join(self.work, FINAL)
             await self._dump(final, parent=parent, pre_dump=False)
@@ -304,7 +304,7 @@ class Migration:
             # The final dump leaves the container running, i.e. as it was:
             # frozen (CRIU restores the freezer state it found), so that a
             # failure later only has to thaw it.
-            await self.rt.checkpoint(c.id, image, wdir, leave_running=True, pre_dump=pre_dump,
+            await self.rt.checkpoint(c.rid, image, wdir, leave_running=True, pre_dump=pre_dump,
                                      parent=parent)
         except RuntimeFailure as e:
             if c.exited.is_set():
@@ -332,7 +332,7 @@ class Migration:
         resumed = None
         if self.frozen_at is not None and r.status == Status.PAUSED:
             try:
-                await self.rt.resume(c.id)
+                await self.rt.resume(c.rid)
                 r.status = Status.RUNNING
                 resumed = True
             except RuntimeFailure as err:

@@ -81,7 +81,7 @@ class CheckpointService:
             os.makedirs(work)
             try:
                 await self.sup.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
+                    c.rid, tmp, work, leave_running=not exit, tcp=tcp,
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
@@ -138,7 +138,7 @@ class CheckpointService:
         if r.lazy:
             lazy = LazyPages(self.criu(), image, work)
             await lazy.start()
-        argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
+        argv = rt.restore_argv(c.rid, run_bundle, image, work, pid_file, tcp=meta.tcp,
                                unix_sockets=meta.unixSockets, shell=meta.shell,
                                lazy=lazy is not None)
         return argv, lazy, work
