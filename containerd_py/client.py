@@ -253,6 +253,19 @@ class Client:
         name."""
         return self.upload("/checkpoints/import", archive, {"id": cid, **query})
 
+    def migrate(self, cid, target, **options):
+        """Move a running container to the daemon at `target`
+        (http://HOST:PORT); options: preCopy, lazy, lazyRestore, and
+        migration + token from `open_migration` on the target."""
+        return self.request("POST", f"/containers/{cid}/migrate", {"target": target, **options})
+
+    def open_migration(self, cid, settings=None):
+        """On the target: a migration of `cid` into it, with its token."""
+        body = {"id": cid}
+        if settings is not None:
+            body["settings"] = settings
+        return self.request("POST", "/migrations", body)
+
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):
             if line:

@@ -186,9 +186,13 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
+        # An image's container runs the image's bundle, unless the caller
+        # wrote the whole spec itself (the CRI): then only the root
+        # filesystem comes from the image.
+        own_spec = bundle is not None
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.bundle(self.images, img)
+            bundle = bundle or image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
         timing.mark("read-spec")
         settings = settings or ContainerSettings()
@@ -197,7 +201,7 @@ class Supervisor:
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
-        if image:
+        if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config, cid), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
@@ -287,6 +291,7 @@ class Supervisor:
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+            timing.mark("after-restore")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
             self._mark_running(c, init_pid)
@@ -300,11 +305,7 @@ class Supervisor:
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
-        try:
-            c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except OSError:  # init already exited (ESRCH for a zombie)
-            c.cgroups = None
-        timing.mark("cgroups")
+        c.cgroups = None  # read by the watcher, off the start path
         self.store.save(r)
         timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
@@ -335,6 +336,11 @@ class Supervisor:
     # -- exits ---------------------------------------------------------------
 
     async def _watch(self, c: Container, init_pid: int) -> None:
+        if c.cgroups is None:
+            try:
+                c.cgroups = stats_mod.cgroup_paths(init_pid)
+            except OSError:  # init already exited (ESRCH for a zombie)
+                pass
         try:
             async for ex in c.shim.subscribe():
                 if c.record.init is None or c.record.init.pid != init_pid:
@@ -736,6 +742,12 @@ class Supervisor:
         if c.record.status == Status.STOPPED:
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
+
+    async def close_stdin_of_init(self, ref: str) -> None:
+        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        await c.shim.close_stdin(0)
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)

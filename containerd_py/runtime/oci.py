@@ -141,10 +141,19 @@ class OCIRuntime:
         return json.loads(out) or []
 
     async def checkpoint(self, cid: str, image: str, work: str, *, leave_running: bool,
-                         tcp=False, unix_sockets=False, shell=False) -> None:
+                         tcp=False, unix_sockets=False, shell=False, pre_dump: bool = False,
+                         parent: str | None = None) -> None:
+        """`pre_dump`: memory only, the container keeps running (CRIU's
+        pre-dump, with memory change tracking); `parent`: the previous
+        round's image dir, relative to `image`, so that only pages changed
+        since it are dumped."""
         argv = self._criu_base() + ["checkpoint", "--image-path", image, "--work-path", work]
-        if leave_running:
+        if pre_dump:
+            argv.append("--pre-dump")
+        elif leave_running:
             argv.append("--leave-running")
+        if parent:
+            argv += ["--parent-path", parent]
         argv += _criu_flags(tcp, unix_sockets, shell)
         await self.run("checkpoint", argv=argv + [cid], timeout=600)
 
