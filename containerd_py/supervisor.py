@@ -202,7 +202,7 @@ class Supervisor:
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
         if image and not own_spec:
-            settings = runspec.over(runspec.image_settings(img.image_config), settings)
+            settings = runspec.over(runspec.image_settings(img.image_config, cid), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
