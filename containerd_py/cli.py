@@ -69,7 +69,7 @@ def run_daemon(args) -> int:
         except InvalidArgument as e:
             print(e.message, file=sys.stderr)
             return 1
-        attach(app, config)
+        attach(app, config, policy.gid)
     try:
         sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
     except ListenError as e:

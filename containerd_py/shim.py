@@ -131,6 +131,9 @@ class Shim:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
 
+    async def close_stdin(self, pid: int = 0) -> None:
+        await self._request("closestdin", str(pid))
+
     async def reopen_log(self) -> None:
         await self._request("reopenlog")
 

@@ -701,6 +701,12 @@ class Supervisor:
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
 
+    async def close_stdin_of_init(self, ref: str) -> None:
+        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        await c.shim.close_stdin(0)
+
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)

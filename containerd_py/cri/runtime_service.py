@@ -7,7 +7,8 @@ import os
 import uuid
 
 from .. import __version__, bundle as bundle_mod, validation
-from ..errors import Conflict, InvalidArgument, NotFound
+from .. import states
+from ..errors import Conflict, InvalidArgument, NotFound, Unavailable
 from ..events import now_ns, parse_timestamp
 from ..states import Status
 from ..supervisor import Supervisor
@@ -16,7 +17,7 @@ from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
 from .containers import LABEL_KIND, LABEL_NAME, LABEL_SANDBOX, CRIContainer, CRIContainerStore
 from .errors import DeadlineExceeded, mapped
 from .images import DirImageStore
-from .sandbox import NOTREADY, READY, Sandbox, SandboxStore
+from .sandbox import READY, Sandbox, SandboxStore, connect_in_netns
 
 CRI_API_VERSION = "v1"
 RUNTIME_NAME = "containerd-py"
@@ -30,6 +31,11 @@ def new_id() -> str:
 
 def _ns(ts: str | None) -> int:
     return parse_timestamp(ts) if ts else 0
+
+
+def states_check(sup: Supervisor, cid: str, op: str) -> None:
+    """Refuse a streaming URL for a container that cannot serve it now."""
+    states.check(op, sup.get(cid).record.status, cid)
 
 
 def _matches(labels, selector) -> bool:
@@ -350,6 +356,49 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if "user" in defaults:
             body["user"] = defaults["user"]
         return validation.check_process(body, defaults)
+
+    # -- streaming ---------------------------------------------------------------
+
+    def _streaming(self):
+        if self.streaming is None:
+            raise Unavailable("the streaming server is not running")
+        return self.streaming
+
+    async def Exec(self, request, context):
+        c = self._get(request.container_id)
+        if not request.cmd:
+            raise InvalidArgument("cmd is required", field="cmd")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, stderr must be true", field="stdin")
+        states_check(self.sup, c.id, "exec")
+        url = self._streaming().url("exec", {
+            "container_id": c.id, "cmd": list(request.cmd), "tty": request.tty,
+            "stdin": request.stdin, "stdout": request.stdout, "stderr": request.stderr})
+        return pb.ExecResponse(url=url)
+
+    async def Attach(self, request, context):
+        c = self._get(request.container_id)
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, stderr must be true", field="stdin")
+        states_check(self.sup, c.id, "attach")
+        cfg = c.config
+        url = self._streaming().url("attach", {
+            "container_id": c.id, "tty": cfg.tty, "stdin": request.stdin and cfg.stdin,
+            "stdout": request.stdout, "stderr": request.stderr,
+            "stdin_once": cfg.stdin_once})
+        return pb.AttachResponse(url=url)
+
+    async def PortForward(self, request, context):
+        sb = self.sandboxes.get(request.pod_sandbox_id)
+        netns = sb.ns_path("net")
+
+        async def connect(port):
+            loop = asyncio.get_running_loop()
+            sock = await loop.run_in_executor(None, connect_in_netns, netns, port)
+            return await asyncio.open_connection(sock=sock)
+
+        url = self._streaming().url("portforward", {"sandbox_id": sb.id, "connect": connect})
+        return pb.PortForwardResponse(url=url)
 
     # -- stats ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import os
 from ..errors import InvalidArgument
 from ._gen import api_pb2 as pb
 from .images import ImageInfo
-from .sandbox import Sandbox
+from .sandbox import Sandbox, pod_hostname
 
 # containerd's default capability set for CRI containers (Docker's too).
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -80,7 +80,7 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: ImageInfo) -
         "ociVersion": "1.0.2-dev",
         "process": process,
         "root": {"path": image.rootfs, "readonly": sc.readonly_rootfs},
-        "hostname": sb.config.hostname or sb.config.metadata.name,
+        "hostname": pod_hostname(sb.config),
         "mounts": _mounts(config, sb, privileged),
         "annotations": annotations,
         "linux": {
