@@ -65,6 +65,10 @@ class ContainerRecord:
     config: dict = dataclasses.field(default_factory=dict)
     stop_signal: int = 15
     image: dict | None = None  # {"ref", "id"} of an image container
+    # Claimed from a warm pool: the runtime's (and the shim dir's) id of the
+    # member, fixed when it was created, and the pool's name.
+    runtime_id: str | None = None
+    pool: str | None = None
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -98,6 +102,10 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.pool:
+            obj["pool"] = self.pool
+        if self.runtime_id:
+            obj["runtimeId"] = self.runtime_id
         if self.migration:
             obj["migration"] = self.migration
         if self.image:

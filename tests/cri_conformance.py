@@ -22,6 +22,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "bundles"))
+import archives  # noqa: E402  (bundles/archives.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.environ.get("CRI_TOOLS_DIR",
                        os.path.join(os.path.dirname(ROOT), "shared", "tools", "cri-tools-v1.26.1"))
@@ -63,48 +67,56 @@ IMAGES = {
 }
 
 
-def mirror_key(ref: str) -> str:
-    return ref.replace("/", "_").replace(":", "_").replace("@", "_")
+def mirror_name(ref: str) -> str:
+    return ref.replace("/", "_").replace(":", "_").replace("@", "_") + ".tar"
 
 
 # Debian's busybox-static has no pgrep applet; the images critest expects do.
-PGREP = """#!/bin/sh
+PGREP = b"""#!/bin/sh
 ps -o pid,comm | awk -v n="$1" '$2 == n {print $1; f = 1} END {exit !f}'
 """
+USERS = [("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\n"
+                        b"user1000:x:1000:1000::/:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"),
+         ("etc/group", b"root:x:0:\nwww-data:x:33:\ngroup1004:x:1004:\n"
+                       b"predef:x:50000:user1000\nnogroup:x:65534:\n")]
 
 
-def build_rootfs(dest: str, *, www: bool = False, users: bool = False) -> None:
-    shutil.copytree(BUSYBOX_ROOTFS, dest, symlinks=True)
-    pgrep = os.path.join(dest, "bin", "pgrep")
-    if not os.path.lexists(pgrep):
-        with open(pgrep, "w") as f:
-            f.write(PGREP)
-        os.chmod(pgrep, 0o755)
-    if www:
-        os.makedirs(os.path.join(dest, "www"), exist_ok=True)
-        with open(os.path.join(dest, "www", "index.html"), "w") as f:
-            f.write(WEB_PAGE)
-    if users:
-        with open(os.path.join(dest, "etc", "passwd"), "a") as f:
-            f.write("www-data:x:33:33:www-data:/var/www:/bin/sh\n"
-                    "user1000:x:1000:1000::/:/bin/sh\n")
-        with open(os.path.join(dest, "etc", "group"), "a") as f:
-            f.write("www-data:x:33:\ngroup1004:x:1004:\npredef:x:50000:user1000\n")
+def _layer(files) -> bytes:
+    """A layer tar of (path, bytes); bin/ entries executable."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in files:
+            ti = tarfile.TarInfo(path)
+            ti.size, ti.mtime = len(data), 1700000000
+            ti.mode = 0o755 if path.startswith("bin/") else 0o644
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def build_mirror(mirror: str) -> None:
-    entries = os.path.join(mirror, ".entries")
-    os.makedirs(entries)
-    for name, (entry, config) in IMAGES.items():
-        d = os.path.join(entries, entry)
-        if not os.path.isdir(d):
-            os.makedirs(d)
-            build_rootfs(os.path.join(d, "rootfs"), www="web" in entry or entry == "httpd",
-                         users=entry.startswith("u-"))
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump({"config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], **config,
-                                      "Labels": {"stand-in-for": entry}}}, f)
-        os.symlink(os.path.join(".entries", entry), os.path.join(mirror, mirror_key(name)))
+    """One docker-archive per name, all on the busybox layer; the entries
+    differ in a small top layer of their own (so distinct entries are
+    distinct images, and names sharing an entry share one image)."""
+    os.makedirs(mirror, exist_ok=True)
+    base = archives.dir_layer(BUSYBOX_ROOTFS)
+    by_entry: dict[str, list[str]] = {}
+    for name, (entry, _) in IMAGES.items():
+        by_entry.setdefault(entry, []).append(name)
+    for entry, names in by_entry.items():
+        config = IMAGES[names[0]][1]
+        files = [("bin/pgrep", PGREP), ("stand-in-for", entry.encode() + b"\n")]
+        if "web" in entry or entry == "httpd":
+            files.append(("www/index.html", WEB_PAGE.encode()))
+        if entry.startswith("u-"):
+            files += USERS
+        top = _layer(files)
+        tags = [n for n in names if "@" not in n]
+        cfg = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], **config}
+        for name in names:
+            archives.docker_archive(os.path.join(mirror, mirror_name(name)), [base, top],
+                                    cfg, tags)
 
 
 def run(args) -> int:
@@ -114,6 +126,7 @@ def run(args) -> int:
     work = tempfile.mkdtemp(prefix="cdpy-critest-")
     state, mirror = os.path.join(work, "s"), os.path.join(work, "mirror")
     build_mirror(mirror)
+    print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
     images_file = os.path.join(work, "test-images.yaml")
     with open(images_file, "w") as f:
         f.write(f"defaultTestContainerImage: {E2E}busybox:1.29-2\n"
@@ -157,12 +170,17 @@ def run(args) -> int:
 # Why a spec cannot pass here, by a word of its name; filled in from what
 # the failures say, never to hide one.
 KNOWN = {
-    "port mapping": "needs pod networking (CNI): the pod has loopback only until the "
-                    "network package lands",
-    "in a pod should support network": "needs pod networking (CNI) for a pod IP",
-    "portforward": "needs the streaming server and pod networking",
-    "exec with tty": "needs the streaming server (Exec URLs over SPDY)",
-    "attach": "needs the streaming server (Attach URLs over SPDY)",
+    "port mapping": "needs pod networking (CNI, port mappings): pods have loopback only "
+                    "until the network package is on main",
+    "in a pod should support network": "needs pod networking (CNI): the spec fetches a "
+                                       "page from the pod's IP",
+    "portforward": "the port-forward itself works (tests/test_cri.py), but the spec first "
+                   "fetches the page from the pod's IP, which needs CNI networking",
+    "attach": "the spec writes `echo -n hello` and waits for `hello` without a newline; "
+              "attach streams init's output from the shim's log, where a partial line "
+              "appears only when the line ends or the stream closes",
+    "with digest": "pinned to upstream's manifest digest sha256:9700f9a2...; an archive "
+                   "built offline cannot have that digest",
 }
 
 

@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+import archives  # bundles/archives.py
 from conftest import ROOT, Daemon, host_pid_alive, wait_until
 
 TOOLS = os.environ.get("CRI_TOOLS_DIR",
@@ -29,9 +30,12 @@ def cri():
     """A daemon of its own with an image mirror holding 'busybox'."""
     state = tempfile.mkdtemp(prefix="cdpy-cri-")
     mirror = os.path.join(state, "mirror")
-    for name in ("docker.io_library_busybox_latest", "localhost_other_1"):
-        os.makedirs(os.path.join(mirror, name))
-        os.symlink(BUSYBOX_ROOTFS, os.path.join(mirror, name, "rootfs"))
+    os.makedirs(mirror)
+    base = archives.dir_layer(BUSYBOX_ROOTFS)
+    for name, file in (("docker.io/library/busybox:latest", "docker.io_library_busybox_latest"),
+                       ("localhost/other:1", "localhost_other_1")):
+        archives.docker_archive(os.path.join(mirror, file + ".tar"), [base],
+                                {"Cmd": ["sh"], "Labels": {"name": name}}, [name])
     d = Daemon(os.path.join(state, "s"), extra_args=["--image-mirror", mirror]).start()
     d.cri_sock = os.path.join(d.state_dir, "cri.sock")
     d.work = state
@@ -97,6 +101,9 @@ def test_pod_and_container_lifecycle(cri):
     rest = cri.client.get(cid)
     assert rest["labels"]["io.containerd-py.cri"] == "container"
     assert rest["labels"]["app"] == "web"
+    # Its root is the image store's: an overlay of the image's layers.
+    image_id = json.loads(crictl(cri, "inspecti", "busybox").stdout)["status"]["id"]
+    assert rest["image"]["id"] == image_id
 
     crictl(cri, "start", cid)
     info = json.loads(crictl(cri, "inspect", cid).stdout)
@@ -123,6 +130,9 @@ def test_pod_and_container_lifecycle(cri):
 
     stats = json.loads(crictl(cri, "stats", "-o", "json", "--id", cid).stdout)["stats"]
     assert int(stats[0]["memory"]["workingSetBytes"]["value"]) > 0
+    pod_stats = json.loads(crictl(cri, "statsp", "-o", "json", "--id", pid_).stdout)["stats"]
+    assert [c["attributes"]["id"] for c in pod_stats[0]["linux"]["containers"]] == [cid]
+    assert int(pod_stats[0]["linux"]["memory"]["workingSetBytes"]["value"]) > 0
 
     crictl(cri, "stop", "--timeout", "10", cid)
     assert not host_pid_alive(pid)
@@ -252,4 +262,35 @@ def test_streaming_exec_attach_and_port_forward(cri):
     assert "attached 42" in r.stdout, r.stderr
     wait_until(lambda: json.loads(crictl(cri, "inspect", sh).stdout)["status"]["state"]
                == "CONTAINER_EXITED", what="the shell to exit with its stdin")
+    crictl(cri, "rmp", "-f", pid_)
+
+
+def test_checkpoint_writes_an_archive_and_the_container_runs_on(cri):
+    import tarfile
+    pod_json = write(cri, "pod-cp.json", pod_config(cri, "cp"))
+    ctr_json = write(cri, "ctr-cp.json", {"metadata": {"name": "counter"},
+                                          "image": {"image": "busybox"},
+                                          "command": ["sh", "-c", "i=0; while true; do "
+                                                      "i=$((i+1)); echo $i > /tmp/n; sleep 0.2;"
+                                                      " done"]})
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    cid = crictl(cri, "create", pid_, ctr_json, pod_json).stdout.strip()
+    crictl(cri, "start", cid)
+    pid = json.loads(crictl(cri, "inspect", cid).stdout)["info"]["pid"]
+    archive = os.path.join(cri.work, "cp.tar")
+    r = crictl(cri, "checkpoint", "--export", archive, cid, check=False)
+    if r.returncode != 0 and "checkpoint/restore is not available" in r.stderr:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "manifest.json" in names and any(n.startswith("checkpoint/") for n in names)
+    assert any(n.endswith(".img") for n in names)
+    assert host_pid_alive(pid)  # it keeps running
+    # Nothing of the checkpoint is kept besides the archive.
+    bundle = cri.client.get(cid)["bundlePath"]
+    assert not os.listdir(os.path.join(bundle, "checkpoints")) \
+        if os.path.isdir(os.path.join(bundle, "checkpoints")) else True
+    r = crictl(cri, "checkpoint", "--export", "relative.tar", cid, check=False)
+    assert r.returncode != 0 and "InvalidArgument" in r.stderr
     crictl(cri, "rmp", "-f", pid_)

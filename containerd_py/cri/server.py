@@ -33,7 +33,7 @@ def attach(app, config, gid: int | None = None) -> None:
                              f"run `make setup` ({e})")
         from .containers import CRIContainerStore
         from .image_service import ImageService
-        from .images import DirImageStore
+        from .images import CRIImages
         from .runtime_service import RuntimeService
         from .sandbox import SandboxStore
         from .streaming import StreamingServer
@@ -43,7 +43,7 @@ def attach(app, config, gid: int | None = None) -> None:
         run = os.path.join(config.state_dir, "cri")
         sandboxes = SandboxStore(os.path.join(data, "sandboxes"), os.path.join(run, "sandboxes"))
         containers = CRIContainerStore(os.path.join(data, "containers"))
-        images = DirImageStore(os.path.join(data, "images"), config.image_mirror)
+        images = CRIImages(sup.images, config.image_mirror)
         streaming = StreamingServer(sup, None)
         runtime = RuntimeService(sup, sandboxes, containers, images, streaming)
         streaming.exec_process = runtime._exec_process
