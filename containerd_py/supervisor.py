@@ -752,6 +752,12 @@ class Supervisor:
         states.check("attach", c.record.status, c.id)
         await c.shim.close_stdin(0)
 
+    async def output_of_init(self, ref: str):
+        """init's raw output from now on (an AttachedOutput to close)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        return await c.shim.attach(0)
+
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
