@@ -115,23 +115,16 @@ void stream_feed(struct stream *s)
 		emit(s, 'F', p, nl - p);
 		p = nl + 1;
 	}
-	if (p == s->buf && s->len == CDPY_LINE_MAX) {
-		emit(s, 'P', p, s->len);
+	/* A terminal's output is what a person is typing at: a prompt has no
+	 * newline, so log what is left at once (a CRI partial record) rather
+	 * than hold it until the line ends. Pipes keep whole lines. */
+	if (p < end && (s->pty || (p == s->buf && s->len == CDPY_LINE_MAX))) {
+		emit(s, 'P', p, end - p);
 		p = end;
 	}
 	s->len = end - p;
 	if (s->len && p != s->buf)
 		memmove(s->buf, p, s->len);
-}
-
-/* Log what is buffered as a partial line now, keeping the buffer: someone
- * is attached and waits for output that has no newline yet. */
-void stream_flush_partial(struct stream *s)
-{
-	if (s->buf && s->len) {
-		emit(s, 'P', s->buf, s->len);
-		s->len = 0;
-	}
 }
 
 /* Log what is left as a partial line, and let the buffer go. */
