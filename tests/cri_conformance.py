@@ -159,13 +159,22 @@ def run(args) -> int:
             rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work).returncode
         print(f"critest exited {rc}; its output: {out.name}", flush=True)
     finally:
+        # What a failed spec left: pods keep their pinned namespaces and
+        # containers their overlays after the daemon stops.
+        crictl = os.path.join(TOOLS, "crictl")
+        if os.access(crictl, os.X_OK) and os.path.exists(sock):
+            subprocess.run([crictl, "--runtime-endpoint", "unix://" + sock, "rmp", "-f", "-a"],
+                           capture_output=True, timeout=300)
         daemon.send_signal(signal.SIGTERM)
         try:
             daemon.wait(30)
         except subprocess.TimeoutExpired:
             daemon.kill()
     write_doc(report, args.out, args.focus)
-    print(f"wrote {args.out} (work dir {work})")
+    # The logs stay for a look at a failure; the daemon's dirs go.
+    shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(mirror, ignore_errors=True)
+    print(f"wrote {args.out} (logs in {work})")
     return 0
 
 
