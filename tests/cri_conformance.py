@@ -40,9 +40,11 @@ WEB_PAGE = "<html><body><h1>Welcome to nginx!</h1></body></html>\n"
 # of one image; distinct entries are distinct images.
 IMAGES = {
     E2E + "busybox:1.29-2": ("busybox", {}),
-    # nginx writes its pid file; the PID namespace specs wait for it.
+    # As nginx: PID 1 is "nginx: master process" (here the shell's $0) and
+    # writes its pid file; the PID namespace specs look for both.
     E2E + "nginx:1.14-2": ("web", {"Cmd": ["sh", "-c", "mkdir -p /var/run && echo $$ > "
-                                          "/var/run/nginx.pid && exec httpd -f -p 80 -h /www"]}),
+                                          "/var/run/nginx.pid && httpd -f -p 80 -h /www",
+                                          "nginx: master process"]}),
     # Apache prints its command line at start; critest looks for it in the log.
     E2E + "httpd:2.4.39-4": ("httpd", {"Cmd": ["sh", "-c", "echo \"AH00094: Command line: "
                                               "'httpd -D FOREGROUND'\"; exec httpd -f -p 80 -h /www"]}),
@@ -73,6 +75,14 @@ def mirror_name(ref: str) -> str:
     return ref.replace("/", "_").replace(":", "_").replace("@", "_") + ".tar"
 
 
+# Debian's busybox-static has no ipcs applet either: shared memory segments
+# from /proc, in ipcs -m's columns.
+IPCS = b"""#!/bin/sh
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch     status"
+awk 'NR > 1 {printf "0x%08x %-10s %-10s %-10s %-10s %-10s\\n", $1, $2, $8, $3, $4, $7}' \\
+    /proc/sysvipc/shm
+"""
 # Debian's busybox-static has no pgrep applet; the images critest expects do.
 PGREP = b"""#!/bin/sh
 ps -o pid,comm | awk -v n="$1" '$2 == n {print $1; f = 1} END {exit !f}'
@@ -108,7 +118,8 @@ def build_mirror(mirror: str) -> None:
         by_entry.setdefault(entry, []).append(name)
     for entry, names in by_entry.items():
         config = IMAGES[names[0]][1]
-        files = [("bin/pgrep", PGREP), ("stand-in-for", entry.encode() + b"\n")]
+        files = [("bin/pgrep", PGREP), ("bin/ipcs", IPCS),
+                 ("stand-in-for", entry.encode() + b"\n")]
         if "web" in entry or entry == "httpd":
             files.append(("www/index.html", WEB_PAGE.encode()))
         if entry.startswith("u-"):
