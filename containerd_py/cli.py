@@ -38,6 +38,15 @@ def run_daemon(args) -> int:
                           runtime=args.runtime, log_max_bytes=args.log_max_bytes)
     if args.criu:
         config.criu = args.criu
+    if args.default_subnet:
+        from .errors import InvalidArgument
+        from .network.networks import parse_subnet
+        try:
+            parse_subnet(args.default_subnet)
+        except InvalidArgument as e:
+            print(f"--default-subnet: {e.message}", file=sys.stderr)
+            return 1
+        config.default_subnet = args.default_subnet
     if config.shim_name_budget() < MIN_SHIM_NAME:
         print(f"--state-dir {state_dir} is too long: the shims' unix sockets below it would "
               f"not fit in {SUN_PATH_MAX} bytes", file=sys.stderr)
@@ -81,6 +90,9 @@ def main(argv=None) -> int:
     d.add_argument("--criu", default=None, help="path of the criu binary")
     d.add_argument("--log-max-bytes", type=int, default=64 * 1024 * 1024,
                    help="rotate a container's log past this size")
+    d.add_argument("--default-subnet", default=None,
+                   help="subnet of the `default` network when it is first made "
+                        "(default 10.88.0.0/16)")
     d.add_argument("--debug", action="store_true")
 
     sub.add_parser("state", help="GET /state")

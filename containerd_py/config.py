@@ -35,6 +35,8 @@ class DaemonConfig:
     log_max_bytes: int = 64 * 1024 * 1024
     events_journal_max: int = 10000
     cgroup_parent: str = "containerd-py"
+    # The subnet of the `default` network, made on the first start.
+    default_subnet: str = "10.88.0.0/16"
 
     @property
     def containers_dir(self) -> str:

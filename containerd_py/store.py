@@ -54,6 +54,11 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # Networks asked for at create (None: what the bundle's config.json
+    # says), the ports to publish, and what network/ set up for this run.
+    networks: list | None = None
+    ports: list = dataclasses.field(default_factory=list)
+    network: dict = dataclasses.field(default_factory=dict)
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -87,6 +92,8 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.networks is not None:
+            obj.update(network_api(self))
         return obj
 
     def to_json(self) -> dict:
@@ -102,6 +109,21 @@ class ContainerRecord:
         d["execs"] = [ProcessRecord(**p) for p in d.get("execs", [])]
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def network_api(r: ContainerRecord) -> dict:
+    """Each network's address, and the ports; also as Zun's `addresses`."""
+    attachments = (r.network or {}).get("attachments") or {}
+    ports = [{"hostPort": m["hostPort"], "containerPort": m["containerPort"],
+              "protocol": m["protocol"], "hostIp": m["hostIP"]} for m in r.ports]
+    return {
+        "networks": {name: dict(a) for name, a in attachments.items()},
+        "requestedNetworks": r.networks,
+        "ports": ports,
+        "addresses": {name: [{"addr": a.get("ip"), "version": 4, "port": a.get("interface"),
+                              "preserve_on_delete": False, "subnet_id": name}]
+                      for name, a in attachments.items()},
+    }
 
 
 class ContainerStore:

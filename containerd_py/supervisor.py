@@ -26,6 +26,8 @@ from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
 from .interactive import ExecSession
+from .network import NetworkService
+from .network_ops import NetworkOperations
 from .runtime import SUPPORTED, OCIRuntime
 from .shim import ExitRecord, Shim
 from .states import Status
@@ -65,7 +67,7 @@ class Container:
         return self.record.id
 
 
-class Supervisor:
+class Supervisor(NetworkOperations):
     def __init__(self, config: DaemonConfig):
         self.config = config
         self.store = ContainerStore(config.containers_dir)
@@ -75,6 +77,7 @@ class Supervisor:
         self._runtimes: dict[str, OCIRuntime] = {}
         self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
+        self.networks = NetworkService(config.data_dir, config.state_dir, config.default_subnet)
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
 
     # -- lookup --------------------------------------------------------------
@@ -108,7 +111,9 @@ class Supervisor:
         for record in self.store.load_all():
             c = Container(record, Shim(self.config.shim_dir(record.id)))
             self.containers[record.id] = c
+            self.networks.restore(record)
             if record.status == Status.STOPPED:
+                await self._release_network(c)  # the previous daemon died before it did
                 # A restart the previous daemon had scheduled but not done.
                 if self._should_restart(record):
                     c.restart_task = asyncio.create_task(self._policy_restart(c))
@@ -153,11 +158,13 @@ class Supervisor:
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False) -> Container:
+                     lazy: bool = False, networks: list[str] | None = None,
+                     ports: list[dict] | None = None) -> Container:
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
+        self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
         spec = bundle_mod.read_config(bundle)
         record = ContainerRecord(
@@ -166,7 +173,8 @@ class Supervisor:
             restart_policy=restart_policy or {"name": "no"}, checkpoint=checkpoint,
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
-            overlay=overlay or checkpoint is not None, lazy=lazy)
+            overlay=overlay or checkpoint is not None, lazy=lazy,
+            networks=networks, ports=ports or [])
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -188,6 +196,21 @@ class Supervisor:
                                id=other.id)
 
     async def _launch(self, c: Container, spec: dict | None = None) -> None:
+        """Networks first (the runtime joins their netns), then the
+        processes; a failed start leaves no network behind."""
+        if spec is None:
+            spec = bundle_mod.read_config(c.record.bundle_path)
+        if c.cleanup is not None:
+            await c.cleanup  # the previous run's `runtime delete` and CNI DEL
+            c.cleanup = None
+        await self.networks.prepare(c.record, spec)
+        try:
+            await self._launch_processes(c, spec)
+        except BaseException:
+            await self._release_network(c)
+            raise
+
+    async def _launch_processes(self, c: Container, spec: dict | None = None) -> None:
         """Start the container's processes (fresh, or restored from its
         checkpoint) under a new shim. Caller holds the lock."""
         r = c.record
@@ -348,6 +371,7 @@ class Supervisor:
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
             deleted = False
+        await self._release_network(c)
         if self.containers.get(c.id) is c:
             if c.record.auto_remove:
                 asyncio.create_task(self._auto_remove(c))
@@ -499,6 +523,7 @@ class Supervisor:
             c.watcher.cancel()
         if not runtime_done:
             await self.runtime(c.record.runtime).delete(c.id, force=True)
+        await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
 

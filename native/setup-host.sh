@@ -69,7 +69,10 @@ apt_install() {
 # runtimes, the busybox used for the test bundles, iptables for CRIU's
 # network lock, and what the Python dependencies need to build
 # (python-prctl: libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
-apt_install runc crun busybox-static iptables \
+# containernetworking-plugins: the CNI plugins (bridge, host-local, portmap,
+# firewall, loopback, tuning) the daemon runs for its networks, in
+# /usr/lib/cni; iproute2 for the tests' and users' view of them.
+apt_install runc crun busybox-static iptables containernetworking-plugins iproute2 \
     gcc libc6-dev libcap-dev libffi-dev pkg-config \
     python3 python3-dev python3-venv ca-certificates
 

@@ -12,12 +12,13 @@ from aiohttp import web
 from .. import __version__
 from ..errors import DaemonError, TooLarge
 from ..supervisor import Supervisor
-from . import checkpoints, containers, sessions, system
+from . import checkpoints, containers, networks, sessions, system
 from .common import MAX_BODY, SUPERVISOR, json_response
 
 log = logging.getLogger("containerd_py.api")
 
-ROUTES = [*system.ROUTES, *containers.ROUTES, *checkpoints.ROUTES, *sessions.ROUTES]
+ROUTES = [*system.ROUTES, *containers.ROUTES, *checkpoints.ROUTES, *sessions.ROUTES,
+          *networks.ROUTES]
 
 
 @web.middleware

@@ -10,6 +10,7 @@ from ..errors import DaemonError, InvalidArgument
 from ..events import parse_timestamp
 from ..states import Status
 from ..supervisor import Supervisor
+from .networks import create_fields as network_fields
 from .common import bool_field, container_id, json_response, read_body, supervisor_of
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
@@ -38,7 +39,8 @@ async def create_container(request: web.Request) -> web.Response:
     c = await supervisor_of(request).create(
         cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
         auto_remove=bool_field(body, "autoRemove"), restart_policy=policy,
-        overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"))
+        overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"),
+        **network_fields(body))
     return json_response(c.record.to_api(), 201)
 
 

@@ -70,7 +70,8 @@ PATHS = {
                  "RFC3339) before streaming live events"),
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
-             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint.",
+             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
+             "create-network, delete-network, network-attach, network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -222,6 +223,56 @@ PATHS = {
             *_errors(400, 404)], tag="checkpoints")},
 }
 
+# -- networks (containerd_py/api/networks.py) --------------------------------
+NETWORK = {"$ref": "#/components/schemas/Network"}
+ATTACHMENT = {"$ref": "#/components/schemas/NetworkAttachment"}
+_NET_ERRORS = {
+    400: "invalid network name, bad CIDR or gateway, or a subnet overlapping another "
+         "network's or a host interface's",
+    404: "no such network (or container)",
+    409: "the network exists, or is in use by containers (listed in `containers`)",
+}
+
+
+def _net_errors(*codes: int) -> list[tuple]:
+    return [_resp(c, _NET_ERRORS[c], ERROR) if c in _NET_ERRORS else _errors(c)[0]
+            for c in codes]
+
+
+PATHS.update({
+    "/networks": {
+        "get": _op("List networks", [_resp(200, "networks", {"type": "array",
+                                                              "items": NETWORK})],
+                   tag="networks"),
+        "post": _op("Create a bridge network (a CNI conflist under the data dir)", [
+            _resp(201, "the network", NETWORK), *_net_errors(400, 409, 413)],
+            body=_obj({"name": S, "subnet": S, "gateway": S, "internal": B}, ["name", "subnet"]),
+            desc="internal: no masquerade and no default route out of the container.",
+            tag="networks"),
+    },
+    "/networks/{name}": {
+        "get": _op("One network, with the containers on it", [
+            _resp(200, "the network", NETWORK), *_net_errors(400, 404)], tag="networks"),
+        "delete": _op("Delete a network no container uses", [
+            _resp(204, "deleted"), *_net_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/networks/{name}": {
+        "post": _op("Attach a running container to a network (a new interface appears)", [
+            _resp(201, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+            tag="networks"),
+        "delete": _op("Detach a running container from a network", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/network_attach": {"post": _op(
+        "Zun's attach: POST /containers/{id}/networks/{name}", [
+            _resp(200, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+    "/containers/{id}/network_detach": {"post": _op(
+        "Zun's detach: DELETE /containers/{id}/networks/{name}", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+})
+
 SCHEMAS = {
     "Error": _obj({"error": S}, ["error"]),
     "ProcessSpec": _obj({"args": {"type": "array", "items": S},
@@ -240,11 +291,19 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"}}),
+        "checkpoint": S, "resources": {"type": "object"},
+        "networks": {"type": "object", "additionalProperties": ATTACHMENT},
+        "requestedNetworks": {"type": "array", "items": S},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
+        "addresses": {"type": "object", "description": "Zun's form of `networks`"}}),
     "CreateRequest": _obj({
         "bundlePath": S, "checkpoint": S, "lazy": B, "labels": {"type": "object"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
+        "networks": {"type": "array", "items": S,
+                     "description": '[] loopback only, ["host"] the host\'s namespace'},
+        "nets": {"type": "array", "items": _obj({"network": S})},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
         "restartPolicy": _obj({"name": {"type": "string",
                                         "enum": ["no", "on-failure", "always"]},
                                "maximumRetryCount": I})}, ["bundlePath"]),
@@ -253,6 +312,13 @@ SCHEMAS = {
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Network": _obj({"name": S, "subnet": S, "gateway": S, "internal": B, "bridge": S,
+                     "driver": S, "containers": {"type": "object"}}),
+    "NetworkAttachment": _obj({"network": S, "interface": S, "ip": S, "prefixLen": I,
+                               "gateway": S, "mac": S}),
+    "Port": _obj({"hostPort": I, "containerPort": I,
+                  "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                  "hostIp": S}, ["containerPort"]),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S}),
 }
