@@ -532,6 +532,8 @@ class Supervisor(NetworkOperations):
         async with c.lock:
             states.check("stop", c.record.status, c.id)
             await self._stop_locked(c, timeout)
+            if c.cleanup:  # a stopped container has released its networks
+                await asyncio.shield(c.cleanup)
             self.events.emit("stop", c.id, status=c.record.exit_status)
         return c
 
