@@ -17,6 +17,9 @@ def run_daemon(args) -> int:
     from aiohttp import web
 
     from .api import make_app
+    from .api.access import AccessPolicy
+    from .dirlock import DirLocked, lock_dirs
+    from .listen import ListenError, is_unix, open_socket
 
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -35,7 +38,10 @@ def run_daemon(args) -> int:
         "/var/lib/containerd-py" if state_dir == DEFAULT_STATE_DIR
         else os.path.join(state_dir, "data")))
     config = DaemonConfig(listen=args.listen, state_dir=state_dir, data_dir=data_dir,
-                          runtime=args.runtime, log_max_bytes=args.log_max_bytes)
+                          runtime=args.runtime, log_max_bytes=args.log_max_bytes,
+                          cri_listen=args.cri_listen,
+                          image_mirror=os.path.abspath(args.image_mirror)
+                          if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
     if args.default_subnet:
@@ -54,17 +60,45 @@ def run_daemon(args) -> int:
     if state_dir != DEFAULT_STATE_DIR:
         # Two daemons on one host must not share cgroups for equal ids.
         config.cgroup_parent = "containerd-py-" + hashlib.sha1(state_dir.encode()).hexdigest()[:8]
-    app = make_app(config)
-    if args.listen.startswith("unix:"):
-        path = args.listen[5:]
-        if os.path.exists(path):
-            os.unlink(path)
-        web.run_app(app, path=path, print=None, handle_signals=True)
-    else:
-        host, _, port = args.listen.rpartition(":")
-        # reuse_address lets a restarted daemon bind while old sockets linger
-        sock = socket.create_server((host, int(port)), reuse_port=False)
+    try:
+        locks = lock_dirs(state_dir, data_dir)
+    except DirLocked as e:
+        print(f"containerd-py daemon: {e}", file=sys.stderr)
+        return 1
+    try:
+        policy = AccessPolicy(args.group)
+    except ValueError as e:
+        print(f"containerd-py daemon: --group: {e}", file=sys.stderr)
+        return 1
+    app = make_app(config, policy)
+    if config.cri_listen:
+        from .cri.server import attach, socket_path
+        from .errors import InvalidArgument
+        try:
+            socket_path(config.cri_listen)
+        except InvalidArgument as e:
+            print(e.message, file=sys.stderr)
+            return 1
+        attach(app, config)
+    try:
+        sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
+    except ListenError as e:
+        print(f"containerd-py daemon: {e}", file=sys.stderr)
+        return 1
+    if args.insecure_listen_anywhere and not is_unix(args.listen):
+        print(f"containerd-py daemon: WARNING: serving {args.listen} beyond loopback; "
+              "callers are still checked by uid, which only works for local peers",
+              file=sys.stderr)
+    try:
         web.run_app(app, sock=sock, print=None, handle_signals=True)
+    finally:
+        if is_unix(args.listen):
+            try:
+                os.unlink(args.listen[5:])
+            except OSError:
+                pass
+        for lock in locks:
+            lock.release()
     return 0
 
 
@@ -90,6 +124,15 @@ def main(argv=None) -> int:
     d.add_argument("--criu", default=None, help="path of the criu binary")
     d.add_argument("--log-max-bytes", type=int, default=64 * 1024 * 1024,
                    help="rotate a container's log past this size")
+    d.add_argument("--group", default=None,
+                   help="members of this group may use the API too (default: root only)")
+    d.add_argument("--insecure-listen-anywhere", action="store_true",
+                   help="allow --listen on a non-loopback address")
+    d.add_argument("--cri-listen", default=None,
+                   help="the CRI's gRPC socket, unix:///PATH (default: unix://STATE_DIR/cri.sock,"
+                        " that is unix:///run/containerd-py/cri.sock; '' for none)")
+    d.add_argument("--image-mirror", default=None, metavar="DIR",
+                   help="where the CRI's PullImage finds images the local store lacks")
     d.add_argument("--default-subnet", default=None,
                    help="subnet of the `default` network when it is first made "
                         "(default 10.88.0.0/16)")

@@ -41,7 +41,8 @@ class Client:
         if self.address.startswith("unix:"):
             return _UnixConnection(self.address[5:], self.timeout)
         host, _, port = self.address.rpartition(":")
-        return http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        # http.client strips an IPv6 literal's brackets only from "host:port".
+        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=self.timeout)
 
     def request(self, method: str, path: str, body=None, query: dict | None = None):
         if query:

@@ -37,6 +37,15 @@ class DaemonConfig:
     cgroup_parent: str = "containerd-py"
     # The subnet of the `default` network, made on the first start.
     default_subnet: str = "10.88.0.0/16"
+    # The CRI's gRPC socket ("" serves none); None: cri.sock in the state dir,
+    # which is /run/containerd-py/cri.sock for the default state dir.
+    cri_listen: str | None = None
+    # Where the CRI's PullImage looks after the local store.
+    image_mirror: str | None = None
+
+    def __post_init__(self):
+        if self.cri_listen is None:
+            self.cri_listen = "unix://" + os.path.join(self.state_dir, "cri.sock")
 
     @property
     def containers_dir(self) -> str:

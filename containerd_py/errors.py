@@ -25,6 +25,12 @@ class InvalidArgument(DaemonError):
     http_status = 400
 
 
+class Forbidden(DaemonError):
+    """The caller may not use the daemon (403): not root, not in its group."""
+
+    http_status = 403
+
+
 class NotFound(DaemonError):
     """A container, process, bundle or checkpoint that does not exist (404)."""
 
@@ -45,6 +51,13 @@ class RuntimeFailure(DaemonError):
     """The OCI runtime, CRIU or the shim failed; carries their own output (500)."""
 
     http_status = 500
+
+
+class StorageFull(DaemonError):
+    """The daemon cannot record new state: its data or state filesystem is
+    full (507). Nothing is started that could not be remembered."""
+
+    http_status = 507
 
 
 class Unavailable(DaemonError):

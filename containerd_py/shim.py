@@ -131,6 +131,9 @@ class Shim:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
 
+    async def reopen_log(self) -> None:
+        await self._request("reopenlog")
+
     async def resize(self, pid: int, cols: int, rows: int) -> None:
         await self._request("resize", str(pid), str(cols), str(rows))
 

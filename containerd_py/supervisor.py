@@ -158,8 +158,11 @@ class Supervisor(NetworkOperations):
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False, networks: list[str] | None = None,
+                     lazy: bool = False, start: bool = True,
+                     networks: list[str] | None = None,
                      ports: list[dict] | None = None) -> Container:
+        """Create a container and start it; with `start=False` only record
+        it (the CRI's CreateContainer): its first `start` runs it."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
@@ -180,6 +183,10 @@ class Supervisor(NetworkOperations):
         # Registered before the first await: a concurrent create of the same
         # id sees it and gets 409; other operations wait on the lock.
         self.containers[cid] = c
+        if not start:
+            self.store.save(record)
+            self.events.emit("create", cid)
+            return c
         async with c.lock:
             try:
                 await self._launch(c, spec)
@@ -694,6 +701,15 @@ class Supervisor(NetworkOperations):
         _unlink(session.pid_file)
         _unlink(session.process_file)
         return status
+
+    async def reopen_log(self, ref: str) -> None:
+        """Make the shim open its log file again (after the caller moved it
+        away, as the kubelet's log rotation does)."""
+        c = self.get(ref)
+        states.check("logs", c.record.status, c.id)
+        if c.record.status == Status.STOPPED:
+            raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
+        await c.shim.reopen_log()
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)

@@ -2,9 +2,10 @@
 
     .venv/bin/python native/build.py [--force]
 
-Outputs (both gitignored):
+Outputs (all gitignored):
   containerd_py/_bin/containerd-py-shim   the shim (docs/shim.md)
   containerd_py/_native.<EXT_SUFFIX>      cffi API-mode module over protocol.h
+  containerd_py/cri/_gen/api_pb2*.py      the CRI's gRPC stubs (grpcio-tools)
 
 Both are compiled with the compiler Python's sysconfig names (what cffi uses
 too). Nothing is rebuilt when the outputs are newer than every source.
@@ -23,6 +24,10 @@ ROOT = os.path.dirname(HERE)
 PKG = os.path.join(ROOT, "containerd_py")
 SHIM = os.path.join(PKG, "_bin", "containerd-py-shim")
 MODULE = os.path.join(PKG, "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
+
+CRI_PROTO = os.path.join(PKG, "cri", "api.proto")
+CRI_GEN = os.path.join(PKG, "cri", "_gen")
+CRI_OUT = os.path.join(CRI_GEN, "api_pb2_grpc.py")
 
 SHIM_SOURCES = ["shim.c", "ctl.c", "log.c", "util.c", "protocol.c"]
 HEADERS = ["shim.h", "protocol.h"]
@@ -82,6 +87,34 @@ def build_module():
         os.replace(part, MODULE)
 
 
+def build_cri_stubs():
+    """protoc (from grpcio-tools) over the CRI definition. The proto is
+    compiled as if it lived at containerd_py/cri/_gen/api.proto, so the
+    generated service module imports its messages by their package path."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    with tempfile.TemporaryDirectory(prefix="cdpy-proto-") as tmp:
+        rel = os.path.join("containerd_py", "cri", "_gen", "api.proto")
+        os.makedirs(os.path.dirname(os.path.join(tmp, rel)))
+        shutil.copyfile(CRI_PROTO, os.path.join(tmp, rel))
+        out = os.path.join(tmp, "out")
+        os.makedirs(out)
+        include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+        rc = protoc.main(["grpc_tools.protoc", f"-I{tmp}", f"-I{include}",
+                          f"--python_out={out}", f"--grpc_python_out={out}", rel])
+        if rc != 0:
+            raise SystemExit(f"build.py: protoc failed on {CRI_PROTO} ({rc})")
+        os.makedirs(CRI_GEN, exist_ok=True)
+        gen = os.path.join(out, "containerd_py", "cri", "_gen")
+        for name in ("api_pb2.py", "api_pb2_grpc.py"):
+            shutil.copyfile(os.path.join(gen, name), os.path.join(CRI_GEN, name + ".tmp"))
+            os.replace(os.path.join(CRI_GEN, name + ".tmp"), os.path.join(CRI_GEN, name))
+        with open(os.path.join(CRI_GEN, "__init__.py"), "w") as f:
+            f.write("")
+        print("build.py: CRI stubs", os.path.relpath(CRI_GEN, ROOT), flush=True)
+
+
 def main(argv):
     force = "--force" in argv
     inputs = [src(s) for s in SHIM_SOURCES + HEADERS] + [os.path.abspath(__file__)]
@@ -90,6 +123,8 @@ def main(argv):
     if force or not fresh(MODULE, [src("protocol.h"), src("protocol.c"),
                                    os.path.abspath(__file__)]):
         build_module()
+    if force or not fresh(CRI_OUT, [CRI_PROTO, os.path.abspath(__file__)]):
+        build_cri_stubs()
     return 0
 
 

@@ -269,6 +269,9 @@ static void dispatch(struct client *c)
 		req_resize(c);
 	} else if (!strcmp(cmd, "closestdin") && c->nf == 2) {
 		req_closestdin(c);
+	} else if (!strcmp(cmd, "reopenlog") && c->nf == 1) {
+		log_reopen_now();
+		ctl_reply(c, "ok\n");
 	} else {
 		reply_errf(c, 0, "bad request '%s' with %d fields", cmd, c->nf);
 	}

@@ -49,6 +49,15 @@ void log_open(const char *dir, long long max)
 		die(errno, "open %s", log_path);
 }
 
+/* The log file was moved away by someone else (the kubelet rotates CRI
+ * logs by renaming them): write to a new file at the path again. */
+void log_reopen_now(void)
+{
+	if (log_fd >= 0)
+		close(log_fd);
+	log_reopen();
+}
+
 static void log_rotate(void)
 {
 	if (rename(log_path, log_path1) < 0) {

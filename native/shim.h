@@ -64,6 +64,7 @@ int read_pid_file(const char *path, pid_t *pid);
 
 /* log.c */
 void log_open(const char *dir, long long max);
+void log_reopen_now(void);
 void stream_feed(struct stream *s);
 void stream_flush(struct stream *s);
 

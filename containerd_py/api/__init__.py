@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import DaemonError, TooLarge
 from ..supervisor import Supervisor
 from . import checkpoints, containers, networks, sessions, system
+from .access import AccessPolicy
 from .common import MAX_BODY, SUPERVISOR, json_response
 
 log = logging.getLogger("containerd_py.api")
@@ -44,8 +45,11 @@ async def error_middleware(request: web.Request, handler):
         return json_response({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
 
 
-def make_app(config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+def make_app(config, policy: AccessPolicy | None = None) -> web.Application:
+    policy = policy or AccessPolicy()
+    # Access first: a refused caller learns nothing else about the daemon.
+    app = web.Application(middlewares=[error_middleware, policy.middleware()],
+                          client_max_size=MAX_BODY)
     app.add_routes(ROUTES)
 
     async def supervisor_ctx(app: web.Application):

@@ -1,0 +1,397 @@
+"""runtime.v1.RuntimeService: pod sandboxes and containers, translated into
+supervisor calls (as api/containers.py does for HTTP)."""
+
+import asyncio
+import json
+import os
+import uuid
+
+from .. import __version__, bundle as bundle_mod, validation
+from ..errors import Conflict, InvalidArgument, NotFound
+from ..events import now_ns, parse_timestamp
+from ..states import Status
+from ..supervisor import Supervisor
+from . import spec as spec_mod
+from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
+from .containers import LABEL_KIND, LABEL_NAME, LABEL_SANDBOX, CRIContainer, CRIContainerStore
+from .errors import DeadlineExceeded, mapped
+from .images import DirImageStore
+from .sandbox import NOTREADY, READY, Sandbox, SandboxStore
+
+CRI_API_VERSION = "v1"
+RUNTIME_NAME = "containerd-py"
+# The kubelet caps ExecSync output at 16 MiB as well.
+EXEC_SYNC_LIMIT = 16 * 1024 * 1024
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
+def _ns(ts: str | None) -> int:
+    return parse_timestamp(ts) if ts else 0
+
+
+def _matches(labels, selector) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@mapped
+class RuntimeService(pbg.RuntimeServiceServicer):
+    def __init__(self, sup: Supervisor, sandboxes: SandboxStore, containers: CRIContainerStore,
+                 images: DirImageStore, streaming=None):
+        self.sup, self.sandboxes, self.containers, self.images = sup, sandboxes, containers, images
+        self.streaming = streaming
+        # Sandbox create/stop/remove and container create under one lock: a
+        # container is never created into a sandbox that is being removed.
+        self.lock = asyncio.Lock()
+
+    # -- runtime ---------------------------------------------------------------
+
+    async def Version(self, request, context):
+        return pb.VersionResponse(version="0.1.0", runtime_name=RUNTIME_NAME,
+                                  runtime_version=__version__,
+                                  runtime_api_version=CRI_API_VERSION)
+
+    async def Status(self, request, context):
+        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
+                      pb.RuntimeCondition(type="NetworkReady", status=True)]
+        info = {}
+        if request.verbose:
+            info["config"] = json.dumps({"runtime": self.sup.default_runtime,
+                                         "stateDir": self.sup.config.state_dir})
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info)
+
+    async def UpdateRuntimeConfig(self, request, context):
+        # The pod CIDR matters to a CNI config that uses it; ours do not yet.
+        return pb.UpdateRuntimeConfigResponse()
+
+    # -- sandboxes ---------------------------------------------------------------
+
+    async def RunPodSandbox(self, request, context):
+        cfg = request.config
+        if not cfg.metadata.name:
+            raise InvalidArgument("config.metadata.name is required", field="config.metadata")
+        async with self.lock:
+            sb = self.sandboxes.create(new_id(), cfg, request.runtime_handler)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
+
+    def _pod_containers(self, sb: Sandbox) -> list[CRIContainer]:
+        return [c for c in self.containers.items.values() if c.sandbox_id == sb.id]
+
+    async def StopPodSandbox(self, request, context):
+        try:
+            sb = self.sandboxes.get(request.pod_sandbox_id)
+        except NotFound:
+            return pb.StopPodSandboxResponse()  # the CRI: idempotent
+        async with self.lock:
+            for c in self._pod_containers(sb):
+                await self._stop(c.id, 0)
+            self.sandboxes.stop(sb)
+        return pb.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(self, request, context):
+        try:
+            sb = self.sandboxes.get(request.pod_sandbox_id)
+        except NotFound:
+            return pb.RemovePodSandboxResponse()
+        async with self.lock:
+            for c in self._pod_containers(sb):
+                await self._remove(c.id)
+            self.sandboxes.remove(sb)
+        return pb.RemovePodSandboxResponse()
+
+    def _sandbox_status(self, sb: Sandbox) -> pb.PodSandboxStatus:
+        cfg = sb.config
+        return pb.PodSandboxStatus(
+            id=sb.id, metadata=cfg.metadata,
+            state=pb.SANDBOX_READY if sb.state == READY else pb.SANDBOX_NOTREADY,
+            created_at=sb.created_ns,
+            network=pb.PodSandboxNetworkStatus(ip=""),
+            linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(
+                options=cfg.linux.security_context.namespace_options)),
+            labels=cfg.labels, annotations=cfg.annotations,
+            runtime_handler=sb.runtime_handler)
+
+    async def PodSandboxStatus(self, request, context):
+        sb = self.sandboxes.get(request.pod_sandbox_id)
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps({"namespaces": {k: sb.ns_path(k) for k in
+                                                      ("net", "ipc", "uts")},
+                                       "pauseProcess": False})
+        return pb.PodSandboxStatusResponse(status=self._sandbox_status(sb), info=info)
+
+    async def ListPodSandbox(self, request, context):
+        f = request.filter
+        items = []
+        for sb in sorted(self.sandboxes.sandboxes.values(), key=lambda s: s.created_ns):
+            cfg = sb.config
+            state = pb.SANDBOX_READY if sb.state == READY else pb.SANDBOX_NOTREADY
+            if f.id and not sb.id.startswith(f.id):
+                continue
+            if f.HasField("state") and f.state.state != state:
+                continue
+            if not _matches(cfg.labels, f.label_selector):
+                continue
+            items.append(pb.PodSandbox(id=sb.id, metadata=cfg.metadata, state=state,
+                                       created_at=sb.created_ns, labels=cfg.labels,
+                                       annotations=cfg.annotations,
+                                       runtime_handler=sb.runtime_handler))
+        return pb.ListPodSandboxResponse(items=items)
+
+    # -- containers ----------------------------------------------------------------
+
+    async def CreateContainer(self, request, context):
+        cfg, scfg = request.config, request.sandbox_config
+        if not cfg.metadata.name:
+            raise InvalidArgument("config.metadata.name is required", field="config.metadata")
+        if not cfg.image.image:
+            raise InvalidArgument("config.image.image is required", field="config.image")
+        async with self.lock:
+            sb = self.sandboxes.get(request.pod_sandbox_id)
+            if sb.state != READY:
+                raise Conflict(f"pod sandbox {sb.id!r} is not ready", id=sb.id,
+                               status="notready")
+            image = self.images.status(cfg.image.image)
+            cid = new_id()
+            spec = spec_mod.build(cid, cfg, sb, image)
+            meta = sb.config.metadata
+            name = (f"{cfg.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_"
+                    f"{cfg.metadata.attempt}")
+            log_path = ""
+            log_dir = scfg.log_directory or sb.config.log_directory
+            if cfg.log_path and log_dir:
+                log_path = os.path.join(log_dir, cfg.log_path)
+            bundle = self.containers.write_bundle(cid, spec)
+            labels = {**cfg.labels, LABEL_KIND: "container", LABEL_SANDBOX: sb.id,
+                      LABEL_NAME: cfg.metadata.name}
+            try:
+                c = await self.sup.create(cid, bundle, name=name, labels=labels,
+                                          overlay=not spec["root"]["readonly"], start=False)
+                if log_path:
+                    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+                    os.makedirs(c.shim.dir, mode=0o700, exist_ok=True)
+                    # The shim writes its CRI-format log through this link,
+                    # so the file is where the caller looks for it.
+                    os.symlink(log_path, c.shim.log_path)
+                self.containers.save(CRIContainer(
+                    id=cid, sandbox_id=sb.id, config_b64=CRIContainerStore.encode(cfg),
+                    image_ref=cfg.image.image, image_id=image.id, created_ns=now_ns(),
+                    log_path=log_path))
+            except BaseException:
+                if cid in self.sup.containers:
+                    await self.sup.delete(cid, force=True)
+                self.containers.remove(cid)
+                raise
+        return pb.CreateContainerResponse(container_id=cid)
+
+    def _get(self, ref: str) -> CRIContainer:
+        c = self.containers.items.get(ref)
+        if c is None:
+            hits = [x for x in self.containers.items.values() if x.id.startswith(ref)] \
+                if ref else []
+            if len(hits) != 1:
+                raise NotFound(f"no such container: {ref!r}", id=ref)
+            c = hits[0]
+        return c
+
+    async def StartContainer(self, request, context):
+        c = self._get(request.container_id)
+        record = self.sup.get(c.id).record
+        if record.started_at is not None:
+            raise Conflict(f"container {c.id!r} was started before: the CRI starts a "
+                           f"container once", id=c.id, status=record.status.value)
+        await self.sup.start(c.id)
+        return pb.StartContainerResponse()
+
+    async def _stop(self, cid: str, timeout: float) -> None:
+        try:
+            record = self.sup.get(cid).record
+        except NotFound:
+            return
+        if record.status == Status.STOPPED:
+            return
+        try:
+            await self.sup.stop(cid, timeout=timeout)
+        except Conflict:
+            # It exited while we asked: stopped is what was wanted.
+            if self.sup.get(cid).record.status != Status.STOPPED:
+                raise
+
+    async def StopContainer(self, request, context):
+        c = self._get(request.container_id)
+        await self._stop(c.id, max(request.timeout, 0))
+        return pb.StopContainerResponse()
+
+    async def _remove(self, cid: str) -> None:
+        try:
+            await self.sup.delete(cid, force=True)
+        except NotFound:
+            pass
+        self.containers.remove(cid)
+
+    async def RemoveContainer(self, request, context):
+        try:
+            c = self._get(request.container_id)
+        except NotFound:
+            return pb.RemoveContainerResponse()
+        await self._remove(c.id)
+        return pb.RemoveContainerResponse()
+
+    def _state(self, record) -> int:
+        if record.status in (Status.RUNNING, Status.PAUSED):
+            return pb.CONTAINER_RUNNING
+        return pb.CONTAINER_EXITED if record.started_at else pb.CONTAINER_CREATED
+
+    def _records(self):
+        for c in list(self.containers.items.values()):
+            try:
+                yield c, self.sup.get(c.id).record
+            except NotFound:
+                continue  # removed through the REST API meanwhile
+
+    async def ListContainers(self, request, context):
+        f = request.filter
+        out = []
+        for c, r in self._records():
+            cfg = c.config
+            state = self._state(r)
+            if f.id and not c.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not c.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            if f.HasField("state") and f.state.state != state:
+                continue
+            if not _matches(cfg.labels, f.label_selector):
+                continue
+            out.append(pb.Container(id=c.id, pod_sandbox_id=c.sandbox_id, metadata=cfg.metadata,
+                                    image=cfg.image, image_ref=c.image_id, state=state,
+                                    created_at=c.created_ns, labels=cfg.labels,
+                                    annotations=cfg.annotations))
+        out.sort(key=lambda x: x.created_at)
+        return pb.ListContainersResponse(containers=out)
+
+    async def ContainerStatus(self, request, context):
+        c = self._get(request.container_id)
+        r = self.sup.get(c.id).record
+        cfg = c.config
+        state = self._state(r)
+        reason = message = ""
+        if state == pb.CONTAINER_EXITED:
+            reason = "OOMKilled" if r.oom_killed else (
+                "Completed" if r.exit_status == 0 else "Error")
+        status = pb.ContainerStatus(
+            id=c.id, metadata=cfg.metadata, state=state, created_at=c.created_ns,
+            started_at=_ns(r.started_at), finished_at=_ns(r.exited_at) if state ==
+            pb.CONTAINER_EXITED else 0,
+            exit_code=r.exit_status or 0 if state == pb.CONTAINER_EXITED else 0,
+            image=cfg.image, image_ref=c.image_id, reason=reason, message=message,
+            labels=cfg.labels, annotations=cfg.annotations, mounts=cfg.mounts,
+            log_path=c.log_path,
+            resources=pb.ContainerResources(linux=self._current_resources(c)))
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps({"pid": r.init.pid if r.init and state ==
+                                       pb.CONTAINER_RUNNING else 0,
+                                       "sandboxID": c.sandbox_id,
+                                       "bundle": r.bundle_path,
+                                       "runtime": r.runtime})
+        return pb.ContainerStatusResponse(status=status, info=info)
+
+    def _current_resources(self, c: CRIContainer) -> pb.LinuxContainerResources:
+        res = pb.LinuxContainerResources()
+        res.CopyFrom(c.config.linux.resources)
+        return res
+
+    async def UpdateContainerResources(self, request, context):
+        c = self._get(request.container_id)
+        resources = spec_mod.oci_resources(request.linux)
+        r = self.sup.get(c.id).record
+        if r.status == Status.STOPPED:
+            # Not running yet: the spec it will start with gets them.
+            path = os.path.join(r.bundle_path, "config.json")
+            spec = bundle_mod.read_config(r.bundle_path)
+            spec.setdefault("linux", {}).setdefault("resources", {}).update(resources)
+            with open(path, "w") as f:
+                json.dump(spec, f)
+        elif resources:
+            await self.sup.update(c.id, resources)
+        cfg = c.config
+        cfg.linux.resources.MergeFrom(request.linux)
+        c.config_b64 = CRIContainerStore.encode(cfg)
+        self.containers.save(c)
+        return pb.UpdateContainerResourcesResponse()
+
+    async def ReopenContainerLog(self, request, context):
+        c = self._get(request.container_id)
+        await self.sup.reopen_log(c.id)
+        return pb.ReopenContainerLogResponse()
+
+    async def ExecSync(self, request, context):
+        c = self._get(request.container_id)
+        if not request.cmd:
+            raise InvalidArgument("cmd is required", field="cmd")
+        process = self._exec_process(c.id, list(request.cmd), tty=False)
+        timeout = request.timeout if request.timeout > 0 else None
+        result = await self.sup.exec_sync(c.id, process, timeout, EXEC_SYNC_LIMIT)
+        if result["timedOut"]:
+            raise DeadlineExceeded(f"command {list(request.cmd)} timed out after "
+                                   f"{request.timeout}s", id=c.id)
+        return pb.ExecSyncResponse(stdout=result["stdout"].encode(),
+                                   stderr=result["stderr"].encode(),
+                                   exit_code=result["exitStatus"])
+
+    def _exec_process(self, cid: str, cmd: list[str], tty: bool) -> dict:
+        """An exec'd process runs as the container's init does: same user,
+        cwd, environment and capabilities."""
+        defaults = self.sup.process_defaults(cid)
+        body = {"args": cmd, "terminal": tty, "cwd": defaults.get("cwd", "/")}
+        if "user" in defaults:
+            body["user"] = defaults["user"]
+        return validation.check_process(body, defaults)
+
+    # -- stats ---------------------------------------------------------------------
+
+    def _stats(self, c: CRIContainer, r) -> pb.ContainerStats:
+        cfg = c.config
+        attrs = pb.ContainerAttributes(id=c.id, metadata=cfg.metadata, labels=cfg.labels,
+                                       annotations=cfg.annotations)
+        out = pb.ContainerStats(attributes=attrs)
+        if r.status == Status.STOPPED:
+            return out
+        try:
+            s = self.sup.stats(c.id)
+        except Conflict:
+            return out
+        ts = s["read"]
+        out.cpu.timestamp = ts
+        if s["cpu"]["totalNs"] is not None:
+            out.cpu.usage_core_nano_seconds.value = s["cpu"]["totalNs"]
+        # percent of one core -> nanocores
+        out.cpu.usage_nano_cores.value = int(s["cpu"]["percent"] * 1e7)
+        out.memory.timestamp = ts
+        if s["memory"]["usage"] is not None:
+            out.memory.working_set_bytes.value = s["memory"]["usage"]
+            out.memory.usage_bytes.value = s["memory"]["usage"]
+        out.writable_layer.timestamp = ts
+        out.writable_layer.fs_id.mountpoint = r.bundle_path
+        out.writable_layer.used_bytes.value = 0
+        return out
+
+    async def ContainerStats(self, request, context):
+        c = self._get(request.container_id)
+        return pb.ContainerStatsResponse(stats=self._stats(c, self.sup.get(c.id).record))
+
+    async def ListContainerStats(self, request, context):
+        f = request.filter
+        out = []
+        for c, r in self._records():
+            if f.id and not c.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not c.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            if not _matches(c.config.labels, f.label_selector):
+                continue
+            out.append(self._stats(c, r))
+        return pb.ListContainerStatsResponse(stats=out)

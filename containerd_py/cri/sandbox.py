@@ -1,0 +1,213 @@
+"""Pod sandboxes: the CRI's notion of a pod, kept by the CRI front door.
+
+No pause process. A sandbox is its namespaces, pinned by bind mounts under
+the daemon's run dir (as `ip netns add` does, and as CRI-O's drop-infra mode
+pins them with `pinns`): the network namespace (loopback only until the
+network package gives pods CNI interfaces), IPC and UTS (with the pod's
+hostname), plus the pod's /etc/resolv.conf, /etc/hostname and /etc/hosts.
+Each container joins them through its spec's namespace paths. Why none:
+a pause process costs a shim, a runtime start and a cgroup per pod and
+does nothing a bind mount cannot do for these three namespaces; the state
+survives a daemon restart the same way (the mounts stay). A pod-wide PID
+namespace (NamespaceMode POD for pid, `shareProcessNamespace`) does need a
+process to be its PID 1, which is why CRI-O keeps the infra container then
+and why we refuse it for now (INVALID_ARGUMENT naming it).
+"""
+
+import base64
+import ctypes
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+
+from ..errors import InvalidArgument, NotFound, RuntimeFailure
+from ..events import now_ns
+from ._gen import api_pb2 as pb
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+READY, NOTREADY = "ready", "notready"
+PINNED = ("net", "ipc", "uts")
+
+
+@dataclasses.dataclass
+class Sandbox:
+    id: str
+    config_b64: str  # the PodSandboxConfig as sent, serialised
+    created_ns: int
+    state: str = READY
+    runtime_handler: str = ""
+    dir: str = ""  # namespaces and the pod's /etc files
+
+    @property
+    def config(self) -> pb.PodSandboxConfig:
+        cfg = pb.PodSandboxConfig()
+        cfg.ParseFromString(base64.b64decode(self.config_b64))
+        return cfg
+
+    def ns_path(self, kind: str) -> str | None:
+        """The pinned namespace a container joins; None means the host's."""
+        if kind == "net" and self.host_network:
+            return None
+        if kind == "ipc" and self.namespace_mode("ipc") == pb.NODE:
+            return None
+        if kind == "uts" and self.host_network:
+            return None
+        return os.path.join(self.dir, kind)
+
+    @property
+    def host_network(self) -> bool:
+        return self.namespace_mode("network") == pb.NODE
+
+    def namespace_mode(self, kind: str) -> int:
+        opts = self.config.linux.security_context.namespace_options
+        return getattr(opts, kind)
+
+    def etc_file(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+
+class SandboxStore:
+    """Sandbox records, one JSON file each in the data dir (they must
+    outlive a daemon restart, as container records do)."""
+
+    def __init__(self, records_dir: str, run_dir: str):
+        self.records_dir, self.run_dir = records_dir, run_dir
+        os.makedirs(records_dir, mode=0o700, exist_ok=True)
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+        self.sandboxes: dict[str, Sandbox] = {}
+        for name in sorted(os.listdir(records_dir)):
+            if name.endswith(".json"):
+                with open(os.path.join(records_dir, name)) as f:
+                    sb = Sandbox(**json.load(f))
+                self.sandboxes[sb.id] = sb
+
+    def get(self, ref: str) -> Sandbox:
+        sb = self.sandboxes.get(ref)
+        if sb is None:
+            # crictl passes what the user typed: a unique prefix is enough.
+            hits = [s for s in self.sandboxes.values() if s.id.startswith(ref)] if ref else []
+            if len(hits) == 1:
+                return hits[0]
+            raise NotFound(f"no such pod sandbox: {ref!r}", id=ref)
+        return sb
+
+    def save(self, sb: Sandbox) -> None:
+        path = os.path.join(self.records_dir, sb.id + ".json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(dataclasses.asdict(sb), f)
+        os.replace(path + ".tmp", path)
+
+    def create(self, sid: str, config: pb.PodSandboxConfig, runtime_handler: str) -> Sandbox:
+        if pod_pid_namespace(config):
+            raise InvalidArgument(
+                "a pod-wide PID namespace (namespace_options.pid = POD) needs a pause "
+                "process, which this runtime does not run; use CONTAINER or NODE",
+                field="linux.security_context.namespace_options.pid")
+        sb = Sandbox(id=sid, config_b64=base64.b64encode(config.SerializeToString()).decode(),
+                     created_ns=now_ns(), runtime_handler=runtime_handler,
+                     dir=os.path.join(self.run_dir, sid))
+        os.makedirs(sb.dir, mode=0o711)
+        try:
+            _write_etc(sb, config)
+            _pin_namespaces(sb, config.hostname or config.metadata.name)
+            self.save(sb)
+        except BaseException:
+            _release(sb)
+            raise
+        self.sandboxes[sid] = sb
+        return sb
+
+    def stop(self, sb: Sandbox) -> None:
+        """NOTREADY: the network goes (the CRI: 'reclaim network resources'),
+        the record stays for status until RemovePodSandbox."""
+        if sb.state != NOTREADY:
+            sb.state = NOTREADY
+            self.save(sb)
+
+    def remove(self, sb: Sandbox) -> None:
+        _release(sb)
+        try:
+            os.unlink(os.path.join(self.records_dir, sb.id + ".json"))
+        except FileNotFoundError:
+            pass
+        self.sandboxes.pop(sb.id, None)
+
+
+def pod_pid_namespace(config: pb.PodSandboxConfig) -> bool:
+    """Does the pod ask for one PID namespace for all its containers? Only
+    when it says so: NamespaceMode's zero value is POD, so a config without
+    namespace options (crictl's minimal pod.json) would otherwise ask for it
+    by accident; the kubelet always sends them."""
+    sc = config.linux.security_context
+    return sc.HasField("namespace_options") and sc.namespace_options.pid == pb.POD
+
+
+def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
+    dns = config.dns_config
+    if dns.servers or dns.searches or dns.options:
+        lines = [f"nameserver {s}" for s in dns.servers]
+        if dns.searches:
+            lines.append("search " + " ".join(dns.searches))
+        if dns.options:
+            lines.append("options " + " ".join(dns.options))
+        text = "\n".join(lines) + "\n"
+    else:
+        # As containerd: no DNS config means the host's.
+        try:
+            with open("/etc/resolv.conf") as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+    hostname = config.hostname or config.metadata.name
+    if config.linux.security_context.namespace_options.network == pb.NODE:
+        hostname = os.uname().nodename
+    files = {
+        "resolv.conf": text,
+        "hostname": hostname + "\n",
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 f"127.0.1.1\t{hostname}\n",
+    }
+    for name, content in files.items():
+        with open(sb.etc_file(name), "w") as f:
+            f.write(content)
+        os.chmod(sb.etc_file(name), 0o644)
+
+
+def _pin_namespaces(sb: Sandbox, hostname: str) -> None:
+    """One short-lived process unshares the pod's namespaces; util-linux's
+    unshare bind-mounts each onto its file, so they outlive it."""
+    kinds = [k for k in PINNED if sb.ns_path(k)]
+    if not kinds:
+        return
+    argv = ["unshare"]
+    for k in kinds:
+        path = sb.ns_path(k)
+        open(path, "w").close()
+        argv.append(f"--{k}={path}")
+    script = []
+    if "uts" in kinds:
+        script.append('hostname "$0"')
+    if "net" in kinds:
+        script.append("ip link set lo up")
+    argv += ["/bin/sh", "-c", " && ".join(script) or "true", hostname]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeFailure(f"pinning the pod's namespaces failed: "
+                             f"{(r.stderr or r.stdout).strip() or r.returncode}")
+
+
+def _release(sb: Sandbox) -> None:
+    for k in PINNED:
+        path = os.path.join(sb.dir, k)
+        if os.path.exists(path):
+            # Lazily: a container of the pod that is still being torn down
+            # may hold it; the namespace goes with its last user.
+            if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+                err = ctypes.get_errno()
+                if err not in (22,):  # EINVAL: not a mount point (never pinned)
+                    raise RuntimeFailure(f"unmounting {path}: {os.strerror(err)}")
+    shutil.rmtree(sb.dir, ignore_errors=True)

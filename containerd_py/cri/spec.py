@@ -1,0 +1,272 @@
+"""The OCI runtime spec of a CRI container: its image's config, the
+ContainerConfig's settings and its pod's namespaces and /etc files, on
+top of the defaults containerd's CRI plugin uses."""
+
+import os
+
+from ..errors import InvalidArgument
+from ._gen import api_pb2 as pb
+from .images import ImageInfo
+from .sandbox import Sandbox
+
+# containerd's default capability set for CRI containers (Docker's too).
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+ALL_CAPS = DEFAULT_CAPS + [
+    "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROPAGATION = {pb.PROPAGATION_PRIVATE: "rprivate", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+               pb.PROPAGATION_BIDIRECTIONAL: "rshared"}
+STOP_SIGNAL = "org.opencontainers.image.stopSignal"
+
+
+def process_args(config: pb.ContainerConfig, image: ImageInfo) -> list[str]:
+    """Kubernetes' rule: `command` replaces the image's Entrypoint (and its
+    Cmd with it), `args` replaces Cmd."""
+    ic = image.config.get("config", image.config)
+    if config.command:
+        args = list(config.command) + list(config.args)
+    else:
+        args = list(ic.get("Entrypoint") or []) + (list(config.args) or list(ic.get("Cmd") or []))
+    if not args:
+        raise InvalidArgument("no command: the config has neither command nor args and "
+                              f"image {image.repo_tags[:1] or image.id} has no Entrypoint/Cmd",
+                              field="config.command")
+    return args
+
+
+def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: ImageInfo) -> dict:
+    ic = image.config.get("config", image.config)
+    sc = config.linux.security_context
+    privileged = sc.privileged
+    env = list(ic.get("Env") or [DEFAULT_PATH])
+    for kv in config.envs:
+        env = [e for e in env if e.partition("=")[0] != kv.key] + [f"{kv.key}={kv.value}"]
+    user = _user(sc, ic.get("User", ""), image.rootfs)
+    caps = ALL_CAPS if privileged else _caps(sc.capabilities)
+    process = {
+        "terminal": config.tty,
+        "user": user,
+        "args": process_args(config, image),
+        "env": env,
+        "cwd": config.working_dir or ic.get("WorkingDir") or "/",
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": sc.no_new_privs,
+    }
+    res = config.linux.resources
+    if res.oom_score_adj:
+        process["oomScoreAdj"] = res.oom_score_adj
+    namespaces = [{"type": "mount"}]
+    if sc.namespace_options.pid != pb.NODE:
+        namespaces.append({"type": "pid"})
+    for kind, oci in (("net", "network"), ("ipc", "ipc"), ("uts", "uts")):
+        path = sb.ns_path(kind)
+        if path:
+            namespaces.append({"type": oci, "path": path})
+    annotations = dict(config.annotations)
+    if ic.get("StopSignal"):
+        annotations[STOP_SIGNAL] = ic["StopSignal"]
+    spec = {
+        "ociVersion": "1.0.2-dev",
+        "process": process,
+        "root": {"path": image.rootfs, "readonly": sc.readonly_rootfs},
+        "hostname": sb.config.hostname or sb.config.metadata.name,
+        "mounts": _mounts(config, sb, privileged),
+        "annotations": annotations,
+        "linux": {
+            "resources": _resources(res, privileged),
+            "namespaces": namespaces,
+            "sysctl": dict(sb.config.linux.sysctls),
+        },
+    }
+    if sb.host_network:
+        spec.pop("hostname")
+    if not privileged:
+        spec["linux"]["maskedPaths"] = list(sc.masked_paths) if sc.masked_paths else MASKED_PATHS
+        spec["linux"]["readonlyPaths"] = (list(sc.readonly_paths) if sc.readonly_paths
+                                          else READONLY_PATHS)
+    devices = _devices(config)
+    if devices:
+        spec["linux"]["devices"] = devices
+        spec["linux"]["resources"]["devices"] += [
+            {"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+             "access": "rwm"} for d in devices]
+    return spec
+
+
+def _caps(cap: pb.Capability) -> list[str]:
+    def norm(c):
+        c = c.upper()
+        return c if c.startswith("CAP_") else "CAP_" + c
+    add, drop = [norm(c) for c in cap.add_capabilities], [norm(c) for c in cap.drop_capabilities]
+    base = ALL_CAPS if "CAP_ALL" in add else DEFAULT_CAPS
+    if "CAP_ALL" in drop:
+        base = []
+    return [c for c in dict.fromkeys(base + [a for a in add if a != "CAP_ALL"]) if c not in drop]
+
+
+def _user(sc: pb.LinuxContainerSecurityContext, image_user: str, rootfs: str) -> dict:
+    uid = gid = 0
+    name = None
+    if sc.HasField("run_as_user"):
+        uid = sc.run_as_user.value
+    elif sc.run_as_username:
+        name = sc.run_as_username
+    elif image_user:
+        u, _, g = image_user.partition(":")
+        if u.isdigit():
+            uid = int(u)
+        else:
+            name = u
+        if g:
+            gid = int(g) if g.isdigit() else _lookup_group(rootfs, g)
+    passwd = _passwd(rootfs)
+    if name is not None:
+        if name not in passwd:
+            raise InvalidArgument(f"user {name!r} is not in the image's /etc/passwd",
+                                  field="linux.security_context.run_as_username")
+        uid, gid = passwd[name][0], passwd[name][1]
+    elif not (image_user and ":" in image_user):
+        gid = next((g for u, g in passwd.values() if u == uid), gid)
+    if sc.HasField("run_as_group"):
+        gid = sc.run_as_group.value
+    user = {"uid": uid, "gid": gid}
+    extra = list(sc.supplemental_groups) + _member_gids(rootfs, name or _name_of(passwd, uid))
+    if extra:
+        user["additionalGids"] = list(dict.fromkeys(g for g in extra if g != gid))
+    return user
+
+
+def _passwd(rootfs: str) -> dict[str, tuple[int, int]]:
+    out = {}
+    try:
+        with open(os.path.join(rootfs, "etc/passwd")) as f:
+            for line in f:
+                p = line.strip().split(":")
+                if len(p) >= 4 and p[2].isdigit() and p[3].isdigit():
+                    out[p[0]] = (int(p[2]), int(p[3]))
+    except OSError:
+        pass
+    return out
+
+
+def _name_of(passwd: dict, uid: int) -> str | None:
+    return next((n for n, (u, _) in passwd.items() if u == uid), None)
+
+
+def _groups(rootfs: str) -> list[list[str]]:
+    try:
+        with open(os.path.join(rootfs, "etc/group")) as f:
+            return [ln.strip().split(":") for ln in f if ln.count(":") >= 3]
+    except OSError:
+        return []
+
+
+def _lookup_group(rootfs: str, name: str) -> int:
+    for g in _groups(rootfs):
+        if g[0] == name and g[2].isdigit():
+            return int(g[2])
+    raise InvalidArgument(f"group {name!r} is not in the image's /etc/group", field="image")
+
+
+def _member_gids(rootfs: str, user: str | None) -> list[int]:
+    if not user:
+        return []
+    return [int(g[2]) for g in _groups(rootfs) if g[2].isdigit() and user in g[3].split(",")]
+
+
+def _mounts(config: pb.ContainerConfig, sb: Sandbox, privileged: bool) -> list[dict]:
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "rw" if privileged else "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "rw" if privileged else "ro"]},
+    ]
+    wanted = {m.container_path for m in config.mounts}
+    for name in ("hosts", "hostname", "resolv.conf"):
+        if "/etc/" + name not in wanted:
+            mounts.append({"destination": "/etc/" + name, "type": "bind",
+                           "source": sb.etc_file(name), "options": ["rbind", "rprivate", "rw"]})
+    for m in config.mounts:
+        if not m.container_path.startswith("/"):
+            raise InvalidArgument(f"mount container_path {m.container_path!r} is not absolute",
+                                  field="config.mounts")
+        if not os.path.exists(m.host_path):
+            raise InvalidArgument(f"mount host_path {m.host_path!r} does not exist",
+                                  field="config.mounts")
+        opts = ["rbind", PROPAGATION.get(m.propagation, "rprivate"), "ro" if m.readonly else "rw"]
+        mounts.append({"destination": m.container_path, "type": "bind",
+                       "source": m.host_path, "options": opts})
+    return mounts
+
+
+def _resources(res: pb.LinuxContainerResources, privileged: bool) -> dict:
+    out: dict = {"devices": [{"allow": privileged, "access": "rwm"}]}
+    cpu = {}
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    if res.memory_limit_in_bytes:
+        out["memory"] = {"limit": res.memory_limit_in_bytes,
+                         "swap": res.memory_swap_limit_in_bytes or res.memory_limit_in_bytes}
+    if res.hugepage_limits:
+        out["hugepageLimits"] = [{"pageSize": h.page_size, "limit": h.limit}
+                                 for h in res.hugepage_limits]
+    if res.unified:
+        out["unified"] = dict(res.unified)
+    return out
+
+
+def oci_resources(res: pb.LinuxContainerResources) -> dict:
+    """UpdateContainerResources: only what was set (runc update leaves the
+    rest as it is)."""
+    out = _resources(res, False)
+    out.pop("devices")
+    return out
+
+
+def _devices(config: pb.ContainerConfig) -> list[dict]:
+    out = []
+    for d in config.devices:
+        try:
+            st = os.stat(d.host_path)
+        except OSError as e:
+            raise InvalidArgument(f"device {d.host_path!r}: {e.strerror}",
+                                  field="config.devices") from None
+        import stat
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+        if kind is None:
+            raise InvalidArgument(f"{d.host_path!r} is not a device", field="config.devices")
+        out.append({"path": d.container_path or d.host_path, "type": kind,
+                    "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                    "fileMode": stat.S_IMODE(st.st_mode), "uid": 0, "gid": 0})
+    return out

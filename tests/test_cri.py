@@ -1,0 +1,181 @@
+"""The CRI endpoint driven by the real crictl (cri-tools v1.26.1), each step
+checked on the host: the container's process, its namespaces, its log file.
+
+crictl comes from CRI_TOOLS_DIR (default: ../shared/tools/cri-tools-v1.26.1
+next to the repository); without it these tests skip.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import ROOT, Daemon, host_pid_alive, wait_until
+
+TOOLS = os.environ.get("CRI_TOOLS_DIR",
+                       os.path.join(os.path.dirname(ROOT), "shared", "tools", "cri-tools-v1.26.1"))
+CRICTL = os.path.join(TOOLS, "crictl")
+BUSYBOX_ROOTFS = os.path.join(ROOT, "bundles", "busybox", "rootfs")
+
+pytestmark = pytest.mark.skipif(not os.access(CRICTL, os.X_OK),
+                                reason=f"crictl not found at {CRICTL} (set CRI_TOOLS_DIR)")
+
+
+@pytest.fixture(scope="module")
+def cri():
+    """A daemon of its own with an image mirror holding 'busybox'."""
+    state = tempfile.mkdtemp(prefix="cdpy-cri-")
+    mirror = os.path.join(state, "mirror")
+    for name in ("docker.io_library_busybox_latest", "localhost_other_1"):
+        os.makedirs(os.path.join(mirror, name))
+        os.symlink(BUSYBOX_ROOTFS, os.path.join(mirror, name, "rootfs"))
+    d = Daemon(os.path.join(state, "s"), extra_args=["--image-mirror", mirror]).start()
+    d.cri_sock = os.path.join(d.state_dir, "cri.sock")
+    d.work = state
+    wait_until(lambda: os.path.exists(d.cri_sock), what="the CRI socket")
+    yield d
+    d.cleanup()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def crictl(d, *args, check=True):
+    sock = "unix://" + d.cri_sock
+    r = subprocess.run([CRICTL, "--runtime-endpoint", sock, "--image-endpoint", sock,
+                        "--timeout", "60s", *args], capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError(f"crictl {' '.join(args)} failed: {r.stderr}")
+    return r
+
+
+def write(d, name, obj) -> str:
+    path = os.path.join(d.work, name)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return path
+
+
+def pod_config(d, name):
+    return {"metadata": {"name": name, "namespace": "default", "uid": name + "-uid",
+                         "attempt": 1},
+            "hostname": name + "-host", "log_directory": os.path.join(d.work, "logs", name),
+            "dns_config": {"servers": ["10.9.9.9"], "searches": ["pods.test"]},
+            "linux": {}}
+
+
+def test_socket_mode(cri):
+    assert oct(os.stat(cri.cri_sock).st_mode & 0o777) == "0o660"
+    out = crictl(cri, "version").stdout
+    assert "RuntimeName:  containerd-py" in out and "RuntimeApiVersion:  v1" in out
+
+
+def test_pod_and_container_lifecycle(cri):
+    pod = pod_config(cri, "web")
+    pod_json = write(cri, "pod-web.json", pod)
+    ctr_json = write(cri, "ctr-web.json", {
+        "metadata": {"name": "counter"}, "image": {"image": "busybox"},
+        "command": ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do echo tick $i; "
+                    "i=$((i+1)); sleep 1; done"],
+        "envs": [{"key": "GREETING", "value": "hello"}], "labels": {"app": "web"},
+        "log_path": "counter.log"})
+    crictl(cri, "pull", "busybox")
+    assert "docker.io/library/busybox" in crictl(cri, "images").stdout
+
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    pods = json.loads(crictl(cri, "pods", "-o", "json").stdout)["items"]
+    assert [p["id"] for p in pods if p["state"] == "SANDBOX_READY"] == [pid_]
+
+    cid = crictl(cri, "create", pid_, ctr_json, pod_json).stdout.strip()
+    assert json.loads(crictl(cri, "inspect", cid).stdout)["status"]["state"] == \
+        "CONTAINER_CREATED"
+    # Visible in the REST API, labelled as a CRI container.
+    rest = cri.client.get(cid)
+    assert rest["labels"]["io.containerd-py.cri"] == "container"
+    assert rest["labels"]["app"] == "web"
+
+    crictl(cri, "start", cid)
+    info = json.loads(crictl(cri, "inspect", cid).stdout)
+    assert info["status"]["state"] == "CONTAINER_RUNNING"
+    pid = info["info"]["pid"]
+    assert host_pid_alive(pid)
+    # On the host: the process is in the pod's pinned namespaces, not the host's.
+    sb_dir = os.path.join(cri.state_dir, "cri", "sandboxes", pid_)
+    for kind in ("net", "uts", "ipc"):
+        assert os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(os.path.join(sb_dir, kind)).st_ino
+        assert os.stat(f"/proc/{pid}/ns/{kind}").st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino
+
+    r = crictl(cri, "exec", "-s", cid, "sh", "-c",
+               "hostname; echo $GREETING; cat /etc/resolv.conf").stdout
+    assert "web-host" in r and "hello" in r and "nameserver 10.9.9.9" in r
+    assert "search pods.test" in r
+
+    log_file = os.path.join(pod["log_directory"], "counter.log")
+    wait_until(lambda: os.path.exists(log_file) and "tick 1" in open(log_file).read(),
+               what="the CRI log file")
+    first = open(log_file).readline().split(" ", 3)
+    assert first[1] == "stdout" and first[2] == "F" and first[3].startswith("tick 0")
+    assert "tick 0" in crictl(cri, "logs", cid).stdout
+
+    stats = json.loads(crictl(cri, "stats", "-o", "json", "--id", cid).stdout)["stats"]
+    assert int(stats[0]["memory"]["workingSetBytes"]["value"]) > 0
+
+    crictl(cri, "stop", "--timeout", "10", cid)
+    assert not host_pid_alive(pid)
+    st = json.loads(crictl(cri, "inspect", cid).stdout)["status"]
+    assert st["state"] == "CONTAINER_EXITED" and st["exitCode"] == 0
+    assert st["reason"] == "Completed"
+    crictl(cri, "rm", cid)
+    assert cid not in crictl(cri, "ps", "-a", "-q").stdout
+    # The log stays: it is the caller's (the kubelet removes it).
+    assert os.path.exists(log_file)
+
+    crictl(cri, "stopp", pid_)
+    crictl(cri, "rmp", pid_)
+    assert crictl(cri, "pods", "-q").stdout.strip() == ""
+    with open("/proc/mounts") as f:
+        assert sb_dir not in f.read()
+    assert not os.path.exists(sb_dir)
+
+
+def test_exec_sync_timeout_and_exit_code(cri):
+    pod_json = write(cri, "pod-ex.json", pod_config(cri, "ex"))
+    ctr_json = write(cri, "ctr-ex.json", {"metadata": {"name": "sleeper"},
+                                          "image": {"image": "busybox"},
+                                          "command": ["tail", "-f", "/dev/null"]})
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    cid = crictl(cri, "create", pid_, ctr_json, pod_json).stdout.strip()
+    crictl(cri, "start", cid)
+    r = crictl(cri, "exec", "-s", cid, "sh", "-c", "exit 3", check=False)
+    assert r.returncode != 0 and "exited with 3" in r.stderr
+    r = crictl(cri, "exec", "-s", "--timeout", "1", cid, "sleep", "30", check=False)
+    assert r.returncode != 0 and "DeadlineExceeded" in r.stderr
+    crictl(cri, "rmp", "-f", pid_)
+    assert cid not in crictl(cri, "ps", "-a", "-q").stdout
+    assert cri.client.list() == [] or all(c["id"] != cid for c in cri.client.list())
+
+
+def test_images_pull_and_remove(cri):
+    crictl(cri, "pull", "localhost/other:1")
+    out = crictl(cri, "images").stdout
+    assert "localhost/other" in out
+    crictl(cri, "rmi", "localhost/other:1")
+    assert "localhost/other" not in crictl(cri, "images").stdout
+    r = crictl(cri, "pull", "localhost/nosuch:9", check=False)
+    assert r.returncode != 0 and "localhost/nosuch:9" in r.stderr and "NotFound" in r.stderr
+
+
+def test_errors(cri):
+    r = crictl(cri, "inspectp", "0123456789abcdef", check=False)
+    assert r.returncode != 0 and "NotFound" in r.stderr
+    pod_json = write(cri, "pod-err.json", pod_config(cri, "err"))
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    ctr_json = write(cri, "ctr-err.json", {"metadata": {"name": "x"},
+                                           "image": {"image": "localhost/absent:1"},
+                                           "command": ["true"]})
+    r = crictl(cri, "create", "--no-pull", pid_, ctr_json, pod_json, check=False)
+    assert r.returncode != 0 and "localhost/absent:1" in r.stderr
+    # Nothing half-created.
+    assert crictl(cri, "ps", "-a", "-q").stdout.strip() == ""
+    crictl(cri, "rmp", "-f", pid_)
