@@ -8,8 +8,9 @@ import shutil
 DEFAULT_LISTEN = "127.0.0.1:8888"
 DEFAULT_STATE_DIR = "/run/containerd-py"
 DEFAULT_DATA_DIR = "/var/lib/containerd-py"
-# Where native/setup-host.sh puts a CRIU that works on this kernel (Debian 12
-# ships one that fails `criu check`); falls back to `criu` on PATH.
+# Where native/setup-host.sh puts a CRIU that works on this kernel (>= 4.2:
+# Debian 12's fails `criu check`, and 13's 4.1.1 cannot dump internet sockets
+# on Linux >= 6.16); falls back to `criu` on PATH.
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
 # sizeof(sockaddr_un.sun_path) minus its terminating NUL.
 SUN_PATH_MAX = 107

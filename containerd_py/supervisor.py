@@ -20,8 +20,8 @@ import psutil
 
 from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
-                          criu_status)
+from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
+                          criu_log_tail, criu_status, restore_plan)
 from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
@@ -134,6 +134,8 @@ class Supervisor(NetworkOperations):
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
+        if status.get("warning"):
+            log.warning("checkpoint/restore: %s", status["warning"])
 
     def _lost_exit(self, c: Container) -> ExitRecord:
         log.warning("container %s: shim gone without an exit file", c.id)
@@ -238,18 +240,9 @@ class Supervisor(NetworkOperations):
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            self._criu()
-            store = CheckpointStore(r.bundle_path)
-            image = store.require(r.checkpoint)
-            meta = store.meta(r.checkpoint)
-            work = os.path.join(shim_dir, "criu-work")
-            os.makedirs(work, exist_ok=True)
-            if r.lazy:
-                lazy = LazyPages(self._criu(), image, work)
-                await lazy.start()
-            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
-                                   unix_sockets=meta.unixSockets, shell=meta.shell,
-                                   lazy=lazy is not None)
+            argv, work, lazy = await restore_plan(
+                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
+                shim_dir, pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
@@ -263,6 +256,8 @@ class Supervisor(NetworkOperations):
             raise
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
+        if r.checkpoint:
+            await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None

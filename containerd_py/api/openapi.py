@@ -77,7 +77,14 @@ PATHS = {
     "/version": {"get": _op("Daemon and API version", [
         _resp(200, "versions", _obj({"version": S, "apiVersion": S}))], tag="daemon")},
     "/info": {"get": _op("Host, runtimes, CRIU, counts by status, state dirs", [
-        _resp(200, "information", {"type": "object"})], tag="daemon")},
+        _resp(200, "information", _obj({"criu": _obj({
+            "available": B, "path": S, "version": S,
+            "check": _obj({"ok": B, "exitCode": I, "output": S}),
+            "inetSockets": B, "reason": S, "warning": S})}))],
+        desc="`criu`: the CRIU the daemon uses, its version and what `criu check` said; "
+             "`inetSockets` is false when this CRIU cannot dump a process with an internet "
+             "socket on this kernel (CRIU < 4.2 on Linux >= 6.16; `warning` says why).",
+        tag="daemon")},
     "/openapi.json": {"get": _op("This document", [_resp(200, "OpenAPI 3 document",
                                                           {"type": "object"})], tag="daemon")},
     "/containers": {
