@@ -653,7 +653,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready (default: all)")
+                    "start,throughput,scale,ready,network (default: all)")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -663,7 +663,8 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
-    only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready"}
+    only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
+                                                     "network"}
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -751,6 +752,10 @@ def main(argv=None) -> int:
         figure("scale", scale)
         figure("ready", lambda: fig_ready(d, work, cfg["ready_sizes"], cfg["ready_reps"],
                                           by_key.get("podman")))
+        import network as network_bench
+        figure("network", lambda: network_bench.fig_network(
+            d, work, bundles, by_key.get("runc") or S.BareRuntime("runc", work, bundles),
+            by_key.get("podman"), q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"
@@ -771,6 +776,8 @@ def main(argv=None) -> int:
     import report
     S.json_dump(results, os.path.join(a.docs, "benchmarks.json"))
     report.write(results, a.docs)
+    import network as network_bench
+    network_bench.append_report(results, a.docs)
     log(f"done in {results['duration_s']}s: {os.path.join(a.docs, 'benchmarks.md')}")
     return 130 if "interrupted" in results else 0
 
