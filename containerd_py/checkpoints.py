@@ -33,6 +33,9 @@ class CheckpointMeta:
     created: str = ""
     size: int = 0
     container: str = ""
+    # The create settings of the container it was taken from: a clone
+    # restores with them, into the same spec.
+    settings: dict = dataclasses.field(default_factory=dict)
 
 
 class CheckpointStore:

@@ -12,6 +12,9 @@ DEFAULT_DATA_DIR = "/var/lib/containerd-py"
 # Debian 12's fails `criu check`, and 13's 4.1.1 cannot dump internet sockets
 # on Linux >= 6.16); falls back to `criu` on PATH.
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
+# `init: true` bind-mounts this into the container as its PID 1: Debian's
+# tini package, static so it runs in any root filesystem.
+TINI = "/usr/bin/tini-static"
 # sizeof(sockaddr_un.sun_path) minus its terminating NUL.
 SUN_PATH_MAX = 107
 # Below this even a hashed shim dir name ("-" and 12 hex digits) would not fit.
@@ -38,6 +41,7 @@ class DaemonConfig:
     cgroup_parent: str = "containerd-py"
     # The subnet of the `default` network, made on the first start.
     default_subnet: str = "10.88.0.0/16"
+    init_binary: str = TINI
     # The CRI's gRPC socket ("" serves none); None: cri.sock in the state dir,
     # which is /run/containerd-py/cri.sock for the default state dir.
     cri_listen: str | None = None

@@ -54,6 +54,12 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # The create settings as given (runtime.settings.ContainerSettings), and
+    # what they came to in the last spec written: what the API shows.
+    settings: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    stop_signal: int = 15
+    image: dict | None = None  # {"ref", "id"} of an image container
     # Networks asked for at create (None: what the bundle's config.json
     # says), the ports to publish, and what network/ set up for this run.
     networks: list | None = None
@@ -92,6 +98,9 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.image:
+            obj["image"] = self.image
+        obj.update(self.config)
         if self.networks is not None:
             obj.update(network_api(self))
         return obj

@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
+from . import API_VERSION, __version__, bundle as bundle_mod, states
 from . import stats as stats_mod
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
                           criu_log_tail, criu_status, restore_plan)
@@ -28,7 +28,8 @@ from .events import EventJournal, now_ns, rfc3339
 from .interactive import ExecSession
 from .network import NetworkService
 from .network_ops import NetworkOperations
-from .runtime import SUPPORTED, OCIRuntime
+from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
+from .runtime.settings import ContainerSettings
 from .shim import ExitRecord, Shim
 from .states import Status
 from .store import ContainerRecord, ContainerStore, ProcessRecord
@@ -160,7 +161,8 @@ class Supervisor(NetworkOperations):
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False, start: bool = True,
+                     lazy: bool = False, settings: ContainerSettings | None = None,
+                     resources: dict | None = None, start: bool = True,
                      networks: list[str] | None = None,
                      ports: list[dict] | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
@@ -172,6 +174,12 @@ class Supervisor(NetworkOperations):
         self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
         spec = bundle_mod.read_config(bundle)
+        settings = settings or ContainerSettings()
+        if checkpoint and not settings.given():
+            # The checkpoint was taken with its container's settings (mounts,
+            # args, user): a clone restores into the same spec.
+            settings = ContainerSettings.from_json(
+                CheckpointStore(bundle).meta(checkpoint).settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -179,7 +187,9 @@ class Supervisor(NetworkOperations):
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
             overlay=overlay or checkpoint is not None, lazy=lazy,
+            settings=settings.to_json(), resources=dict(resources or {}),
             networks=networks, ports=ports or [])
+        # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -212,7 +222,8 @@ class Supervisor(NetworkOperations):
         if c.cleanup is not None:
             await c.cleanup  # the previous run's `runtime delete` and CNI DEL
             c.cleanup = None
-        await self.networks.prepare(c.record, spec)
+        await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
+            c.record.settings).hostname or spec.get("hostname"))
         try:
             await self._launch_processes(c, spec)
         except BaseException:
@@ -253,7 +264,8 @@ class Supervisor(NetworkOperations):
                 lazy.kill()
             if r.checkpoint:
                 e.message += " " + criu_log_tail(work)
-            raise
+                raise
+            raise failures.classify(e) from None
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
         if r.checkpoint:
@@ -275,28 +287,19 @@ class Supervisor(NetworkOperations):
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
-        """The runtime gets the daemon's own copy of config.json, as in
-        containerd: the root path made absolute (and swapped for an overlay
-        when the container has one) and a cgroup of the daemon's own."""
+        """The runtime gets the daemon's own spec (runtime/spec.py) over the
+        bundle's or the image's root filesystem."""
         r = c.record
-        # `spec` was just read from the user's bundle for this launch alone:
-        # changed in place.
-        root = spec.setdefault("root", {"path": "rootfs"})
-        lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
-        if r.overlay:
-            root["path"] = rootfs.mount_overlay(lower, os.path.join(c.shim.dir, "overlay"))
-            root["readonly"] = False
-        else:
-            root["path"] = lower
-        linux = spec.setdefault("linux", {})
-        if not linux.get("cgroupsPath"):
-            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.id}"
-        if r.resources:
-            _merge_resources(linux.setdefault("resources", {}), r.resources)
+        overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
+        root = rootfs.for_bundle(r.bundle_path, spec, overlay)
+        settings = ContainerSettings.from_json(r.settings)
         bundle = os.path.join(c.shim.dir, "bundle")
-        os.makedirs(bundle, exist_ok=True)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        spec = runspec.write_runtime_bundle(
+            bundle, spec, settings, rootfs=root, own_rootfs=overlay is not None,
+            cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
+            init_binary=self.config.init_binary)
+        r.init = bundle_mod.process_record(spec["process"], 0)
+        r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
         return bundle
 
     # -- exits ---------------------------------------------------------------
@@ -429,6 +432,8 @@ class Supervisor(NetworkOperations):
                 pid = await c.shim.exec(
                     rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
+            except RuntimeFailure as e:
+                raise failures.classify(e) from None
             finally:
                 for path in (proc_file, pid_file):
                     _unlink(path)
@@ -546,7 +551,7 @@ class Supervisor(NetworkOperations):
         # rule too); the next start clears it.
         c.record.stopped_by_user = True
         if timeout > 0:
-            await self._kill(c, self._stop_signal(c))
+            await self._kill(c, c.record.stop_signal)
             try:
                 await asyncio.wait_for(c.exited.wait(), timeout)
                 return
@@ -558,14 +563,6 @@ class Supervisor(NetworkOperations):
             if not c.exited.is_set():
                 raise
         await asyncio.wait_for(c.exited.wait(), 30)
-
-    def _stop_signal(self, c: Container) -> int:
-        try:
-            spec = bundle_mod.read_config(c.record.bundle_path)
-        except NotFound:
-            return 15
-        sig = (spec.get("annotations") or {}).get("org.opencontainers.image.stopSignal")
-        return _signal_number(sig) if sig else 15
 
     async def wait(self, ref: str) -> ContainerRecord:
         c = self.get(ref)
@@ -747,7 +744,7 @@ class Supervisor(NetworkOperations):
         async with c.lock:
             states.check("update", c.record.status, c.id)
             await self.runtime(c.record.runtime).update(c.id, resources)
-            _merge_resources(c.record.resources, resources)
+            runspec.merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)
         return c
@@ -820,11 +817,15 @@ class Supervisor(NetworkOperations):
         return lambda: c.exited.is_set() and not c.shim.alive()
 
     def process_defaults(self, ref: str) -> dict:
-        """What an exec'd process inherits from init (env, capabilities)."""
-        try:
-            return bundle_mod.read_config(self.get(ref).record.bundle_path).get("process", {})
-        except DaemonError:
-            return {}
+        """What an exec'd process inherits from init (env, user, cwd,
+        capabilities): the spec the daemon wrote for it, settings included."""
+        c = self.get(ref)
+        for path in (os.path.join(c.shim.dir, "bundle"), c.record.bundle_path):
+            try:
+                return bundle_mod.read_config(path).get("process", {})
+            except DaemonError:
+                continue
+        return {}
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
@@ -870,7 +871,7 @@ class Supervisor(NetworkOperations):
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id))
+                    container=c.id, settings=c.record.settings))
             except RuntimeFailure as e:
                 e.message += " " + criu_log_tail(work)
                 raise
@@ -908,14 +909,6 @@ def _os_release() -> str:
         return fields.get("PRETTY_NAME", "").strip('"')
     except FileNotFoundError:
         return ""
-
-
-def _merge_resources(linux_resources: dict, resources: dict) -> None:
-    for key, value in resources.items():
-        if isinstance(value, dict):
-            linux_resources.setdefault(key, {}).update(value)
-        else:
-            linux_resources[key] = value
 
 
 class _Capped:
@@ -969,15 +962,6 @@ def _kill_pid_file(path: str) -> bool:
 def _started_ns(r: ContainerRecord) -> int:
     from .events import parse_timestamp
     return parse_timestamp(r.started_at) if r.started_at else now_ns()
-
-
-def _signal_number(sig) -> int:
-    import signal as signal_mod
-    if isinstance(sig, int) or str(sig).isdigit():
-        return int(sig)
-    name = str(sig).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    return int(getattr(signal_mod.Signals, name, signal_mod.SIGTERM))
 
 
 def _clear_shim_files(shim_dir: str) -> None:

@@ -51,13 +51,14 @@ def check_process(body, defaults: dict) -> dict:
         raise InvalidArgument("args is required: a non-empty list of strings", field="args")
     _str_list(args, "args")
     env = _str_list(body.get("env", defaults.get("env", [])), "env")
-    cwd = body.get("cwd", "/") or "/"
+    # Like `docker exec`, the container's own cwd and user unless given.
+    cwd = body.get("cwd", defaults.get("cwd", "/")) or "/"
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise InvalidArgument("cwd must be an absolute path", field="cwd")
     terminal = body.get("terminal", False)
     if not isinstance(terminal, bool):
         raise InvalidArgument("terminal must be a boolean", field="terminal")
-    user = body.get("user", {"uid": 0, "gid": 0})
+    user = body.get("user", defaults.get("user", {"uid": 0, "gid": 0}))
     if not isinstance(user, dict):
         raise InvalidArgument("user must be an object {uid, gid, additionalGids}", field="user")
     out_user = {}

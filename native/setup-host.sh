@@ -79,11 +79,12 @@ apt_install() {
 # runtimes, the busybox used for the test bundles, iptables for CRIU's
 # network lock and its network namespace dumps, iproute2 (CRIU runs ip to
 # dump a network namespace; the CRI brings up loopback in pod namespaces),
-# and what the Python dependencies need to build (python-prctl: libcap-dev;
-# cffi: libffi-dev; both: gcc, python3-dev).
+# tini (its static binary is the `init: true` of a container, as `docker run
+# --init`), and what the Python dependencies need to build (python-prctl:
+# libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
 # containernetworking-plugins: the CNI plugins (bridge, host-local, portmap,
 # firewall, loopback, tuning) the daemon runs for its networks, in /usr/lib/cni.
-apt_install runc crun busybox-static iptables iproute2 containernetworking-plugins \
+apt_install runc crun busybox-static iptables iproute2 tini containernetworking-plugins \
     gcc libc6-dev libcap-dev libffi-dev pkg-config \
     python3 python3-dev python3-venv ca-certificates
 

@@ -55,6 +55,8 @@ def _obj(props: dict, required=()) -> dict:
 
 
 S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
+STR_LIST = {"type": "array", "items": S}
+STR_MAP = {"type": "object", "additionalProperties": S}
 TIMEOUT = ("timeout", "integer", "seconds between the stop signal and SIGKILL (default 10)")
 
 PATHS = {
@@ -98,9 +100,16 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint)", [_resp(201, "the container, running", CONTAINER),
-                                    *_errors(400, 404, 409, 413, 500, 501)],
-                    body={"$ref": "#/components/schemas/CreateRequest"}),
+                    "checkpoint), with its settings", [
+                        _resp(201, "the container, running", CONTAINER),
+                        *_errors(400, 404, 409, 413, 500, 501)],
+                    body={"$ref": "#/components/schemas/CreateRequest"},
+                    desc="An unknown field is a 400 naming it (`field`) with the allowed "
+                         "ones (`allowed`). A command the container does not have, a cwd "
+                         "it cannot enter, empty args or an unknown user is a 400 with "
+                         "the runtime's own words; a bind mount whose source is missing "
+                         "is a 400 naming it (`source`). `init: true` on a host without "
+                         "tini is a 501."),
         "get": _op("One container (by id or name)", [_resp(200, "container", CONTAINER),
                                                      *_errors(400, 404)]),
         "patch": _op("Pause/resume, signal init, or update resources", [
@@ -135,7 +144,7 @@ PATHS = {
     "/containers/{id}/start": {"post": _op(
         "Start a stopped container again (from its bundle, or from a checkpoint)",
         [_resp(200, "the running container", CONTAINER), *_errors(400, 404, 409, 500, 501)],
-        body=_obj({"checkpoint": S, "lazy": B}))},
+        body={**_obj({"checkpoint": S, "lazy": B}), "additionalProperties": False})},
     "/containers/{id}/restart": {"post": _op(
         "Stop (if running) and start again", [_resp(200, "the running container", CONTAINER),
                                               *_errors(400, 404, 409, 500)], params=[TIMEOUT])},
@@ -299,21 +308,52 @@ SCHEMAS = {
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
         "checkpoint": S, "resources": {"type": "object"},
+        # The settings in effect (bundle or image, with the create settings).
+        "args": STR_LIST, "env": STR_LIST, "cwd": S,
+        "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
+        "hostname": S, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
+        "annotations": STR_MAP, "stopSignal": S, "init": B,
         "networks": {"type": "object", "additionalProperties": ATTACHMENT},
         "requestedNetworks": {"type": "array", "items": S},
         "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
         "addresses": {"type": "object", "description": "Zun's form of `networks`"}}),
-    "CreateRequest": _obj({
-        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": {"type": "object"},
+    "CreateRequest": {**_obj({
+        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": STR_MAP,
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
+        "restartPolicy": {**_obj({"name": {"type": "string",
+                                           "enum": ["no", "on-failure", "always"]},
+                                  "maximumRetryCount": I}), "additionalProperties": False},
+        # Settings, over the bundle's config.json (in the daemon's copy).
+        "args": {**STR_LIST, "minItems": 1, "description": "the command (replaces Cmd)"},
+        "entrypoint": {**STR_LIST, "description": "replaces the Entrypoint; [] clears it"},
+        "env": {**STR_LIST, "description": "KEY=VALUE, merged over the bundle's"},
+        "cwd": S, "user": {"oneOf": [S, I], "description": "uid[:gid] or name[:group], "
+                           "names from the container's /etc/passwd and /etc/group"},
+        "hostname": S, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "items": {"oneOf": [
+            {"$ref": "#/components/schemas/Mount"},
+            {"type": "string", "description": "type=bind,src=/srv,dst=/srv[,ro], "
+                                              "type=tmpfs,dst=/run[,tmpfs-size=64m] or "
+                                              "SRC:DST[:ro]"}]}},
+        "resources": {"$ref": "#/components/schemas/Resources"},
+        "annotations": STR_MAP,
+        "stopSignal": {"oneOf": [S, I], "description": "SIGTERM, TERM or 15"},
+        "init": {"type": "boolean", "description": "tini as PID 1 (docker run --init)"},
+        # Zun's names.
+        "command": {"oneOf": [S, STR_LIST], "description": "Zun: args, or a command line"},
+        "environment": STR_MAP, "workdir": S, "cpu": N, "memory": {"oneOf": [I, S]},
+        "interactive": {"type": "boolean", "description": "Zun: terminal"},
+        # Networks (network/).
         "networks": {"type": "array", "items": S,
                      "description": '[] loopback only, ["host"] the host\'s namespace'},
-        "nets": {"type": "array", "items": _obj({"network": S})},
+        "nets": {"type": "array", "items": _obj({"network": S}), "description": "Zun: networks"},
         "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
-        "restartPolicy": _obj({"name": {"type": "string",
-                                        "enum": ["no", "on-failure", "always"]},
-                               "maximumRetryCount": I})}, ["bundlePath"]),
+    }, ["bundlePath"]), "additionalProperties": False},
+    "Mount": {**_obj({"destination": S, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
+                      "source": S, "options": STR_LIST}, ["destination"]),
+              "additionalProperties": False},
     "Resources": _obj({"memory": {"oneOf": [I, S]}, "cpus": N, "cpuShares": I,
                        "cpuQuota": I, "cpuPeriod": I, "pidsLimit": I}),
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
@@ -327,7 +367,9 @@ SCHEMAS = {
                   "protocol": {"type": "string", "enum": ["tcp", "udp"]},
                   "hostIp": S}, ["containerPort"]),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
-                        "created": S, "size": I, "container": S}),
+                        "created": S, "size": I, "container": S,
+                        "settings": {"type": "object", "description": "the create settings "
+                                     "of its container; a clone without its own gets these"}}),
 }
 
 

@@ -122,7 +122,7 @@ class NetworkService:
     def _netns_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
-    async def prepare(self, record, spec: dict) -> None:
+    async def prepare(self, record, spec: dict, hostname: str | None = None) -> None:
         """Give the container the networks it asked for before the runtime
         starts it: a pinned netns (written into the spec's namespaces), CNI
         ADD for each network (ports on the first), and its /etc files. On a
@@ -146,7 +146,7 @@ class NetworkService:
                 for i, name in enumerate(requested):
                     await self._add(record, name, f"eth{i}",
                                     record.ports if i == 0 else [])
-                self._write_files(record, spec.get("hostname") or record.name or record.id)
+                self._write_files(record, hostname or record.name or record.id)
             except BaseException:
                 await self._release_locked(record)
                 raise
