@@ -164,6 +164,8 @@ class CNI:
                 await self.delete(conflist, container_id, netns, ifname)
             except CNIError:
                 pass
+            # Whatever DEL managed, nobody will DEL this attachment again.
+            self.cache.remove(conflist["name"], container_id, ifname)
             raise
         self.cache.save(conflist["name"], container_id, ifname,
                         _with_runtime(conflist, runtime), prev or {})
