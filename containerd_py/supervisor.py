@@ -25,8 +25,9 @@ from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_rest
 from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
+from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
-from .network import NetworkService
+from .network import DEFAULT_NETWORK, NetworkService
 from .network_ops import NetworkOperations
 from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
 from .runtime.settings import ContainerSettings
@@ -75,6 +76,7 @@ class Supervisor(NetworkOperations):
         self.events = EventJournal(os.path.join(config.data_dir, "events.jsonl"),
                                    config.events_journal_max)
         self.containers: dict[str, Container] = {}
+        self.images = ImageStore(os.path.join(config.data_dir, "images"))
         self._runtimes: dict[str, OCIRuntime] = {}
         self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
@@ -131,6 +133,7 @@ class Supervisor(NetworkOperations):
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+        self.images.prune(keep=self.containers)
         log.info("recovered %d containers", len(self.containers))
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
@@ -157,22 +160,29 @@ class Supervisor(NetworkOperations):
 
     # -- create / start ------------------------------------------------------
 
-    async def create(self, cid: str, bundle: str, *, name: str | None = None,
+    async def create(self, cid: str, bundle: str | None, *, name: str | None = None,
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
                      lazy: bool = False, settings: ContainerSettings | None = None,
                      resources: dict | None = None, start: bool = True,
+                     image: str | None = None,
                      networks: list[str] | None = None,
                      ports: list[dict] | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
-        it (the CRI's CreateContainer): its first `start` runs it."""
+        it (the CRI's CreateContainer): its first `start` runs it. From a
+        bundle, or from `image` (a ref of the image store)."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
+        if image and networks is None:
+            networks = [DEFAULT_NETWORK]  # as podman's; a bundle keeps its config.json's
         self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
+        if image:
+            img = self.images.resolve(image)
+            bundle = image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
         settings = settings or ContainerSettings()
         if checkpoint and not settings.given():
@@ -180,6 +190,8 @@ class Supervisor(NetworkOperations):
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
                 CheckpointStore(bundle).meta(checkpoint).settings)
+        if image:
+            settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -188,6 +200,7 @@ class Supervisor(NetworkOperations):
             # share, so restore always gets its own overlay.
             overlay=overlay or checkpoint is not None, lazy=lazy,
             settings=settings.to_json(), resources=dict(resources or {}),
+            image={"ref": image, "id": img.id} if image else None,
             networks=networks, ports=ports or [])
         # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
@@ -290,12 +303,16 @@ class Supervisor(NetworkOperations):
         """The runtime gets the daemon's own spec (runtime/spec.py) over the
         bundle's or the image's root filesystem."""
         r = c.record
-        overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
-        root = rootfs.for_bundle(r.bundle_path, spec, overlay)
+        if r.image:
+            root, own = self.images.mount(r.image["id"], c.id), True
+        else:
+            overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
+            root = rootfs.for_bundle(r.bundle_path, spec, overlay)
+            own = overlay is not None
         settings = ContainerSettings.from_json(r.settings)
         bundle = os.path.join(c.shim.dir, "bundle")
         spec = runspec.write_runtime_bundle(
-            bundle, spec, settings, rootfs=root, own_rootfs=overlay is not None,
+            bundle, spec, settings, rootfs=root, own_rootfs=own,
             cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
             init_binary=self.config.init_binary)
         r.init = bundle_mod.process_record(spec["process"], 0)
@@ -533,6 +550,8 @@ class Supervisor(NetworkOperations):
         await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        if c.record.image:
+            self.images.remove(c.id)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)

@@ -21,8 +21,10 @@
 #    loader and libraries (the host's older glibc cannot run it).  The
 #    wrapper is swapped atomically, so a daemon running checkpoints while
 #    this script upgrades CRIU never sees a half-installed one.
-#  - CONTAINERD_PY_CRIU_SUITE picks another suite (e.g. a snapshot's
-#    "unstable", or "trixie-backports" once 4.2 is there).
+#  - CONTAINERD_PY_CRIU_SUITE picks another suite ("trixie-backports" once
+#    4.2 is there) and CONTAINERD_PY_CRIU_MIRROR another archive, e.g.
+#    http://snapshot.debian.org/archive/debian/20261201T000000Z for a fixed
+#    day of unstable (its expired Valid-Until is then accepted).
 #
 # CRIU's network lock (when dumping a container that has its own network
 # namespace) runs iptables-restore and ip6tables-restore from PATH; the
@@ -133,7 +135,7 @@ criu_good() {  # criu_good BINARY: recent enough, and `criu check` passes
 install_private_criu() {
     local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     local mirror work apt_opts pkgs p ldso libdirs ver dest lp d old
-    mirror=$(debian_mirror)
+    mirror=${CONTAINERD_PY_CRIU_MIRROR:-$(debian_mirror)}
     work=$(mktemp -d /tmp/containerd-py-criu.XXXXXX)
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" EXIT
@@ -155,7 +157,9 @@ install_private_criu() {
         # what is trusted, not the download sandbox
         -o "APT::Sandbox::User=root"
     )
-    if ! apt-get "${apt_opts[@]}" update -qq >"$work/update.log" 2>&1; then
+    # A snapshot's Release files are signed but long past their Valid-Until.
+    [[ "$mirror" == *snapshot.debian.org* ]] && apt_opts+=(-o "Acquire::Check-Valid-Until=false")
+    if ! apt-get "${apt_opts[@]}" update -qq --error-on=any >"$work/update.log" 2>&1; then
         if grep -qE 'NO_PUBKEY|not signed|EXPKEYSIG|signature' "$work/update.log"; then
             # An old debian-archive-keyring predates the keys unstable is
             # signed with; the point releases ship them.  Upgrade it, retry.
@@ -163,14 +167,14 @@ install_private_criu() {
             apt-get install -y -qq debian-archive-keyring >/dev/null 2>&1 \
                 || die "could not upgrade debian-archive-keyring"
             say "upgraded apt package debian-archive-keyring $(dpkg-query -W -f='${Version}' debian-archive-keyring)"
-            apt-get "${apt_opts[@]}" update -qq >"$work/update.log" 2>&1 \
+            apt-get "${apt_opts[@]}" update -qq --error-on=any >"$work/update.log" 2>&1 \
                 || { cat "$work/update.log" >&2; die "cannot read the $CRIU_SUITE suite from $mirror"; }
         else
             cat "$work/update.log" >&2; die "cannot read the $CRIU_SUITE suite from $mirror"
         fi
     fi
-    ver=$(apt-cache "${apt_opts[@]}" show criu 2>/dev/null | awk '/^Version:/{print $2; exit}')
-    [ -n "$ver" ] || die "no criu package in $CRIU_SUITE at $mirror"
+    ver=$(apt-cache "${apt_opts[@]}" show criu 2>/dev/null | awk '/^Version:/{print $2; exit}' || true)
+    [ -n "$ver" ] || { cat "$work/update.log" >&2; die "no criu package in $CRIU_SUITE at $mirror"; }
     dpkg --compare-versions "$ver" ge "$CRIU_MIN" \
         || die "$CRIU_SUITE has criu $ver; CRIU >= $CRIU_MIN is needed on kernels >= 6.16"
     # With an empty dpkg status, a simulated install lists the whole

@@ -648,6 +648,7 @@ def test_clone_of_a_container_with_settings_restores_with_them(api, daemon, bund
     b = bundle(["sh", "-c", "echo not this command"])
     c = cid("orig")
     obj = api.create(c, b, args=STATEFUL, env=["A=1"], hostname="warm-one", init=True,
+                     overlay=True,
                      mounts=[f"type=bind,src={host_file},dst=/etc/motd,ro"])
     pid = obj["processes"][0]["pid"]
     wait_until(lambda: int(read_file(pid, "/tmp/count") or 0) >= 5, 10,

@@ -423,3 +423,20 @@ def test_bundle_without_command_is_400(api, daemon, tmp_path, bundle, cid):
     api.create(c, b, args=SLEEPER)
     assert runs(init_pid(api, c), SLEEPER)
     api.delete(c, force=True)
+
+
+def test_mount_point_missing_from_a_bundles_rootfs_is_400(api, daemon, bundle, cid, tmp_path):
+    """runc would create it in the bundle's root filesystem, which is the
+    user's own and shared with other containers; on an overlay it may."""
+    c = cid()
+    body = bad_create(api, c, bundle(), mounts=[f"type=bind,src={tmp_path},dst=/srv"])
+    assert body["destination"] == "/srv" and "overlay" in body["error"]
+    assert not os.path.exists(os.path.join(BUSYBOX_ROOTFS, "srv"))
+    assert_nothing_left(api, daemon, c)
+    # On a mount the runtime makes (the bundle's /tmp tmpfs) it may.
+    c = cid()
+    api.create(c, bundle(), mounts=[f"type=bind,src={tmp_path},dst=/tmp/host"])
+    try:
+        assert sh(api, c, "test -d /tmp/host")["exitStatus"] == 0
+    finally:
+        api.delete(c, force=True)

@@ -26,7 +26,8 @@ async def create_container(request: web.Request) -> web.Response:
         cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
         checkpoint=req.checkpoint, auto_remove=req.auto_remove,
         restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
-        settings=req.settings, resources=req.resources, **network_fields(body))
+        settings=req.settings, resources=req.resources, image=req.image,
+        **network_fields(body))
     return json_response(c.record.to_api(), 201)
 
 

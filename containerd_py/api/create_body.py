@@ -12,6 +12,7 @@ import shlex
 
 from .. import validation as v
 from ..errors import InvalidArgument
+from ..images import refs
 from ..runtime.settings import ContainerSettings
 from ..runtime.spec import signal_number
 from .common import bool_field, check_fields
@@ -22,7 +23,7 @@ SETTINGS_FIELDS = {"args", "entrypoint", "env", "cwd", "user", "hostname", "term
 ZUN_FIELDS = {"command", "environment", "workdir", "cpu", "memory", "interactive"}
 # Checked by api/networks.py (create_fields).
 NETWORK_FIELDS = {"networks", "nets", "ports"}
-CREATE_FIELDS = {"bundlePath", "checkpoint", "lazy", "labels", "runtime", "name",
+CREATE_FIELDS = {"bundlePath", "image", "checkpoint", "lazy", "labels", "runtime", "name",
                  "autoRemove", "restartPolicy", "overlay"} | SETTINGS_FIELDS | ZUN_FIELDS \
     | NETWORK_FIELDS
 # The same thing under two names: giving both is ambiguous.
@@ -36,7 +37,7 @@ MOUNT_TYPES = ("bind", "tmpfs")
 
 @dataclasses.dataclass
 class CreateRequest:
-    bundle: str
+    bundle: str | None
     name: str | None
     labels: dict
     runtime: str | None
@@ -47,6 +48,7 @@ class CreateRequest:
     overlay: bool
     settings: ContainerSettings
     resources: dict
+    image: str | None = None
 
 
 def parse(body: dict) -> CreateRequest:
@@ -54,7 +56,15 @@ def parse(body: dict) -> CreateRequest:
     for a, b in _ALIASES:
         if a in body and b in body:
             raise InvalidArgument(f"give {a} or {b} (Zun's name for it), not both", field=b)
-    bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
+    image = body.get("image")
+    if image is not None:
+        # An image of the store instead of a bundle.
+        refs.check_ref(image, "image")
+        if body.get("bundlePath") is not None:
+            raise InvalidArgument("give bundlePath or image, not both", field="image")
+        bundle = None
+    else:
+        bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")
@@ -72,7 +82,8 @@ def parse(body: dict) -> CreateRequest:
         bundle=bundle, name=name, labels=_str_map(body, "labels"), runtime=runtime,
         checkpoint=checkpoint, lazy=lazy, auto_remove=bool_field(body, "autoRemove"),
         restart_policy=restart_policy(body.get("restartPolicy")),
-        overlay=bool_field(body, "overlay"), settings=settings(body), resources=resources)
+        overlay=bool_field(body, "overlay"), settings=settings(body), resources=resources,
+        image=image)
 
 
 def settings(body: dict) -> ContainerSettings:

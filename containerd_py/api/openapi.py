@@ -10,6 +10,7 @@ from .. import __version__
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+IMAGE = {"$ref": "#/components/schemas/Image"}
 
 
 def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
@@ -22,7 +23,7 @@ def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
 def _errors(*codes: int) -> list[tuple]:
     text = {
         400: "invalid id, name, query parameter or body (the body says which field)",
-        404: "no such container (or process, bundle, checkpoint)",
+        404: "no such container (or process, bundle, checkpoint, image)",
         409: "wrong state for the operation (the body carries the current `status`), "
              "or the id/name is taken",
         413: "request body larger than 1 MiB",
@@ -73,6 +74,7 @@ PATHS = {
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
+             "image-load, image-tag, image-delete, commit, "
              "create-network, delete-network, network-attach, network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
@@ -237,6 +239,47 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/images/load": {"post": _op(
+        "Load the images of an archive (the request body)", [
+            _resp(201, "the images stored", {"type": "array", "items": IMAGE}),
+            *_errors(400, 500)], tag="images",
+        desc="The body is a docker-archive (`docker save`, `podman save`) or an "
+             "oci-archive tar, streamed (it is not limited to 1 MiB). Every digest is "
+             "verified: a config, manifest or layer whose content does not match is a 400 "
+             "and nothing of the archive is kept. Names are normalised "
+             "(`busybox` is `docker.io/library/busybox:latest`); a name another image had "
+             "moves to the loaded one.")},
+    "/images": {"get": _op("List images", [
+        _resp(200, "images", {"type": "array", "items": IMAGE})], tag="images")},
+    "/images/{ref}": {
+        "get": _op("One image, by name, name@digest, digest, id or short id", [
+            _resp(200, "the image", IMAGE), *_errors(400, 404)], tag="images"),
+        "delete": _op("Untag a name, or delete the image", [
+            _resp(200, "what was untagged and deleted", _obj({
+                "untagged": {"type": "array", "items": S}, "deleted": S})),
+            *_errors(400, 404, 409)], tag="images",
+            params=[("force", "boolean", "delete even while containers use it (their "
+                     "layers stay until they are deleted)")],
+            desc="A name of an image that has other names only loses that name; an id, a "
+                 "digest or the last name deletes the image, and the layer snapshots no "
+                 "other image or container uses. 409 while containers use it."),
+    },
+    "/images/{ref}/tag": {"post": _op("Give an image another name", [
+        _resp(201, "the image", IMAGE), *_errors(400, 404)],
+        body=_obj({"name": S}, ["name"]), tag="images")},
+    "/containers/{id}/commit": {"post": _op(
+        "A new image: the container's image plus its writable layer on top", [
+            _resp(201, "the new image", IMAGE), *_errors(400, 404, 409, 500)],
+        body=_obj({"name": S, "author": S, "message": S}), tag="images")},
+    "/containers/{id}/export": {"get": _op(
+        "The container's filesystem as a tar", [
+            _resp(200, "a tar stream", {"type": "string", "format": "binary"},
+                  "application/x-tar"), *_errors(400, 404)], tag="images")},
+    "/containers/{id}/changes": {"get": _op(
+        "Paths the container added (A), changed (C) or deleted (D) over its image", [
+            _resp(200, "changes", {"type": "array", "items": _obj({
+                "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
+            *_errors(400, 404)], tag="images")},
 }
 
 # -- networks (containerd_py/api/networks.py) --------------------------------
@@ -314,12 +357,15 @@ SCHEMAS = {
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
         "annotations": STR_MAP, "stopSignal": S, "init": B,
+        "image": _obj({"ref": S, "id": S}),
         "networks": {"type": "object", "additionalProperties": ATTACHMENT},
         "requestedNetworks": {"type": "array", "items": S},
         "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
         "addresses": {"type": "object", "description": "Zun's form of `networks`"}}),
     "CreateRequest": {**_obj({
-        "bundlePath": S, "checkpoint": S, "lazy": B, "labels": STR_MAP,
+        "bundlePath": S, "image": {"type": "string", "description": "an image of the "
+                                   "store instead of bundlePath"},
+        "checkpoint": S, "lazy": B, "labels": STR_MAP,
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
         "restartPolicy": {**_obj({"name": {"type": "string",
@@ -350,7 +396,7 @@ SCHEMAS = {
                      "description": '[] loopback only, ["host"] the host\'s namespace'},
         "nets": {"type": "array", "items": _obj({"network": S}), "description": "Zun: networks"},
         "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
-    }, ["bundlePath"]), "additionalProperties": False},
+    }), "additionalProperties": False},
     "Mount": {**_obj({"destination": S, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
                       "source": S, "options": STR_LIST}, ["destination"]),
               "additionalProperties": False},
@@ -366,6 +412,10 @@ SCHEMAS = {
     "Port": _obj({"hostPort": I, "containerPort": I,
                   "protocol": {"type": "string", "enum": ["tcp", "udp"]},
                   "hostIp": S}, ["containerPort"]),
+    "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
+                   "digest": S, "size": I, "created": S, "loaded": S,
+                   "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
+                   "config": {"type": "object"}}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S,
                         "settings": {"type": "object", "description": "the create settings "
@@ -378,7 +428,7 @@ def document() -> dict:
     for path, ops in PATHS.items():
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "integer" if n == "pid" else "string"}}
-                  for n in ("id", "pid", "name") if "{" + n + "}" in path]
+                  for n in ("id", "pid", "name", "ref") if "{" + n + "}" in path]
         item = dict(ops)
         if params:
             item["parameters"] = params

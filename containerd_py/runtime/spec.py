@@ -142,10 +142,21 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         raise InvalidArgument("the container has no command: give args (or entrypoint), "
                               "the image has neither Entrypoint nor Cmd", field="args")
     p["env"] = merge_env(p.get("env") or [DEFAULT_PATH], s.env)
+    mounts = spec.setdefault("mounts", [])
+    for m in s.mounts:
+        if m["type"] == "bind" and not os.path.exists(m["source"]):
+            raise InvalidArgument(f"mount source {m['source']} does not exist",
+                                  field="mounts", source=m["source"])
+        if not own_rootfs and not _exists(rootfs, m["destination"], mounts):
+            raise InvalidArgument(
+                f"mount destination {m['destination']} does not exist in the bundle's root "
+                "filesystem, and the runtime would create it there: give overlay: true or "
+                "an existing path", field="mounts", destination=m["destination"])
+        mounts.append(dict(m))
     if s.cwd is not None:
         p["cwd"] = s.cwd
     p.setdefault("cwd", "/")
-    _check_cwd(rootfs, p["cwd"], spec.get("mounts", []), own_rootfs)
+    _check_cwd(rootfs, p["cwd"], mounts, own_rootfs)
     if s.user is not None:
         p["user"] = resolve_user(s.user, rootfs)
     if s.terminal is not None:
@@ -154,12 +165,6 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         spec["hostname"] = s.hostname
     if s.readonly_rootfs is not None:
         spec.setdefault("root", {})["readonly"] = s.readonly_rootfs
-    mounts = spec.setdefault("mounts", [])
-    for m in s.mounts:
-        if m["type"] == "bind" and not os.path.exists(m["source"]):
-            raise InvalidArgument(f"mount source {m['source']} does not exist",
-                                  field="mounts", source=m["source"])
-        mounts.append(dict(m))
     annotations = {**(spec.get("annotations") or {}), **s.annotations}
     if s.stop_signal is not None:
         annotations[STOP_SIGNAL_ANNOTATION] = signal_mod.Signals(s.stop_signal).name
@@ -180,19 +185,21 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
 
 def _check_cwd(rootfs: str, cwd: str, mounts: list[dict], own_rootfs: bool) -> None:
     path = in_root(rootfs, cwd)
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise InvalidArgument(f"cwd {cwd} is not a directory in the container",
-                                  field="cwd")
-        return
-    under_mount = any(cwd == m.get("destination") or
-                      cwd.startswith(m.get("destination", "").rstrip("/") + "/")
-                      for m in mounts)
-    if not own_rootfs and not under_mount:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InvalidArgument(f"cwd {cwd} is not a directory in the container", field="cwd")
+    if not own_rootfs and not _exists(rootfs, cwd, mounts):
         # runc would create it, in a root filesystem that is the user's own
         # (and maybe shared by other containers).
         raise InvalidArgument(f"cwd {cwd} does not exist in the bundle's root filesystem",
                               field="cwd")
+
+
+def _exists(rootfs: str, path: str, mounts: list[dict]) -> bool:
+    """`path` is in the root filesystem, or on a mount the runtime makes
+    (where creating it touches nothing of the user's)."""
+    return os.path.lexists(in_root(rootfs, path)) or any(
+        path == m.get("destination") or
+        path.startswith(m.get("destination", "").rstrip("/") + "/") for m in mounts)
 
 
 def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
