@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Daemon, free_port, host_pid_alive, wait_until
+from conftest import Daemon, free_port, free_subnet, host_pid_alive, wait_until
 from containerd_py.client import APIError
 
 CNI_DIR = "/usr/lib/cni"
@@ -31,20 +31,6 @@ pytestmark = pytest.mark.skipif(
 
 WEB = ["sh", "-c", "mkdir -p /tmp/www && hostname > /tmp/www/index.html && "
                    "exec httpd -f -p 80 -h /tmp/www"]
-
-
-def _host_nets() -> list[ipaddress.IPv4Network]:
-    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
-    return [ipaddress.IPv4Network(f.split()[3], strict=False) for f in out.splitlines()]
-
-
-def free_subnet() -> str:
-    """A /24 in 10.128.0.0/9 that no host interface uses."""
-    used = _host_nets()
-    while True:
-        net = ipaddress.IPv4Network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
 
 
 def sh(*args) -> str:
@@ -62,7 +48,7 @@ def exec_out(api, cid_, *args) -> dict:
 
 
 def start_daemon(state: str) -> Daemon:
-    return Daemon(state, extra_args=["--default-subnet", free_subnet()]).start()
+    return Daemon(state).start()
 
 
 @pytest.fixture(scope="module")
@@ -497,3 +483,27 @@ def test_checkpointed_web_server_clones_all_answer(net_daemon, napi, bundle, cid
         napi.delete(clone["id"], force=True)
         assert leftovers(net_daemon, clone) == []
     napi.delete(src["id"], force=True)
+
+
+# -- image containers -----------------------------------------------------------------
+
+def test_image_container_is_on_the_default_network_unless_told(napi, tmp_path, cid):
+    import archives  # bundles/archives.py: a busybox image built offline
+    name = f"localhost/netimg-{random.randint(0, 1 << 30):x}:1"
+    path = archives.docker_archive(tmp_path / "img.tar", [archives.dir_layer(
+        archives.BUSYBOX_ROOTFS)], {"Cmd": ["tail", "-f", "/dev/null"]}, [name])
+    with open(path, "rb") as f:
+        napi.load(f)
+    c = napi.create(cid("img"), image=name)
+    default = napi.network("default")
+    assert list(c["networks"]) == ["default"]
+    assert ipaddress.IPv4Address(c["networks"]["default"]["ip"]) in \
+        ipaddress.IPv4Network(default["subnet"])
+    assert c["id"] in default["containers"]
+    lo_only = napi.create(cid("img"), image=name, networks=[])
+    assert lo_only["networks"] == {}
+    for x in (c, lo_only):
+        napi.delete(x["id"], force=True)
+    napi.rmi(name)
+    # The default network's bridge went with its last container.
+    assert default["bridge"] not in sh("ip", "-o", "link")
