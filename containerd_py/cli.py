@@ -155,6 +155,10 @@ def main(argv=None) -> int:
     c.add_argument("--runtime")
     c.add_argument("--rm", action="store_true", help="autoRemove")
     c.add_argument("--restart", help="no | on-failure | always")
+    c.add_argument("--network", "--net", action="append", default=None,
+                   help="a network to join (repeat; 'none': loopback only; 'host')")
+    c.add_argument("--publish", "-p", action="append", default=[],
+                   help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
     _add_setting_flags(c)
     for name in ("stop", "restart"):
         s = sub.add_parser(name)
@@ -180,6 +184,13 @@ def main(argv=None) -> int:
     ev = sub.add_parser("events")
     ev.add_argument("--since")
     sub.add_parser("info")
+    net = sub.add_parser("network", help="ls | create NAME SUBNET | inspect NAME | rm NAME "
+                         "| connect ID NAME | disconnect ID NAME")
+    net.add_argument("action", choices=["ls", "create", "inspect", "rm", "connect",
+                                        "disconnect"])
+    net.add_argument("names", nargs="*")
+    net.add_argument("--internal", action="store_true")
+    net.add_argument("--gateway")
     sub.add_parser("images", help="list images")
     ld = sub.add_parser("load", help="load a docker-archive or oci-archive")
     ld.add_argument("--input", "-i", help="the archive (default: stdin)")
@@ -233,6 +244,10 @@ def _client_command(cl, args) -> int:
         if args.restart:
             opts["restartPolicy"] = {"name": args.restart}
         opts.update(_settings(args))
+        if args.network is not None:
+            opts["networks"] = [n for n in args.network if n != "none"]
+        if args.publish:
+            opts["ports"] = [_port(x) for x in args.publish]
         if args.image:
             opts["image"] = args.image
         elif not args.bundle:
@@ -240,6 +255,8 @@ def _client_command(cl, args) -> int:
             return 2
         _print(cl.create(args.id, os.path.abspath(args.bundle) if args.bundle else None,
                          **opts))
+    elif cmd == "network":
+        return _network_command(cl, args)
     elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
         _print(getattr(cl, cmd)(args.id))
     elif cmd in ("stop", "restart"):
@@ -360,3 +377,39 @@ def _settings(args) -> dict:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _port(text: str) -> dict:
+    """podman's -p: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]."""
+    spec, _, proto = text.partition("/")
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(x.isdigit() for x in parts[-2:]):
+        raise SystemExit(f"error: -p {text}: want [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
+    out = {"hostPort": int(parts[-2]), "containerPort": int(parts[-1]),
+           "protocol": proto or "tcp"}
+    if len(parts) == 3:
+        out["hostIp"] = parts[0]
+    return out
+
+
+def _network_command(cl, args) -> int:
+    n, a = args.names, args.action
+    want = {"ls": 0, "create": 2, "inspect": 1, "rm": 1, "connect": 2, "disconnect": 2}[a]
+    if len(n) != want:
+        print(f"error: network {a} takes {want} argument(s)", file=sys.stderr)
+        return 2
+    if a == "ls":
+        for x in cl.networks():
+            print(f"{x['name']:20} {x['subnet']:18} {x['bridge']:16} "
+                  f"{'internal' if x['internal'] else ''}")
+    elif a == "create":
+        _print(cl.create_network(n[0], n[1], gateway=args.gateway, internal=args.internal))
+    elif a == "inspect":
+        _print(cl.network(n[0]))
+    elif a == "rm":
+        cl.delete_network(n[0])
+    elif a == "connect":
+        _print(cl.attach_network(n[0], n[1]))
+    else:
+        cl.detach_network(n[0], n[1])
+    return 0

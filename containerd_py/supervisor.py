@@ -134,6 +134,7 @@ class Supervisor(NetworkOperations):
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
         self.images.prune(keep=self.containers)
+        await self.networks.collect_orphans(c.record for c in self.containers.values())
         log.info("recovered %d containers", len(self.containers))
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")

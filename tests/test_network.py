@@ -507,3 +507,56 @@ def test_image_container_is_on_the_default_network_unless_told(napi, tmp_path, c
     napi.rmi(name)
     # The default network's bridge went with its last container.
     assert default["bridge"] not in sh("ip", "-o", "link")
+
+
+def test_cli_networks_and_published_port(net_daemon, cid):
+    from conftest import DAEMON, ROOT
+
+    def cli(*args):
+        p = subprocess.run([DAEMON, "--address", net_daemon.address, *args],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+
+    name = f"cli{random.randint(0, 1 << 30):x}"
+    cli("network", "create", name, free_subnet())
+    assert name in cli("network", "ls")
+    port = free_port()
+    c = cid("cliweb")
+    created = json.loads(cli("run", c, os.path.join(ROOT, "bundles", "web"), "--network", name,
+                             "-p", f"127.0.0.1:{port}:80"))
+    assert created["ports"][0]["hostPort"] == port
+    assert "hello from" in wait_until(lambda: _try_get(f"http://127.0.0.1:{port}/"),
+                                      what="page via the CLI's -p")
+    assert c in json.loads(cli("network", "inspect", name))["containers"]
+    cli("rm", "-f", c)
+    cli("network", "rm", name)
+    assert name not in cli("network", "ls")
+
+
+def test_restart_releases_what_a_daemon_killed_midway_left(bundle, cid):
+    """A daemon killed after CNI ADD but before it recorded the container:
+    the next one DELs the orphaned attachment and unpins the namespace."""
+    state = tempfile.mkdtemp(prefix="cdpyn-")
+    d = start_daemon(state)
+    try:
+        api = d.client
+        api.create_network("orph", free_subnet())
+        c = api.create(cid("orph"), bundle(), networks=["orph"],
+                       ports=[{"hostPort": free_port(), "containerPort": 80}])
+        d.kill9()
+        # What a daemon that died before saving the record leaves: the
+        # namespace, the veth, the lease, the rules, and no record.
+        subprocess.run(["runc", "--root", os.path.join(state, "runtime", "runc"), "delete",
+                        "-f", c["id"]], check=True, capture_output=True)
+        os.unlink(os.path.join(state, "data", "containers", c["id"] + ".json"))
+        assert leftovers(d, c)
+        d.start()
+        assert leftovers(d, c) == []
+        assert c["id"] not in api.network("orph")["containers"]
+        api.delete_network("orph")
+    finally:
+        if d.proc.poll() is not None:
+            d.start()
+        d.cleanup()
+        shutil.rmtree(state, ignore_errors=True)

@@ -14,6 +14,7 @@ after a daemon restart (`restore`).
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -115,6 +116,32 @@ class NetworkService:
             self.published[record.id] = net["ports"]
         if net.get("hostname"):
             self._hostnames[record.id] = net["hostname"]
+
+    async def collect_orphans(self, records) -> None:
+        """After a restart: CNI DEL and unpin what a daemon killed half-way
+        through a setup left behind (cached results and namespaces that no
+        record names)."""
+        owned = {r.id for r in records if (r.network or {}).get("netns")}
+        async with self._lock:
+            for entry in self.cni.cache.entries():
+                try:
+                    with open(os.path.join(self.cni.cache.dir, entry)) as f:
+                        e = json.load(f)
+                    cid, name, ifname = e["containerId"], e["networkName"], e["ifName"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                if cid in owned:
+                    continue
+                log.warning("container %s: releasing an orphaned %s on %s", cid, ifname, name)
+                try:
+                    await self.cni.delete(None, cid, self._netns_path(cid), ifname,
+                                          network=name)
+                except Exception as err:
+                    log.warning("container %s: %s", cid, err)
+            for cid in netns.listing(self.netns_dir):
+                if cid not in owned:
+                    await asyncio.to_thread(netns.remove, self._netns_path(cid))
+                    shutil.rmtree(self._files_dir(cid), ignore_errors=True)
 
     def _files_dir(self, cid: str) -> str:
         return os.path.join(self.files_root, cid)
