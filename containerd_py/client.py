@@ -8,6 +8,7 @@ engines that embed the daemon. Stdlib only, so embedding costs nothing.
 """
 
 import http.client
+import io
 import json
 import socket
 import urllib.parse
@@ -63,37 +64,6 @@ class Client:
             raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
         return payload
 
-    def upload(self, path: str, fileobj):
-        """POST a file-like body, sent in chunks (an image archive)."""
-        conn = self._conn()
-        try:
-            conn.request("POST", path, body=fileobj,
-                         headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        payload = json.loads(raw) if raw.strip() else None
-        if resp.status >= 400:
-            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
-        return payload
-
-    def download(self, path: str, out) -> int:
-        """GET a binary stream into the file `out`; returns its size."""
-        conn = self._conn()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            if resp.status >= 400:
-                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
-            n = 0
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                n += len(chunk)
-            return n
-        finally:
-            conn.close()
-
     def stream(self, path: str, query: dict | None = None):
         """Yield lines of a streaming endpoint (events, logs?follow)."""
         if query:
@@ -106,6 +76,63 @@ class Client:
         try:
             for line in resp:
                 yield line.decode(errors="replace").rstrip("\n")
+        finally:
+            conn.close()
+
+    def upload(self, path: str, fileobj, query: dict | None = None, progress=None):
+        """POST a file (an image or checkpoint archive) as the raw body, in
+        chunks, so a large archive is never held in memory."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        if isinstance(fileobj, (bytes, bytearray)):
+            fileobj = io.BytesIO(fileobj)
+
+        def chunks():
+            while True:
+                block = fileobj.read(1 << 20)
+                if not block:
+                    return
+                if progress:
+                    progress(len(block))
+                yield block
+
+        conn = self._conn()
+        try:
+            conn.request("POST", path, body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status >= 400:
+            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
+        return payload
+
+    def download(self, path: str, out, query: dict | None = None, progress=None) -> int:
+        """GET a streamed archive into the file `out`; returns its size."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = self._conn()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raw = resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"error": raw.decode(errors="replace")}
+                raise APIError(resp.status, body if isinstance(body, dict) else {"error": body})
+            total = 0
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    return total
+                out.write(block)
+                total += len(block)
+                if progress:
+                    progress(len(block))
         finally:
             conn.close()
 
@@ -181,6 +208,29 @@ class Client:
 
     def delete_checkpoint(self, cid, name):
         return self.request("DELETE", f"/containers/{cid}/checkpoint/{name}")
+
+    def export_checkpoint(self, cid, name, out) -> int:
+        """Write the checkpoint's archive into the binary file `out`;
+        returns its size."""
+        conn = self._conn()
+        try:
+            conn.request("GET", f"/containers/{cid}/checkpoint/{name}/export")
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
+            size = 0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                size += len(chunk)
+            return size
+        finally:
+            conn.close()
+
+    def import_checkpoint(self, cid, archive, **query):
+        """Create container `cid` from an archive (a binary file object or
+        bytes); `query` may give bundlePath (where the bundle is here) and
+        name."""
+        return self.upload("/checkpoints/import", archive, {"id": cid, **query})
 
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):

@@ -53,6 +53,11 @@ class ContainerRecord:
     checkpoint: str | None = None
     overlay: bool = False
     lazy: bool = False
+    # Where `checkpoint` lives when it is not the bundle's: a checkpoint
+    # this daemon received (an import, a migration).
+    checkpoint_home: str | None = None
+    # The last migration of this container: progress, then its outcome.
+    migration: dict | None = None
     resources: dict = dataclasses.field(default_factory=dict)
     # The create settings as given (runtime.settings.ContainerSettings), and
     # what they came to in the last spec written: what the API shows.
@@ -98,6 +103,8 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.migration:
+            obj["migration"] = self.migration
         if self.image:
             obj["image"] = self.image
         obj.update(self.config)

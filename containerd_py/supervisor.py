@@ -20,10 +20,11 @@ import psutil
 
 from . import API_VERSION, __version__, bundle as bundle_mod, states
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
-                          criu_log_tail, criu_status, restore_plan)
+from .checkpoint import after_restore, criu_log_tail
+from .checkpoint.service import CheckpointService
+from .checkpoint.store import CheckpointStore
 from .config import DaemonConfig
-from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
+from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure
 from .events import EventJournal, now_ns, rfc3339
 from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
@@ -78,7 +79,7 @@ class Supervisor(NetworkOperations):
         self.containers: dict[str, Container] = {}
         self.images = ImageStore(os.path.join(config.data_dir, "images"))
         self._runtimes: dict[str, OCIRuntime] = {}
-        self._criu_status: dict | None = None
+        self.checkpointing = CheckpointService(self)
         self.default_runtime = self.runtime(config.runtime).name
         self.networks = NetworkService(config.data_dir, config.state_dir, config.default_subnet)
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
@@ -136,7 +137,8 @@ class Supervisor(NetworkOperations):
         self.images.prune(keep=self.containers)
         await self.networks.collect_orphans(c.record for c in self.containers.values())
         log.info("recovered %d containers", len(self.containers))
-        status = self.criu_status
+        self.checkpointing.recover(set(self.containers))
+        status = self.checkpointing.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
         if status.get("warning"):
@@ -168,11 +170,13 @@ class Supervisor(NetworkOperations):
                      lazy: bool = False, settings: ContainerSettings | None = None,
                      resources: dict | None = None, start: bool = True,
                      image: str | None = None,
+                     checkpoint_home: str | None = None,
                      networks: list[str] | None = None,
                      ports: list[dict] | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
         it (the CRI's CreateContainer): its first `start` runs it. From a
-        bundle, or from `image` (a ref of the image store)."""
+        bundle, or from `image` (a ref of the image store). `checkpoint_home`
+        holds `checkpoint` when it is not the bundle's (a received one)."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
@@ -190,7 +194,7 @@ class Supervisor(NetworkOperations):
             # The checkpoint was taken with its container's settings (mounts,
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
-                CheckpointStore(bundle).meta(checkpoint).settings)
+                CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
         if image:
             settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
@@ -202,6 +206,7 @@ class Supervisor(NetworkOperations):
             overlay=overlay or checkpoint is not None, lazy=lazy,
             settings=settings.to_json(), resources=dict(resources or {}),
             image={"ref": image, "id": img.id} if image else None,
+            checkpoint_home=checkpoint_home,
             networks=networks, ports=ports or [])
         # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
@@ -265,9 +270,8 @@ class Supervisor(NetworkOperations):
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            argv, work, lazy = await restore_plan(
-                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
-                shim_dir, pid_file)
+            argv, lazy, work = await self.checkpointing.restore_argv(c, rt, run_bundle,
+                                                                     pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
@@ -281,7 +285,7 @@ class Supervisor(NetworkOperations):
                 raise
             raise failures.classify(e) from None
         if lazy:
-            asyncio.create_task(self._lazy_done(c, lazy))
+            asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
@@ -525,22 +529,27 @@ class Supervisor(NetworkOperations):
     async def delete(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.record.status != Status.STOPPED:
-                if not force:
-                    states.check("delete", c.record.status, c.id)
-                await self._stop_locked(c, timeout=0)
-            if c.restart_task:
-                c.restart_task.cancel()
-            # After an exit seen by this daemon, `_after_exit` has already
-            # deleted the runtime's state: no second `runtime delete`.
-            runtime_done = False
-            if c.cleanup:
-                runtime_done = await c.cleanup
-                c.cleanup = None
-            await self._teardown(c, runtime_done)
-            self.containers.pop(c.id, None)
-            self.store.remove(c.id)
-            self.events.emit("delete", c.id)
+            await self.delete_locked(c, force)
+
+    async def delete_locked(self, c: Container, force: bool = False) -> None:
+        """Delete under the lock the caller holds (a migration that
+        moved the container away)."""
+        if c.record.status != Status.STOPPED:
+            if not force:
+                states.check("delete", c.record.status, c.id)
+            await self._stop_locked(c, timeout=0)
+        if c.restart_task:
+            c.restart_task.cancel()
+        # After an exit seen by this daemon, `_after_exit` has already
+        # deleted the runtime's state: no second `runtime delete`.
+        runtime_done = False
+        if c.cleanup:
+            runtime_done = await c.cleanup
+            c.cleanup = None
+        await self._teardown(c, runtime_done)
+        self.containers.pop(c.id, None)
+        self.store.remove(c.id)
+        self.events.emit("delete", c.id)
 
     async def _teardown(self, c: Container, runtime_done: bool = False) -> None:
         """Remove everything of the container's but its record."""
@@ -551,6 +560,7 @@ class Supervisor(NetworkOperations):
         await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        self.checkpointing.forget(c.record)
         if c.record.image:
             self.images.remove(c.id)
 
@@ -823,7 +833,7 @@ class Supervisor(NetworkOperations):
             "host": {"hostname": uname.nodename, "kernel": uname.release,
                      "os": _os_release(), **self.machine()},
             "defaultRuntime": self.default_runtime, "runtimes": runtimes,
-            "criu": self.criu_status,
+            "criu": self.checkpointing.criu_status,
             "containers": {"total": len(self.containers), **counts},
             "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
             "listen": self.config.listen,
@@ -849,75 +859,6 @@ class Supervisor(NetworkOperations):
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
-
-    # -- checkpoints ------------------------------------------------------------
-
-    def _criu(self) -> str:
-        if not self.criu_status.get("available"):
-            raise Unavailable("checkpoint/restore is not available on this host: "
-                              f"{self.criu_status.get('reason')}", criu=self.criu_status)
-        return self.config.criu
-
-    @property
-    def criu_status(self) -> dict:
-        if self._criu_status is None:
-            self._criu_status = criu_status(self.config.criu)
-        return self._criu_status
-
-    async def checkpoint(self, ref: str, name: str, *, exit: bool = False, tcp: bool = False,
-                         unix_sockets: bool = False, shell: bool = False) -> CheckpointMeta:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("checkpoint", c.record.status, c.id)
-            self._criu()
-            if c.record.execs:
-                # runc hands CRIU init's process tree only, and an exec'd
-                # process is the shim's child, not init's: CRIU would leave
-                # it out without a word. Refuse rather than lose it.
-                pids = [p.pid for p in c.record.execs]
-                raise Conflict(
-                    f"cannot checkpoint container {c.id!r} while exec'd processes run "
-                    f"(pids {pids}): only init's process tree can be checkpointed; "
-                    "wait for them or signal them first", id=c.id, pids=pids,
-                    status=c.record.status.value)
-            store = CheckpointStore(c.record.bundle_path)
-            token = uuid.uuid4().hex[:12]
-            tmp = store.begin(name, token)
-            work = os.path.join(c.shim.dir, f"criu-dump-{token}")
-            os.makedirs(work)
-            try:
-                await self.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
-                    unix_sockets=unix_sockets, shell=shell)
-                meta = store.commit(tmp, CheckpointMeta(
-                    name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id, settings=c.record.settings))
-            except RuntimeFailure as e:
-                e.message += " " + criu_log_tail(work)
-                raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.rmtree(work, ignore_errors=True)
-            self.events.emit("checkpoint", c.id, checkpoint=name, exit=exit)
-            if exit:
-                # CRIU killed the tasks; the exit arrives from the shim.
-                c.record.stopped_by_user = True
-                await asyncio.wait_for(c.exited.wait(), 30)
-            return meta
-
-    def checkpoints(self, ref: str) -> list[CheckpointMeta]:
-        return CheckpointStore(self.get(ref).record.bundle_path).list()
-
-    def delete_checkpoint(self, ref: str, name: str) -> None:
-        c = self.get(ref)
-        CheckpointStore(c.record.bundle_path).delete(name)
-        self.events.emit("delete-checkpoint", c.id, checkpoint=name)
-
-    async def _lazy_done(self, c: Container, lazy: LazyPages) -> None:
-        rc = await lazy.finish()
-        if rc != 0:
-            log.warning("container %s: criu lazy-pages exited %d: %s", c.id, rc,
-                        criu_log_tail(lazy.work))
 
 
 # -- helpers -----------------------------------------------------------------

@@ -519,7 +519,7 @@ def test_cli_networks_and_published_port(net_daemon, cid):
         return p.stdout
 
     name = f"cli{random.randint(0, 1 << 30):x}"
-    cli("network", "create", name, free_subnet())
+    cli("network", "create", name, "--subnet", free_subnet())
     assert name in cli("network", "ls")
     port = free_port()
     c = cid("cliweb")

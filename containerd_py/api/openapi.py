@@ -74,8 +74,9 @@ PATHS = {
                 ("follow", "boolean", "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
-             "image-load, image-tag, image-delete, commit, "
-             "create-network, delete-network, network-attach, network-detach.",
+             "image-load, image-tag, image-delete, commit, export-checkpoint, "
+             "import-checkpoint, create-network, delete-network, network-attach, "
+             "network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -180,7 +181,10 @@ PATHS = {
         params=[("command", "string", "the command line (split like a shell would)"),
                 ("terminal", "boolean", "allocate a pty (default true)"),
                 ("w", "integer", "pty columns (default 80)"),
-                ("h", "integer", "pty rows (default 24)")],
+                ("h", "integer", "pty rows (default 24)"),
+                ("env", "string", "K=V added to the environment (repeatable)"),
+                ("cwd", "string", "working directory (absolute)"),
+                ("user", "string", "UID[:GID] to run as")],
         desc="Like Docker Cloud's exec websocket. Text or binary frames from the client "
              "go to the process's stdin; its output comes back as binary frames. The "
              "socket closes with the process; a final text frame "
@@ -234,6 +238,31 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}}),
             *_errors(400, 404)], tag="checkpoints")},
+    "/containers/{id}/checkpoint/{name}/export": {"get": _op(
+        "Export a checkpoint as one archive", [
+            _resp(200, "a tar stream: manifest.json (checkpoint metadata, the container's "
+                  "settings), config.json (the bundle's spec), checkpoint/ (CRIU images), "
+                  "rootfs-diff/ (the container's overlay upper dir, if it has one)",
+                  {"type": "string", "format": "binary"}, "application/x-tar"),
+            *_errors(400, 404)], tag="checkpoints",
+        desc="As podman's `container checkpoint --export`. Import it on another daemon "
+             "with POST /checkpoints/import.")},
+    "/checkpoints/import": {"post": _op(
+        "Restore an exported checkpoint archive as a new container", [
+            _resp(201, "the container, running", CONTAINER),
+            _resp(400, "invalid id, or the archive is corrupt, truncated or unsafe "
+                  "(nothing is created)", ERROR),
+            _resp(404, "the bundle the archive names (or bundlePath) does not exist here",
+                  ERROR),
+            _resp(409, "the id is already in use", ERROR), *_errors(500, 501)],
+        params=[("id", "string", "the new container's id (required)"),
+                ("bundlePath", "string", "where the bundle is on this host, if not at "
+                 "the archive's path"), ("name", "string", "the new container's name")],
+        tag="checkpoints",
+        desc="The body is the archive of GET /containers/{id}/checkpoint/{name}/export "
+             "(application/x-tar). The container gets the archive's labels, runtime and "
+             "restart policy, its filesystem changes as its overlay, and restores from "
+             "the archive's CRIU images.")},
     "/containers/{id}/checkpoints": {"get": _op(
         "Same as GET /containers/{id}/checkpoint", [
             _resp(200, "checkpoints", {"type": "array",
@@ -305,8 +334,9 @@ PATHS.update({
                    tag="networks"),
         "post": _op("Create a bridge network (a CNI conflist under the data dir)", [
             _resp(201, "the network", NETWORK), *_net_errors(400, 409, 413)],
-            body=_obj({"name": S, "subnet": S, "gateway": S, "internal": B}, ["name", "subnet"]),
-            desc="internal: no masquerade and no default route out of the container.",
+            body=_obj({"name": S, "subnet": S, "gateway": S, "internal": B}, ["name"]),
+            desc="subnet: default the first free 10.89.N.0/24. internal: no masquerade and "
+                 "no default route out of the container.",
             tag="networks"),
     },
     "/networks/{name}": {

@@ -136,6 +136,8 @@ class NetworkStore:
             raise InvalidArgument(f"network name {name!r} is reserved", field="name")
         if name in self._networks:
             raise Conflict(f"network {name!r} already exists", network=name)
+        if subnet is None and gateway is None:
+            subnet = self._free_subnet(host_networks)
         net, gw = parse_subnet(subnet, gateway)
         for other in self._networks.values():
             if net.overlaps(ipaddress.IPv4Network(other.subnet)):
@@ -154,6 +156,17 @@ class NetworkStore:
         n = from_conflist(conflist)
         self._networks[name] = n
         return n
+
+    def _free_subnet(self, host_networks) -> str:
+        """The first 10.89.N.0/24 that neither a network of ours nor a host
+        interface uses, as podman picks one."""
+        used = [ipaddress.IPv4Network(n.subnet) for n in self._networks.values()]
+        used += [h for _, h in host_networks]
+        for n in range(256):
+            net = ipaddress.IPv4Network(f"10.89.{n}.0/24")
+            if not any(net.overlaps(u) for u in used):
+                return str(net)
+        raise Conflict("no free subnet left in 10.89.0.0/16: give one", field="subnet")
 
     def remove(self, name: str) -> Network:
         n = self.get(name)
