@@ -509,6 +509,10 @@ def test_image_container_is_on_the_default_network_unless_told(napi, tmp_path, c
     assert default["bridge"] not in sh("ip", "-o", "link")
 
 
+def napi_subnet(daemon, name):
+    return daemon.client.network(name)["subnet"]
+
+
 def test_cli_networks_and_published_port(net_daemon, cid):
     from conftest import DAEMON, ROOT
 
@@ -521,10 +525,14 @@ def test_cli_networks_and_published_port(net_daemon, cid):
     name = f"cli{random.randint(0, 1 << 30):x}"
     cli("network", "create", name, "--subnet", free_subnet())
     assert name in cli("network", "ls")
+    auto = f"cla{random.randint(0, 1 << 30):x}"
+    cli("network", "create", auto)  # a subnet picked for it, as podman does
+    assert napi_subnet(net_daemon, auto).startswith("10.89.")
+    cli("network", "rm", auto)
     port = free_port()
     c = cid("cliweb")
-    created = json.loads(cli("run", c, os.path.join(ROOT, "bundles", "web"), "--network", name,
-                             "-p", f"127.0.0.1:{port}:80"))
+    created = json.loads(cli("run", "-d", "--format", "json", "--network", name,
+                             "-p", f"127.0.0.1:{port}:80", c, os.path.join(ROOT, "bundles", "web")))
     assert created["ports"][0]["hostPort"] == port
     assert "hello from" in wait_until(lambda: _try_get(f"http://127.0.0.1:{port}/"),
                                       what="page via the CLI's -p")
