@@ -78,9 +78,13 @@ def run_daemon(args) -> int:
         except InvalidArgument as e:
             print(e.message, file=sys.stderr)
             return 1
-        attach(app, config)
+        attach(app, config, policy.gid)
     try:
         sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
+        # Where other daemons reach this one (a migration's rounds): every
+        # route is served, but only the token-authenticated ones answer a
+        # caller whose uid cannot be told, i.e. anyone not on this host.
+        peers = [open_socket(a, policy.gid, anywhere=True) for a in args.peer_listen]
     except ListenError as e:
         print(f"containerd-py daemon: {e}", file=sys.stderr)
         return 1
@@ -89,7 +93,7 @@ def run_daemon(args) -> int:
               "callers are still checked by uid, which only works for local peers",
               file=sys.stderr)
     try:
-        web.run_app(app, sock=sock, print=None, handle_signals=True)
+        web.run_app(app, sock=[sock, *peers], print=None, handle_signals=True)
     finally:
         if is_unix(args.listen):
             try:
@@ -115,6 +119,9 @@ def _add_daemon_parser(sub) -> None:
                    help="rotate a container's log past this size")
     d.add_argument("--group", default=None,
                    help="members of this group may use the API too (default: root only)")
+    d.add_argument("--peer-listen", action="append", default=[], metavar="HOST:PORT",
+                   help="also serve HOST:PORT for other daemons (live migration's target "
+                        "side, authenticated by one-time tokens); may be repeated")
     d.add_argument("--insecure-listen-anywhere", action="store_true",
                    help="allow --listen on a non-loopback address")
     d.add_argument("--cri-listen", default=None,

@@ -152,6 +152,27 @@ class Client:
         body = {"bundlePath": bundle_path} if bundle_path is not None else {}
         return self.request("POST", f"/containers/{cid}", {**body, **options})
 
+    def claim(self, cid, pool, **options):
+        """A container from a warm pool (options: name, labels)."""
+        return self.request("POST", f"/containers/{cid}", {"pool": pool, **options})
+
+    def create_pool(self, name, bundle_path, size, **options):
+        """Keep `size` containers of the bundle (or `image=REF` with
+        bundle_path None; or of a `checkpoint`) ready."""
+        body = {"size": size, **options}
+        if bundle_path is not None:
+            body["bundlePath"] = bundle_path
+        return self.request("POST", f"/pools/{name}", body)
+
+    def pools(self):
+        return self.request("GET", "/pools")
+
+    def pool(self, name):
+        return self.request("GET", f"/pools/{name}")
+
+    def delete_pool(self, name):
+        return self.request("DELETE", f"/pools/{name}")
+
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
 
@@ -231,6 +252,19 @@ class Client:
         bytes); `query` may give bundlePath (where the bundle is here) and
         name."""
         return self.upload("/checkpoints/import", archive, {"id": cid, **query})
+
+    def migrate(self, cid, target, **options):
+        """Move a running container to the daemon at `target`
+        (http://HOST:PORT); options: preCopy, lazy, lazyRestore, and
+        migration + token from `open_migration` on the target."""
+        return self.request("POST", f"/containers/{cid}/migrate", {"target": target, **options})
+
+    def open_migration(self, cid, settings=None):
+        """On the target: a migration of `cid` into it, with its token."""
+        body = {"id": cid}
+        if settings is not None:
+            body["settings"] = settings
+        return self.request("POST", "/migrations", body)
 
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):

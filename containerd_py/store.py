@@ -65,6 +65,10 @@ class ContainerRecord:
     config: dict = dataclasses.field(default_factory=dict)
     stop_signal: int = 15
     image: dict | None = None  # {"ref", "id"} of an image container
+    # Claimed from a warm pool: the runtime's (and the shim dir's) id of the
+    # member, fixed when it was created, and the pool's name.
+    runtime_id: str | None = None
+    pool: str | None = None
     # Networks asked for at create (None: what the bundle's config.json
     # says), the ports to publish, and what network/ set up for this run.
     networks: list | None = None
@@ -103,6 +107,10 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.pool:
+            obj["pool"] = self.pool
+        if self.runtime_id:
+            obj["runtimeId"] = self.runtime_id
         if self.migration:
             obj["migration"] = self.migration
         if self.image:

@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, states
+from . import API_VERSION, __version__, bundle as bundle_mod, states, timing
 from . import stats as stats_mod
 from .checkpoint import after_restore, criu_log_tail
 from .checkpoint.service import CheckpointService
@@ -30,6 +30,7 @@ from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
 from .network import DEFAULT_NETWORK, NetworkService
 from .network_ops import NetworkOperations
+from .pools import WarmPools
 from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
 from .runtime.settings import ContainerSettings
 from .shim import ExitRecord, Shim
@@ -69,6 +70,12 @@ class Container:
     def id(self) -> str:
         return self.record.id
 
+    @property
+    def rid(self) -> str:
+        """The id the runtime knows it by: its own, or the warm-pool
+        member's it was claimed from (runc fixes it at create)."""
+        return self.record.runtime_id or self.record.id
+
 
 class Supervisor(NetworkOperations):
     def __init__(self, config: DaemonConfig):
@@ -83,6 +90,7 @@ class Supervisor(NetworkOperations):
         self.default_runtime = self.runtime(config.runtime).name
         self.networks = NetworkService(config.data_dir, config.state_dir, config.default_subnet)
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
+        self.pools = WarmPools(self)
 
     # -- lookup --------------------------------------------------------------
 
@@ -113,7 +121,7 @@ class Supervisor(NetworkOperations):
         """Find the containers of a previous daemon again, through their
         records and what their shims left behind."""
         for record in self.store.load_all():
-            c = Container(record, Shim(self.config.shim_dir(record.id)))
+            c = Container(record, Shim(self.config.shim_dir(record.runtime_id or record.id)))
             self.containers[record.id] = c
             self.networks.restore(record)
             if record.status == Status.STOPPED:
@@ -134,10 +142,13 @@ class Supervisor(NetworkOperations):
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
-        self.images.prune(keep=self.containers)
+        # Root filesystems are keyed by the runtime id; pool members have theirs.
+        self.images.prune(keep={c.rid for c in self.containers.values()}
+                          | self.pools.member_ids())
         await self.networks.collect_orphans(c.record for c in self.containers.values())
         log.info("recovered %d containers", len(self.containers))
         self.checkpointing.recover(set(self.containers))
+        await self.pools.recover()
         status = self.checkpointing.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
@@ -156,6 +167,7 @@ class Supervisor(NetworkOperations):
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pools.close()
         self.events.close()
         # Not on each delete: a concurrent create could be between runc's
         # mkdir of the parent and of its own dir.
@@ -185,17 +197,22 @@ class Supervisor(NetworkOperations):
             networks = [DEFAULT_NETWORK]  # as podman's; a bundle keeps its config.json's
         self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
+        # An image's container runs the image's bundle, unless the caller
+        # wrote the whole spec itself (the CRI): then only the root
+        # filesystem comes from the image.
+        own_spec = bundle is not None
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.bundle(self.images, img)
+            bundle = bundle or image_spec.bundle(self.images, img)
         spec = bundle_mod.read_config(bundle)
+        timing.mark("read-spec")
         settings = settings or ContainerSettings()
         if checkpoint and not settings.given():
             # The checkpoint was taken with its container's settings (mounts,
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
-        if image:
+        if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
@@ -227,13 +244,19 @@ class Supervisor(NetworkOperations):
                 raise
         return c
 
+    async def claim(self, cid: str, pool: str, *, name: str | None = None,
+                    labels: dict | None = None) -> Container:
+        """Container `cid` from a warm pool (pools.py)."""
+        return await self.pools.claim(cid, pool, container_name=name, labels=labels)
+
     def _check_name_free(self, name: str, except_id: str | None = None) -> None:
         for other in self.containers.values():
             if other.id != except_id and (other.record.name == name or other.id == name):
                 raise Conflict(f"name {name!r} is already in use by container {other.id!r}",
                                id=other.id)
 
-    async def _launch(self, c: Container, spec: dict | None = None) -> None:
+    async def _launch(self, c: Container, spec: dict | None = None,
+                      prestart: bool = False) -> None:
         """Networks first (the runtime joins their netns), then the
         processes; a failed start leaves no network behind."""
         if spec is None:
@@ -244,14 +267,17 @@ class Supervisor(NetworkOperations):
         await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
             c.record.settings).hostname or spec.get("hostname"))
         try:
-            await self._launch_processes(c, spec)
+            await self._launch_processes(c, spec, prestart)
         except BaseException:
             await self._release_network(c)
             raise
 
-    async def _launch_processes(self, c: Container, spec: dict | None = None) -> None:
+    async def _launch_processes(self, c: Container, spec: dict | None = None,
+                                prestart: bool = False) -> None:
         """Start the container's processes (fresh, or restored from its
-        checkpoint) under a new shim. Caller holds the lock."""
+        checkpoint) under a new shim. Caller holds the lock. `prestart`
+        (warm pools): only the runtime's create, or the restore, with the
+        record left to the pool until a claim starts it."""
         r = c.record
         if spec is None:
             spec = bundle_mod.read_config(r.bundle_path)
@@ -265,7 +291,9 @@ class Supervisor(NetworkOperations):
                 raise Conflict(f"container {c.id!r} still has a live shim", id=c.id)
             _clear_shim_files(shim_dir)
         os.makedirs(shim_dir, mode=0o700, exist_ok=True)
+        timing.mark("prepare")
         run_bundle = self._write_runtime_bundle(c, spec)
+        timing.mark("write-spec")
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
@@ -273,7 +301,8 @@ class Supervisor(NetworkOperations):
             argv, lazy, work = await self.checkpointing.restore_argv(c, rt, run_bundle,
                                                                      pid_file)
         else:
-            argv = rt.run_argv(c.id, run_bundle, pid_file, console)
+            argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
+                                                                 console)
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -284,11 +313,19 @@ class Supervisor(NetworkOperations):
                 e.message += " " + criu_log_tail(work)
                 raise
             raise failures.classify(e) from None
+        timing.mark("shim-start", c.shim.runtime_ns[0])
+        timing.mark("runtime", c.shim.runtime_ns[1])
+        timing.mark("shim-reply")
         if lazy:
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
+        if not prestart:
+            self._mark_running(c, init_pid)
+
+    def _mark_running(self, c: Container, init_pid: int) -> None:
+        r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
@@ -300,16 +337,20 @@ class Supervisor(NetworkOperations):
             c.cgroups = stats_mod.cgroup_paths(init_pid)
         except OSError:  # init already exited (ESRCH for a zombie)
             c.cgroups = None
+        timing.mark("cgroups")
         self.store.save(r)
+        timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
+        timing.mark("event")
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
+        timing.mark("watch")
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
         """The runtime gets the daemon's own spec (runtime/spec.py) over the
         bundle's or the image's root filesystem."""
         r = c.record
         if r.image:
-            root, own = self.images.mount(r.image["id"], c.id), True
+            root, own = self.images.mount(r.image["id"], c.rid), True
         else:
             overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
             root = rootfs.for_bundle(r.bundle_path, spec, overlay)
@@ -318,7 +359,7 @@ class Supervisor(NetworkOperations):
         bundle = os.path.join(c.shim.dir, "bundle")
         spec = runspec.write_runtime_bundle(
             bundle, spec, settings, rootfs=root, own_rootfs=own,
-            cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
+            cgroups_path=f"/{self.config.cgroup_parent}/{c.rid}", resources=r.resources,
             init_binary=self.config.init_binary)
         r.init = bundle_mod.process_record(spec["process"], 0)
         r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
@@ -393,7 +434,7 @@ class Supervisor(NetworkOperations):
         """Release the runtime's state and cgroup; then honour autoRemove or
         the restart policy. True if the runtime's state is gone."""
         try:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
             deleted = True
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
@@ -452,7 +493,7 @@ class Supervisor(NetworkOperations):
                        if process["terminal"] else None)
             try:
                 pid = await c.shim.exec(
-                    rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
+                    rt.exec_argv(c.rid, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
             except RuntimeFailure as e:
                 raise failures.classify(e) from None
@@ -493,12 +534,12 @@ class Supervisor(NetworkOperations):
 
     async def _kill(self, c: Container, signal: int) -> None:
         rt = self.runtime(c.record.runtime)
-        await rt.kill(c.id, signal)
+        await rt.kill(c.rid, signal)
         if c.record.status == Status.PAUSED and signal in (9, 15):
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
             try:
-                await rt.resume(c.id)
+                await rt.resume(c.rid)
             except RuntimeFailure:
                 # For SIGKILL runc thaws the cgroup itself (v1), so the
                 # container may be "not paused" or gone by now.
@@ -520,7 +561,7 @@ class Supervisor(NetworkOperations):
         c = self.get(ref)
         async with c.lock:
             states.check(op, c.record.status, c.id)
-            await getattr(self.runtime(c.record.runtime), op)(c.id)
+            await getattr(self.runtime(c.record.runtime), op)(c.rid)
             c.record.status = status
             self.store.save(c.record)
             self.events.emit(op, c.id)
@@ -556,13 +597,13 @@ class Supervisor(NetworkOperations):
         if c.watcher and not c.watcher.done():
             c.watcher.cancel()
         if not runtime_done:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
         await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
         self.checkpointing.forget(c.record)
         if c.record.image:
-            self.images.remove(c.id)
+            self.images.remove(c.rid)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)
@@ -653,7 +694,7 @@ class Supervisor(NetworkOperations):
             states.check("exec", c.record.status, c.id)
         rt = self.runtime(c.record.runtime)
         proc_file, pid_file = _write_process(c, process, "sync")
-        argv = rt.exec_argv(c.id, proc_file, pid_file, detach=False)
+        argv = rt.exec_argv(c.rid, proc_file, pid_file, detach=False)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
@@ -699,7 +740,7 @@ class Supervisor(NetworkOperations):
         proc_file, pid_file = _write_process(c, process, "ws")
 
         def argv(console):
-            return rt.exec_argv(c.id, proc_file, pid_file, detach=console is not None,
+            return rt.exec_argv(c.rid, proc_file, pid_file, detach=console is not None,
                                 console_socket=console)
 
         try:
@@ -733,6 +774,12 @@ class Supervisor(NetworkOperations):
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
 
+    async def close_stdin_of_init(self, ref: str) -> None:
+        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        await c.shim.close_stdin(0)
+
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
@@ -741,7 +788,7 @@ class Supervisor(NetworkOperations):
     async def top(self, ref: str) -> list[dict]:
         c = self.get(ref)
         states.check("top", c.record.status, c.id)
-        pids = await self.runtime(c.record.runtime).ps(c.id)
+        pids = await self.runtime(c.record.runtime).ps(c.rid)
         rows = []
         for pid in pids:
             try:
@@ -773,7 +820,7 @@ class Supervisor(NetworkOperations):
         c = self.get(ref)
         async with c.lock:
             states.check("update", c.record.status, c.id)
-            await self.runtime(c.record.runtime).update(c.id, resources)
+            await self.runtime(c.record.runtime).update(c.rid, resources)
             runspec.merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)

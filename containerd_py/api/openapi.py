@@ -9,8 +9,10 @@ from .. import __version__
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
+MIGRATION = {"type": "object"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
 IMAGE = {"$ref": "#/components/schemas/Image"}
+POOL = {"$ref": "#/components/schemas/Pool"}
 
 
 def _resp(code: int, desc: str, schema=None, media="application/json") -> tuple:
@@ -75,7 +77,9 @@ PATHS = {
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
              "image-load, image-tag, image-delete, commit, export-checkpoint, "
-             "import-checkpoint, create-network, delete-network, network-attach, "
+             "import-checkpoint, migrate-start, migrate-round, migrate-precopy-skipped, "
+             "migrate-freeze, migrate-done, migrate-failed, migration-open, migrated-in, "
+             "migration-aborted, create-network, delete-network, network-attach, "
              "network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
@@ -103,7 +107,7 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint), with its settings", [
+                    "checkpoint, or claim a warm pool's member), with its settings", [
                         _resp(201, "the container, running", CONTAINER),
                         *_errors(400, 404, 409, 413, 500, 501)],
                     body={"$ref": "#/components/schemas/CreateRequest"},
@@ -247,6 +251,53 @@ PATHS = {
             *_errors(400, 404)], tag="checkpoints",
         desc="As podman's `container checkpoint --export`. Import it on another daemon "
              "with POST /checkpoints/import.")},
+    "/containers/{id}/migrate": {"post": _op(
+        "Move a running container to another daemon (live migration)", [
+            _resp(200, "the migration's outcome: frozenMs, bytes, rounds, the target's "
+                  "container; the container is gone here", MIGRATION),
+            _resp(400, "invalid target, preCopy, lazy, or migration without token", ERROR),
+            _resp(404, "no such container", ERROR),
+            _resp(409, "not running, exec'd processes run, or it exited during the "
+                  "migration", ERROR),
+            _resp(500, "runc or CRIU failed (their output is in `error`); the container "
+                  "runs on here", ERROR),
+            _resp(501, "CRIU unavailable, or lazy (post-copy) migration, which this host "
+                  "cannot do (CRIU's own error in `criuError`)", ERROR),
+            _resp(502, "the target refused, failed or could not be reached (`step`, "
+                  "`targetStatus`); the container runs on here", ERROR)],
+        body=_obj({"target": S, "preCopy": I, "lazy": B, "lazyRestore": B, "migration": S,
+                   "token": S}, ["target"]), tag="migration",
+        desc="Pre-copy rounds (CRIU pre-dumps with memory change tracking, when the "
+             "kernel has it) while it runs, then frozen: the final dump, streamed to the "
+             "target, restored there; the source copy is deleted once the target runs it. "
+             "`migration` and `token` come from the target's POST /migrations when this "
+             "daemon may not call it itself. Progress: the container's `migration` field "
+             "and migrate-* events.")},
+    "/migrations": {"post": _op(
+        "Target side: open a migration into this daemon (a one-time token)", [
+            _resp(201, "the migration's id and token", _obj({"migration": S, "token": S,
+                                                             "id": S})),
+            *_errors(400), _resp(404, "the settings' bundle or image is not here", ERROR),
+            _resp(409, "the id is in use here", ERROR), *_errors(501)],
+        body=_obj({"id": S, "settings": {"type": "object"}}, ["id"]), tag="migration")},
+    "/migrations/{migration}/rounds/{round}": {"put": _op(
+        "Target side: receive a round of images (r1..r16, or final) as a tar body", [
+            _resp(200, "received", _obj({"round": S, "members": I, "bytes": I})),
+            _resp(400, "invalid round, or a corrupt/unsafe archive", ERROR),
+            _resp(401, "wrong or missing token (Authorization: Bearer)", ERROR),
+            _resp(404, "no such migration", ERROR),
+            _resp(409, "that round was already received", ERROR)], tag="migration")},
+    "/migrations/{migration}/restore": {"post": _op(
+        "Target side: restore the received container; answers once it runs", [
+            _resp(201, "the container, running", CONTAINER), *_errors(400),
+            _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration, or its bundle/image is not here", ERROR),
+            _resp(409, "no final dump yet, or the id is taken", ERROR), *_errors(500, 501)],
+        body=_obj({"lazy": B}), tag="migration")},
+    "/migrations/{migration}": {"delete": _op(
+        "Target side: abort, removing what was received", [
+            _resp(204, "aborted"), _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration", ERROR)], tag="migration")},
     "/checkpoints/import": {"post": _op(
         "Restore an exported checkpoint archive as a new container", [
             _resp(201, "the container, running", CONTAINER),
@@ -309,6 +360,26 @@ PATHS = {
             _resp(200, "changes", {"type": "array", "items": _obj({
                 "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
             *_errors(400, 404)], tag="images")},
+    "/pools": {"get": _op("Warm pools and how many members each has ready", [
+        _resp(200, "pools", {"type": "array", "items": POOL})], tag="pools")},
+    "/pools/{name}": {
+        "post": _op(
+            "Keep `size` containers of a bundle or image (or of a checkpoint) ready to be claimed",
+            [_resp(201, "the pool (members are made in the background)", POOL),
+             *_errors(400, 404, 409, 413, 501)],
+            body=_obj({"bundlePath": S, "image": {"type": "string", "description":
+                                                  "an image of the store instead"},
+                       "checkpoint": S, "size": I,
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"]),
+            desc="A bundle pool's members have had the runtime's create (their init waits "
+                 "to be started); a checkpoint pool's are restored, each on an overlay of "
+                 "its own, and frozen. Claim one with POST /containers/{id} "
+                 '{"pool": NAME}; an empty pool starts one the normal way.', tag="pools"),
+        "get": _op("One pool", [_resp(200, "the pool", POOL), *_errors(400, 404)],
+                   tag="pools"),
+        "delete": _op("Delete a pool and its idle members (claimed containers stay)", [
+            _resp(204, "deleted"), *_errors(400, 404)], tag="pools"),
+    },
 }
 
 # -- networks (containerd_py/api/networks.py) --------------------------------
@@ -380,7 +451,8 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"},
+        "checkpoint": S, "resources": {"type": "object"}, "pool": S, "runtimeId": S,
+        "migration": {"type": "object"},
         # The settings in effect (bundle or image, with the create settings).
         "args": STR_LIST, "env": STR_LIST, "cwd": S,
         "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
@@ -396,6 +468,8 @@ SCHEMAS = {
         "bundlePath": S, "image": {"type": "string", "description": "an image of the "
                                    "store instead of bundlePath"},
         "checkpoint": S, "lazy": B, "labels": STR_MAP,
+        "pool": {"type": "string", "description": "claim a member of this warm pool "
+                 "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
         "restartPolicy": {**_obj({"name": {"type": "string",
@@ -446,6 +520,9 @@ SCHEMAS = {
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
                    "config": {"type": "object"}}),
+    "Pool": _obj({"name": S, "bundlePath": S, "image": S, "checkpoint": S, "size": I, "runtime": S,
+                  "ready": I, "starting": I, "claimed": I, "fallbacks": I, "created": S,
+                  "lastError": S}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S,
                         "settings": {"type": "object", "description": "the create settings "
@@ -458,7 +535,8 @@ def document() -> dict:
     for path, ops in PATHS.items():
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "integer" if n == "pid" else "string"}}
-                  for n in ("id", "pid", "name", "ref") if "{" + n + "}" in path]
+                  for n in ("id", "pid", "name", "ref", "migration", "round")
+                  if "{" + n + "}" in path]
         item = dict(ops)
         if params:
             item["parameters"] = params

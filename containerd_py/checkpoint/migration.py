@@ -24,7 +24,7 @@ import shutil
 import time
 import uuid
 
-from .. import bundle as bundle_mod
+from .. import bundle as bundle_mod, validation
 from ..errors import (Conflict, DaemonError, InvalidArgument, NotFound, PeerFailure,
                       RuntimeFailure, Unauthorized, Unavailable)
 from ..events import now_ns, rfc3339
@@ -62,16 +62,24 @@ class Inbox:
         self.service = service
         self.sessions: dict[str, Session] = {}
 
-    def open(self, cid: str, settings: dict) -> Session:
+    def open(self, cid: str, settings: dict | None) -> Session:
+        """A migration of container `cid` into this daemon. With the
+        source's settings, their bundle or image is checked at once (404
+        naming it); else when the final dump brings them."""
         self.service.criu()
         if cid in self.service.sup.containers or any(
                 s.cid == cid for s in self.sessions.values()):
             raise Conflict(f"container id {cid!r} is already in use here", id=cid)
-        bundle = settings.get("bundlePath")
-        if not isinstance(bundle, str) or not os.path.isabs(bundle):
-            raise InvalidArgument("settings.bundlePath must be an absolute path",
-                                  field="bundlePath")
-        bundle_mod.read_config(bundle)  # 404 naming the bundle if it is not here
+        settings = settings or {}
+        image = (settings.get("image") or {}).get("ref")
+        if image:
+            self.service.sup.images.resolve(image)
+        elif "bundlePath" in settings:
+            bundle = settings["bundlePath"]
+            if not isinstance(bundle, str) or not os.path.isabs(bundle):
+                raise InvalidArgument("settings.bundlePath must be an absolute path",
+                                      field="bundlePath")
+            bundle_mod.read_config(bundle)  # 404 naming the bundle if it is not here
         sid = uuid.uuid4().hex[:16]
         s = Session(id=sid, token=secrets.token_urlsafe(32), cid=cid, settings=settings,
                     dir=os.path.join(self.service.received_dir, f".migration-{sid}"))
@@ -192,7 +200,10 @@ class Peer:
                               f"{type(e).__name__}: {e}", step=step,
                               target=self.target) from None
 
-    async def open(self, cid: str, settings: dict) -> None:
+    async def open(self, cid: str, settings: dict, offer: tuple | None) -> None:
+        if offer:
+            self.sid, self.token = offer
+            return
         body = await self.call("offer", "POST", "/migrations",
                                json={"id": cid, "settings": settings})
         self.sid, self.token = body["migration"], body["token"]
@@ -217,7 +228,9 @@ class Migration:
     """One container leaving this daemon; its progress is the record's
     `migration` field and `migrate-*` events."""
 
-    def __init__(self, service, c, target: str, pre_copy: int, lazy_restore: bool):
+    def __init__(self, service, c, target: str, pre_copy: int, lazy_restore: bool,
+                 offer: tuple | None = None):
+        self.offer = offer
         self.service, self.sup, self.c = service, service.sup, c
         self.target, self.pre_copy, self.lazy_restore = target, pre_copy, lazy_restore
         self.rt = self.sup.runtime(c.record.runtime)
@@ -242,19 +255,32 @@ class Migration:
         self._update("migrate-start")
         try:
             from .service import settings_of
-            await peer.open(c.id, settings_of(r))
+            await peer.open(c.id, settings_of(r), self.offer)
             parent = await self._pre_copy(peer)
-            self._update("migrate-freeze", phase="frozen")
             self.frozen_at = time.monotonic()
-            await self.rt.pause(c.id)
+            steps = {}
+            lap = Lap(steps)
+            try:
+                await self.rt.pause(c.rid)
+            except RuntimeFailure:
+                self.frozen_at = None
+                await self._if_exited()
+                raise
             r.status = Status.PAUSED
+            lap("pauseMs")
+            self._update("migrate-freeze", phase="frozen")
             final = os.path.join(self.work, FINAL)
             await self._dump(final, parent=parent, pre_dump=False)
+            lap("dumpMs")
+            self._update(None, phase="transferring")
             sent = await peer.send(FINAL, self._final_plan(final))
+            lap("transferMs")
             self._update("migrate-round", phase="restoring", round=self.progress["round"] + 1,
                          bytes=self.progress["bytes"] + sent["bytes"])
             arrived = await peer.restore(self.lazy_restore)
+            lap("restoreMs")
             frozen_ms = round((time.monotonic() - self.frozen_at) * 1000, 1)
+            self.progress["frozenSteps"] = steps
         except BaseException as e:
             await self._fail(peer, e)
             raise
@@ -304,14 +330,24 @@ class Migration:
             # The final dump leaves the container running, i.e. as it was:
             # frozen (CRIU restores the freezer state it found), so that a
             # failure later only has to thaw it.
-            await self.rt.checkpoint(c.id, image, wdir, leave_running=True, pre_dump=pre_dump,
+            await self.rt.checkpoint(c.rid, image, wdir, leave_running=True, pre_dump=pre_dump,
                                      parent=parent)
         except RuntimeFailure as e:
-            if c.exited.is_set():
-                raise Conflict(f"container {c.id!r} exited during its migration", id=c.id,
-                               status="stopped", exitStatus=c.record.exit_status) from None
+            await self._if_exited()
             e.message += " " + criu_log_tail(wdir)
             raise
+
+    async def _if_exited(self) -> None:
+        """Raise the clear error if the runtime failed because the container
+        exited meanwhile (its exit may be a moment behind the failure)."""
+        c = self.c
+        try:
+            await asyncio.wait_for(asyncio.shield(c.exited.wait()), 2)
+        except asyncio.TimeoutError:
+            return
+        raise Conflict(f"container {c.id!r} exited during its migration (status "
+                       f"{c.record.exit_status})", id=c.id, status="stopped",
+                       exitStatus=c.record.exit_status)
 
     def _final_plan(self, final: str) -> ArchivePlan:
         from .service import ARCHIVE_FORMAT, settings_of, upper_dir
@@ -332,7 +368,7 @@ class Migration:
         resumed = None
         if self.frozen_at is not None and r.status == Status.PAUSED:
             try:
-                await self.rt.resume(c.id)
+                await self.rt.resume(c.rid)
                 r.status = Status.RUNNING
                 resumed = True
             except RuntimeFailure as err:
@@ -347,7 +383,19 @@ class Migration:
         self._update("migrate-failed", **fields)
 
 
-def check_request(body: dict) -> tuple[str, int, bool, bool]:
+class Lap:
+    """Milliseconds of each step, into a dict."""
+
+    def __init__(self, into: dict):
+        self.into, self.t = into, time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.into[name] = round((now - self.t) * 1000, 1)
+        self.t = now
+
+
+def check_request(body: dict) -> tuple:
     target = body.get("target")
     if not isinstance(target, str) or not target.startswith(("http://", "https://")) \
             or len(target) > 300:
@@ -363,10 +411,19 @@ def check_request(body: dict) -> tuple[str, int, bool, bool]:
     lazy_restore = body.get("lazyRestore", True)
     if not isinstance(lazy_restore, bool):
         raise InvalidArgument("lazyRestore must be a boolean", field="lazyRestore")
-    unknown = set(body) - {"target", "preCopy", "lazy", "lazyRestore"}
+    offer = None
+    if "migration" in body or "token" in body:
+        # Opened on the target beforehand by whoever may use it (its
+        # POST /migrations), when this daemon may not call it itself.
+        mid, token = body.get("migration"), body.get("token")
+        if not isinstance(mid, str) or not isinstance(token, str) or not token:
+            raise InvalidArgument("migration and token go together: the target's answer "
+                                  "to POST /migrations", field="token")
+        offer = (validation.check_id(mid, "migration"), token)
+    unknown = set(body) - {"target", "preCopy", "lazy", "lazyRestore", "migration", "token"}
     if unknown:
         raise InvalidArgument(f"unknown migrate options {sorted(unknown)}")
-    return target, pre, lazy, lazy_restore
+    return target, pre, lazy, lazy_restore, offer
 
 
 # What a lazy (post-copy) migration through CRIU's page server met on this

@@ -48,6 +48,7 @@ class CheckpointService:
     def __init__(self, sup):
         self.sup = sup
         self._status: dict | None = None
+        self._inbox = None
         # Checkpoints that came from elsewhere (imports, migrations), one
         # store per container that was made from one; removed with it.
         self.received_dir = os.path.join(sup.config.data_dir, "received")
@@ -81,7 +82,7 @@ class CheckpointService:
             os.makedirs(work)
             try:
                 await self.sup.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
+                    c.rid, tmp, work, leave_running=not exit, tcp=tcp,
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
@@ -138,7 +139,7 @@ class CheckpointService:
         if r.lazy:
             lazy = LazyPages(self.criu(), image, work)
             await lazy.start()
-        argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
+        argv = rt.restore_argv(c.rid, run_bundle, image, work, pid_file, tcp=meta.tcp,
                                unix_sockets=meta.unixSockets, shell=meta.shell,
                                lazy=lazy is not None)
         return argv, lazy, work
@@ -241,6 +242,11 @@ class CheckpointService:
         try:
             os.makedirs(os.path.dirname(images))
             os.rename(os.path.join(staged, "checkpoint"), images)
+            # A migration's pre-copy rounds go next to the final images,
+            # where their `parent` links (../r1) point.
+            rounds = os.path.join(staged, "rounds")
+            for name in sorted(os.listdir(rounds)) if os.path.isdir(rounds) else ():
+                os.rename(os.path.join(rounds, name), os.path.join(home, "checkpoints", name))
             with open(os.path.join(images, META), "w") as f:
                 json.dump(meta, f)
             diff = os.path.join(staged, "rootfs-diff")
@@ -267,6 +273,29 @@ class CheckpointService:
         if event:
             self.sup.events.emit(event[0], cid, checkpoint=meta["name"], **event[1])
         return c
+
+    # -- migration -------------------------------------------------------------
+
+    async def migrate(self, ref: str, target: str, *, pre_copy: int = 2, lazy: bool = False,
+                      lazy_restore: bool = True, offer: tuple | None = None) -> dict:
+        """Move a running container to the daemon at `target` (migration.py).
+        Holds the container's lock throughout: nothing else changes it
+        while it moves."""
+        from .migration import Migration, lazy_unavailable
+        c = self.sup.get(ref)
+        async with c.lock:
+            self.check_dumpable(c, "checkpoint")
+            if lazy:
+                raise lazy_unavailable()
+            return await Migration(self, c, target, pre_copy, lazy_restore, offer).run()
+
+    @property
+    def inbox(self):
+        """The target side: migrations other daemons opened here."""
+        if self._inbox is None:
+            from .migration import Inbox
+            self._inbox = Inbox(self)
+        return self._inbox
 
     def _check_id_free(self, cid: str) -> None:
         if cid in self.sup.containers:
@@ -297,3 +326,4 @@ def _read_manifest(root: str) -> dict:
                               field="body")
     manifest["checkpoint"] = meta
     return manifest
+

@@ -218,6 +218,10 @@ def cmd_migrate(cl, args) -> int:
             "preCopy": args.pre_copy}
     if args.lazy:
         body["lazy"] = True
+    if args.target_address:
+        from ..client import Client
+        offer = Client(args.target_address).open_migration(args.id)
+        body.update(migration=offer["migration"], token=offer["token"])
     progress = Progress(f"migrating {args.id}")
     import threading
 
@@ -375,6 +379,10 @@ def register(reg) -> None:
     p.add_argument("--pre-copy", type=int, default=2, metavar="N",
                    help="memory rounds copied while it runs (default 2)")
     p.add_argument("--lazy", action="store_true", help="copy the rest on fault after resume")
+    p.add_argument("--target-address", metavar="HOST:PORT|unix:PATH",
+                   help="the target's API as this client reaches it: the migration is opened "
+                        "there first and its one-time token handed to the source (needed "
+                        "when the target does not let the source daemon in)")
     add_format_flags(p, quiet=False)
 
     g = "pools"
