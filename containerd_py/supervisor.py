@@ -193,8 +193,10 @@ class Supervisor(NetworkOperations):
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
-        if image and networks is None:
-            networks = [DEFAULT_NETWORK]  # as podman's; a bundle keeps its config.json's
+        if image and bundle is None and networks is None:
+            # As podman's. A bundle keeps its config.json's, and the CRI's
+            # containers (a spec of their own) join their pod's namespace.
+            networks = [DEFAULT_NETWORK]
         self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
         # An image's container runs the image's bundle, unless the caller
