@@ -215,7 +215,7 @@ class Supervisor(NetworkOperations):
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
         if image and not own_spec:
-            settings = runspec.over(runspec.image_settings(img.image_config), settings)
+            settings = runspec.over(runspec.image_settings(img.image_config, cid), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -305,6 +305,9 @@ class Supervisor(NetworkOperations):
         else:
             argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
                                                                  console)
+        # Taken before the spawn: the process may write before spawn returns,
+        # and `attach?logs=true` replays this run's output from here.
+        started = now_ns()
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -322,24 +325,21 @@ class Supervisor(NetworkOperations):
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+            timing.mark("after-restore")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
-            self._mark_running(c, init_pid)
+            self._mark_running(c, init_pid, started)
 
-    def _mark_running(self, c: Container, init_pid: int) -> None:
+    def _mark_running(self, c: Container, init_pid: int, started_ns: int | None = None) -> None:
         r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
-        r.started_at = rfc3339(now_ns())
+        r.started_at = rfc3339(started_ns or now_ns())
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
-        try:
-            c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except OSError:  # init already exited (ESRCH for a zombie)
-            c.cgroups = None
-        timing.mark("cgroups")
+        c.cgroups = None  # read by the watcher, off the start path
         self.store.save(r)
         timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
@@ -370,6 +370,11 @@ class Supervisor(NetworkOperations):
     # -- exits ---------------------------------------------------------------
 
     async def _watch(self, c: Container, init_pid: int) -> None:
+        if c.cgroups is None:
+            try:
+                c.cgroups = stats_mod.cgroup_paths(init_pid)
+            except OSError:  # init already exited (ESRCH for a zombie)
+                pass
         try:
             async for ex in c.shim.subscribe():
                 if c.record.init is None or c.record.init.pid != init_pid:
@@ -781,6 +786,12 @@ class Supervisor(NetworkOperations):
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
         await c.shim.close_stdin(0)
+
+    async def output_of_init(self, ref: str):
+        """init's raw output from now on (an AttachedOutput to close)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        return await c.shim.attach(0)
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
