@@ -163,6 +163,7 @@ class CheckpointService:
             path = os.path.join(self.received_dir, name)
             if name.startswith(".") or name not in known:
                 log.info("removing leftover received checkpoint %s", path)
+                _kill_page_server(os.path.join(path, "page-server.pid"))
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- export ----------------------------------------------------------------
@@ -327,3 +328,16 @@ def _read_manifest(root: str) -> dict:
     manifest["checkpoint"] = meta
     return manifest
 
+
+
+def _kill_page_server(pid_file: str) -> None:
+    """A migration's `criu page-server` that outlived its daemon."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"page-server" not in f.read():
+                return  # the pid was reused
+        os.kill(pid, 9)
+    except (OSError, ValueError):
+        pass
