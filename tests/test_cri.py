@@ -130,6 +130,9 @@ def test_pod_and_container_lifecycle(cri):
 
     stats = json.loads(crictl(cri, "stats", "-o", "json", "--id", cid).stdout)["stats"]
     assert int(stats[0]["memory"]["workingSetBytes"]["value"]) > 0
+    pod_stats = json.loads(crictl(cri, "statsp", "-o", "json", "--id", pid_).stdout)["stats"]
+    assert [c["attributes"]["id"] for c in pod_stats[0]["linux"]["containers"]] == [cid]
+    assert int(pod_stats[0]["linux"]["memory"]["workingSetBytes"]["value"]) > 0
 
     crictl(cri, "stop", "--timeout", "10", cid)
     assert not host_pid_alive(pid)

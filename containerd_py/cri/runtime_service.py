@@ -487,3 +487,41 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                 continue
             out.append(self._stats(c, r))
         return pb.ListContainerStatsResponse(stats=out)
+
+    # -- pod stats: the sum of its containers' -------------------------------------
+
+    def _pod_stats(self, sb: Sandbox) -> pb.PodSandboxStats:
+        cfg = sb.config
+        out = pb.PodSandboxStats(attributes=pb.PodSandboxAttributes(
+            id=sb.id, metadata=cfg.metadata, labels=cfg.labels, annotations=cfg.annotations))
+        linux = out.linux
+        now = now_ns()
+        linux.cpu.timestamp = linux.memory.timestamp = linux.process.timestamp = now
+        cpu = nano = mem = procs = 0
+        for c in self._pod_containers(sb):
+            try:
+                r = self.sup.get(c.id).record
+            except NotFound:
+                continue
+            st = self._stats(c, r)
+            linux.containers.append(st)
+            cpu += st.cpu.usage_core_nano_seconds.value
+            nano += st.cpu.usage_nano_cores.value
+            mem += st.memory.working_set_bytes.value
+            procs += len(r.processes())
+        linux.cpu.usage_core_nano_seconds.value = cpu
+        linux.cpu.usage_nano_cores.value = nano
+        linux.memory.working_set_bytes.value = mem
+        linux.process.process_count.value = procs
+        return out
+
+    async def PodSandboxStats(self, request, context):
+        sb = self.sandboxes.get(request.pod_sandbox_id)
+        return pb.PodSandboxStatsResponse(stats=self._pod_stats(sb))
+
+    async def ListPodSandboxStats(self, request, context):
+        f = request.filter
+        out = [self._pod_stats(sb) for sb in self.sandboxes.sandboxes.values()
+               if (not f.id or sb.id.startswith(f.id))
+               and _matches(sb.config.labels, f.label_selector)]
+        return pb.ListPodSandboxStatsResponse(stats=out)
