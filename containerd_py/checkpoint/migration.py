@@ -108,7 +108,9 @@ class Inbox:
 
     def _expire(self, sid: str) -> None:
         s = self.sessions.get(sid)
-        if s and not s.busy:
+        if s and s.busy:  # a transfer under way: look again later
+            self._touch(s)
+        elif s:
             log.warning("migration %s of %s: no word from the source for %ds, dropped",
                         sid, s.cid, IDLE_S)
             self.abort(s, "the source went silent")
@@ -145,6 +147,14 @@ class Inbox:
             raise Conflict(f"migration {s.id}: the final dump has not been received")
         from .service import _read_manifest
         manifest = _read_manifest(final)
+        # What the target's operator opened the migration for, the source
+        # cannot change: the token is for that bundle or image only.
+        for key in ("bundlePath", "image"):
+            if key in s.settings and manifest["container"].get(key) != s.settings[key]:
+                self.abort(s, f"{key} differs from the one the migration was opened for")
+                raise InvalidArgument(
+                    f"migration {s.id}: the source's {key} {manifest['container'].get(key)!r} "
+                    f"is not the {s.settings[key]!r} it was opened for", field=key)
         # The pre-copy rounds sit next to the final images, where its
         # `parent` links ("../r1") point.
         s.busy = True
@@ -366,7 +376,13 @@ class Migration:
         self._update("migrate-done", phase="done", frozenMs=frozen_ms,
                      totalMs=round((time.monotonic() - t0) * 1000, 1))
         result = dict(self.progress, id=c.id, container=arrived)
-        await self.sup.delete_locked(c, force=True)
+        try:
+            await self.sup.delete_locked(c, force=True)
+        except DaemonError as e:
+            # It runs on the target: the migration is done, only the frozen
+            # source copy is left for the user to delete.
+            log.error("migration of %s: done, but the source copy stays: %s", c.id, e.message)
+            result["sourceLeft"] = e.message
         return result
 
     async def _pre_copy(self, peer: Peer) -> str | None:
