@@ -148,6 +148,7 @@ def main(argv=None) -> int:
         return run_daemon(args)
 
     from .client import APIError, Client
+    from .commands.terminal import SessionRefused
     cl = Client(args.address)
     try:
         return args.func(cl, args) or 0
@@ -155,6 +156,9 @@ def main(argv=None) -> int:
         # One line, the daemon's own words; podman's 125 for "the engine said no".
         print(f"error: {err.body.get('error', err) if isinstance(err.body, dict) else err}",
               file=sys.stderr)
+        return 125
+    except SessionRefused as err:
+        print(f"error: {err}", file=sys.stderr)
         return 125
     except (ConnectionRefusedError, FileNotFoundError, socket.gaierror) as err:
         print(f"error: cannot reach the daemon at {args.address} ({err.strerror or err}); "

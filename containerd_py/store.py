@@ -75,14 +75,23 @@ class ContainerRecord:
             return []
         return [self.init] + self.execs
 
+    def display_status(self) -> str:
+        """What a user sees: a container made with `start: false` that has
+        never run is `created` (podman's word), not `stopped`; to the state
+        table it is stopped all the same, so `start` and `delete` apply."""
+        if self.status == Status.STOPPED and not self.started_at and self.exit_status is None:
+            return "created"
+        return self.status.value
+
     def to_api(self) -> dict:
+        status = self.display_status()
         obj = {
             "id": self.id,
             "name": self.name or self.id,
             "bundlePath": self.bundle_path,
             "runtime": self.runtime,
-            "state": {"status": self.status.value},
-            "status": self.status.value,
+            "state": {"status": status},
+            "status": status,
             "processes": [p.to_api() for p in self.processes()],
             "labels": self.labels,
             "created": self.created,

@@ -274,6 +274,9 @@ class Supervisor:
         else:
             argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
                                                                  console)
+        # Taken before the spawn: the process may write before spawn returns,
+        # and `attach?logs=true` replays this run's output from here.
+        started = now_ns()
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -291,24 +294,21 @@ class Supervisor:
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+            timing.mark("after-restore")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
-            self._mark_running(c, init_pid)
+            self._mark_running(c, init_pid, started)
 
-    def _mark_running(self, c: Container, init_pid: int) -> None:
+    def _mark_running(self, c: Container, init_pid: int, started_ns: int | None = None) -> None:
         r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
-        r.started_at = rfc3339(now_ns())
+        r.started_at = rfc3339(started_ns or now_ns())
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
-        try:
-            c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except OSError:  # init already exited (ESRCH for a zombie)
-            c.cgroups = None
-        timing.mark("cgroups")
+        c.cgroups = None  # read by the watcher, off the start path
         self.store.save(r)
         timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
@@ -339,6 +339,11 @@ class Supervisor:
     # -- exits ---------------------------------------------------------------
 
     async def _watch(self, c: Container, init_pid: int) -> None:
+        if c.cgroups is None:
+            try:
+                c.cgroups = stats_mod.cgroup_paths(init_pid)
+            except OSError:  # init already exited (ESRCH for a zombie)
+                pass
         try:
             async for ex in c.shim.subscribe():
                 if c.record.init is None or c.record.init.pid != init_pid:

@@ -1,11 +1,14 @@
 /*
  * containerd-py-shim: one small process per container (docs/shim.md).
  *
- *   containerd-py-shim -s STATEDIR [-c CONSOLESOCK] [-l LOGMAX] -- RUNTIME-ARGV...
+ *   containerd-py-shim -s STATEDIR [-c CONSOLESOCK] [-l LOGMAX] [-F] -- RUNTIME-ARGV...
  *
  * The foreground forks twice and waits on a sync pipe for the real shim's
  * answer; the real shim runs the runtime command, then lives in a poll()
- * loop until init has exited and its output is drained.
+ * loop until init has exited and its output is drained. With -F the
+ * process started is the real shim itself and its stdout is the sync pipe
+ * (the daemon reads the answer, 'O...' or 'E...', and is the shim's
+ * subreaper anyway): two forks and a wait fewer on every start.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -675,7 +678,8 @@ static void shim_main(char *const argv[], long long logmax)
 	sigset_t set;
 	int fd, n;
 
-	if (setsid() < 0)
+	/* Already a session leader when the daemon spawned us so (-F). */
+	if (setsid() < 0 && getsid(0) != getpid())
 		die(errno, "setsid");
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		die(errno, "prctl PR_SET_CHILD_SUBREAPER");
@@ -777,13 +781,13 @@ static int foreground(int rfd)
 static void usage(void)
 {
 	die(0, "usage: containerd-py-shim -s STATEDIR [-c CONSOLESOCK] "
-	       "[-l LOGMAX] -- RUNTIME-ARGV...");
+	       "[-l LOGMAX] [-F] -- RUNTIME-ARGV...");
 }
 
 int main(int argc, char *argv[])
 {
 	long long logmax = 0;
-	int opt, sync[2], fd, ws;
+	int opt, sync[2], fd, ws, direct = 0;
 	pid_t pid;
 
 	/* pipe() must not hand out 0, 1 or 2. */
@@ -794,7 +798,7 @@ int main(int argc, char *argv[])
 	} while (fd <= 2);
 	close(fd);
 
-	while ((opt = getopt(argc, argv, "+s:c:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "+s:c:l:F")) != -1) {
 		switch (opt) {
 		case 's':
 			g_state_dir = optarg;
@@ -806,6 +810,9 @@ int main(int argc, char *argv[])
 			if (parse_ll(optarg, &logmax) < 0)
 				die(0, "bad -l %s", optarg);
 			break;
+		case 'F':
+			direct = 1;
+			break;
 		default:
 			usage();
 		}
@@ -814,6 +821,14 @@ int main(int argc, char *argv[])
 		usage();
 
 	close_inherited();
+	if (direct) {
+		/* Off fd 1, which shim_main points at /dev/null. */
+		g_sync_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		if (g_sync_fd < 0)
+			die(errno, "dup stdout");
+		shim_main(&argv[optind], logmax);
+		return 0;
+	}
 	if (pipe2(sync, O_CLOEXEC) < 0)
 		die(errno, "pipe");
 	pid = fork();

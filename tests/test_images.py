@@ -485,3 +485,59 @@ def test_an_image_container_checkpoint_clones_with_its_own_upper_dir(
         _lowerdirs(os.path.join(active, clone, "merged"))
     for x in (clone, c):
         api.delete(x, force=True)
+
+
+# -- archives written by a real tool ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def podman_archives(tmp_path_factory):
+    """An image built by podman itself (busybox-static imported, then two
+    RUN steps whose layers delete a file and replace a directory), saved in
+    both formats. Podman runs on private storage and is cleaned up after."""
+    import shutil
+    import subprocess
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (optional: `make bench` installs it)")
+    d = tmp_path_factory.mktemp("podman")
+    podman = ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"),
+              "--tmpdir", str(d / "tmp"), "--cgroup-manager", "cgroupfs",
+              "--events-backend", "file", "--storage-driver", "overlay", "--runtime", "runc"]
+
+    def run(*args):
+        p = subprocess.run(podman + list(args), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
+
+    base = d / "base.tar"
+    with tarfile.open(base, "w") as t:
+        t.add(str(build.BUSYBOX_ROOTFS), arcname=".")
+    ctx = d / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        "FROM localhost/cdpy-pm-base:1\n"
+        "RUN mkdir -p /olddir/sub && echo a > /olddir/a && echo g > /etc/gone\n"
+        "RUN rm /etc/gone && rm -rf /olddir && mkdir /olddir && echo new > /olddir/f\n"
+        'CMD ["tail", "-f", "/dev/null"]\n')
+    name = "localhost/cdpy-pm-app:1"
+    try:
+        run("import", str(base), "localhost/cdpy-pm-base:1")
+        run("build", "--network", "none", "--ulimit", "nofile=1024:1024", "-t", name, str(ctx))
+        run("save", "--format", "docker-archive", "-o", str(d / "docker.tar"), name)
+        run("save", "--format", "oci-archive", "-o", str(d / "oci.tar"), name)
+        yield {"docker": d / "docker.tar", "oci": d / "oci.tar", "name": name}
+    finally:
+        subprocess.run(podman + ["rmi", "-a", "-f"], capture_output=True, timeout=120)
+        for fields in _mounts_of(str(d)):
+            subprocess.run(["umount", "-l", fields[1]], capture_output=True)
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_an_archive_podman_saved_loads_and_runs(api, cid, podman_archives, fmt):
+    name = podman_archives["name"]
+    [img] = _load(api, podman_archives[fmt])
+    assert img["names"] == [name] and len(img["layers"]) == 3
+    c = cid()
+    api.create(c, image=name)
+    assert _sh(api, c, "ls -A /olddir; cat /olddir/f; test -e /etc/gone || echo gone") \
+        == "f\nnew\ngone\n"
+    api.delete(c, force=True)
+    api.rmi(name)

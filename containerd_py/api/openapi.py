@@ -98,7 +98,7 @@ PATHS = {
     "/containers": {
         "get": _op("List containers", [
             _resp(200, "containers", {"type": "array", "items": CONTAINER}), *_errors(400)],
-            params=[("status", "string", "running, paused or stopped"),
+            params=[("status", "string", "created, running, paused or stopped"),
                     ("label", "string", "KEY or KEY=VALUE; repeat to AND")]),
         "delete": _op("Prune stopped containers", [
             _resp(200, "ids deleted", _obj({"deleted": {"type": "array", "items": S}})),
@@ -197,8 +197,12 @@ PATHS = {
     "/containers/{id}/attach": {"get": _op(
         "Attach to init's stdin/stdout over a websocket", [
             _resp(101, "websocket"), *_errors(400, 404, 409, 500)],
+        params=[("logs", "boolean", "replay this run's output first (default false)"),
+                ("stdin", "boolean", "connect init's stdin (default true)")],
         desc="Frames from the client are written to init's stdin; init's output "
-             "(as logged) is sent as text frames, until the container stops.")},
+             "(as logged) is sent as text frames, until the container stops. A terminal's "
+             "output comes as it is written (a prompt without its newline), with CR LF "
+             "line ends for the client's raw terminal.")},
     "/containers/{id}/logs": {"get": _op(
         "Captured output of the container's processes", [
             _resp(200, "JSON list (or ndjson / text when streaming)",
@@ -401,7 +405,8 @@ SCHEMAS = {
                      "user": {"type": "object"}}),
     "Container": _obj({
         "id": S, "name": S, "bundlePath": S, "runtime": S,
-        "state": _obj({"status": {"type": "string", "enum": ["running", "paused", "stopped"]}}),
+        "state": _obj({"status": {"type": "string",
+                                  "enum": ["created", "running", "paused", "stopped"]}}),
         "status": S, "pid": I,
         "processes": {"type": "array", "items": {"$ref": "#/components/schemas/Process"}},
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
@@ -424,6 +429,8 @@ SCHEMAS = {
                  "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": S,
         "autoRemove": B, "overlay": B,
+        "start": {"type": "boolean", "description": "false: only create it (status "
+                  "`created`); `POST /containers/{id}/start` runs it (default true)"},
         "restartPolicy": {**_obj({"name": {"type": "string",
                                            "enum": ["no", "on-failure", "always"]},
                                   "maximumRetryCount": I}), "additionalProperties": False},

@@ -175,8 +175,18 @@ class ImageStore:
                 for layer in p.layers:
                     if layer.diff_id in unpacked or os.path.isdir(self.snapshot_dir(layer.diff_id)):
                         continue
-                    dest = os.path.join(tmp, "snap-" + _hex(layer.diff_id)[:16])
-                    sizes[layer.diff_id] = self._unpack(layer.path, dest, layer.diff_id)
+                    st = layer.staged
+                    if st is not None and st.unpacked:  # while it streamed in
+                        if st.diff_id != layer.diff_id:
+                            raise InvalidArgument(
+                                f"digest mismatch for layer {layer.diff_id}: its uncompressed "
+                                f"content is {st.diff_id}", expected=layer.diff_id,
+                                actual=st.diff_id)
+                        dest = st.unpacked
+                        sizes[layer.diff_id] = self._snapshot_size_at(dest)
+                    else:
+                        dest = os.path.join(tmp, "snap-" + _hex(layer.diff_id)[:16])
+                        sizes[layer.diff_id] = self._unpack(layer.path, dest, layer.diff_id)
                     unpacked[layer.diff_id] = dest
             with self._lock:
                 for diff_id, dest in unpacked.items():
@@ -241,8 +251,12 @@ class ImageStore:
         return img
 
     def _snapshot_size(self, diff_id: str) -> int:
+        return self._snapshot_size_at(self.snapshot_dir(diff_id))
+
+    @staticmethod
+    def _snapshot_size_at(path: str) -> int:
         try:
-            with open(os.path.join(self.snapshot_dir(diff_id), "size")) as f:
+            with open(os.path.join(path, "size")) as f:
                 return int(f.read())
         except (OSError, ValueError):
             return 0
