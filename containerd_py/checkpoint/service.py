@@ -35,7 +35,10 @@ def settings_of(record) -> dict:
             "runtime": record.runtime, "restartPolicy": record.restart_policy,
             "autoRemove": record.auto_remove, "bundlePath": record.bundle_path,
             "resources": record.resources, "overlay": record.overlay,
-            "settings": record.settings, "image": record.image}
+            "settings": record.settings, "image": record.image,
+            # By name: on the receiving daemon the container joins its
+            # networks of the same names (its own addresses there).
+            "networks": record.networks, "ports": record.ports}
 
 
 def upper_dir(c) -> str | None:
@@ -265,7 +268,8 @@ class CheckpointService:
                 restart_policy=settings.get("restartPolicy") or {"name": "no"}, lazy=lazy,
                 settings=ContainerSettings.from_json(settings.get("settings") or
                                                      meta.get("settings") or {}),
-                resources=settings.get("resources") or {}, image=image)
+                resources=settings.get("resources") or {}, image=image,
+                networks=settings.get("networks"), ports=settings.get("ports") or None)
         except BaseException:
             if cid not in self.sup.containers:  # else the id is another's now
                 shutil.rmtree(home, ignore_errors=True)
