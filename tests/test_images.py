@@ -202,6 +202,16 @@ def test_bad_bodies_and_refs(api, tmp_path):
     with pytest.raises(APIError) as e:
         _load(api, empty)
     assert e.value.status == 400 and "manifest.json" in e.value.body["error"]
+    # Half an archive: refused, and nothing of it kept.
+    whole = build.docker_archive(tmp_path / "whole.tar", [build.layer(
+        [("f", "x" * 200000)])], KEEP_ALIVE, [_name("half")])
+    with open(whole, "rb") as f:
+        half = f.read()[:150000]
+    before = {i["id"] for i in api.images()}
+    with pytest.raises(APIError) as e:
+        api.upload("/images/load", io.BytesIO(half))
+    assert e.value.status == 400
+    assert {i["id"] for i in api.images()} == before
     with pytest.raises(APIError) as e:
         api.image("Bad_Name")
     assert e.value.status == 400 and e.value.body["ref"] == "Bad_Name"
