@@ -13,6 +13,7 @@ from ..supervisor import Supervisor
 from . import create_body
 from .common import (bool_field, check_fields, container_id, json_response, read_body,
                      supervisor_of)
+from .networks import create_fields as network_fields
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
@@ -39,7 +40,8 @@ async def _create_container(request: web.Request) -> web.Response:
         cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
         checkpoint=req.checkpoint, auto_remove=req.auto_remove,
         restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
-        settings=req.settings, resources=req.resources, image=req.image, start=req.start)
+        settings=req.settings, resources=req.resources, image=req.image, start=req.start,
+        **network_fields(body))
     return json_response(c.record.to_api(), 201)
 
 

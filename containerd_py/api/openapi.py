@@ -90,7 +90,8 @@ PATHS = {
              "image-load, image-tag, image-delete, commit, export-checkpoint, "
              "import-checkpoint, migrate-start, migrate-round, migrate-precopy-skipped, "
              "migrate-freeze, migrate-done, migrate-failed, migration-open, migrated-in, "
-             "migration-aborted.",
+             "migration-aborted, create-network, delete-network, network-attach, "
+             "network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -396,6 +397,57 @@ PATHS = {
     },
 }
 
+# -- networks (containerd_py/api/networks.py) --------------------------------
+NETWORK = {"$ref": "#/components/schemas/Network"}
+ATTACHMENT = {"$ref": "#/components/schemas/NetworkAttachment"}
+_NET_ERRORS = {
+    400: "invalid network name, bad CIDR or gateway, or a subnet overlapping another "
+         "network's or a host interface's",
+    404: "no such network (or container)",
+    409: "the network exists, or is in use by containers (listed in `containers`)",
+}
+
+
+def _net_errors(*codes: int) -> list[tuple]:
+    return [_resp(c, _NET_ERRORS[c], ERROR) if c in _NET_ERRORS else _errors(c)[0]
+            for c in codes]
+
+
+PATHS.update({
+    "/networks": {
+        "get": _op("List networks", [_resp(200, "networks", {"type": "array",
+                                                              "items": NETWORK})],
+                   tag="networks"),
+        "post": _op("Create a bridge network (a CNI conflist under the data dir)", [
+            _resp(201, "the network", NETWORK), *_net_errors(400, 409, 413)],
+            body=_obj({"name": S, "subnet": S, "gateway": S, "internal": B}, ["name"]),
+            desc="subnet: default the first free 10.89.N.0/24. internal: no masquerade and "
+                 "no default route out of the container.",
+            tag="networks"),
+    },
+    "/networks/{name}": {
+        "get": _op("One network, with the containers on it", [
+            _resp(200, "the network", NETWORK), *_net_errors(400, 404)], tag="networks"),
+        "delete": _op("Delete a network no container uses", [
+            _resp(204, "deleted"), *_net_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/networks/{name}": {
+        "post": _op("Attach a running container to a network (a new interface appears)", [
+            _resp(201, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+            tag="networks"),
+        "delete": _op("Detach a running container from a network", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/network_attach": {"post": _op(
+        "Zun's attach: POST /containers/{id}/networks/{name}", [
+            _resp(200, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+    "/containers/{id}/network_detach": {"post": _op(
+        "Zun's detach: DELETE /containers/{id}/networks/{name}", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+})
+
 SCHEMAS = {
     "Error": _obj({"error": S}, ["error"]),
     "ProcessSpec": _closed(PROCESS_PROPS, ["args"]),
@@ -419,7 +471,11 @@ SCHEMAS = {
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
         "annotations": STR_MAP, "stopSignal": S, "init": B,
-        "image": _obj({"ref": S, "id": S})}),
+        "image": _obj({"ref": S, "id": S}),
+        "networks": {"type": "object", "additionalProperties": ATTACHMENT},
+        "requestedNetworks": {"type": "array", "items": S},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
+        "addresses": {"type": "object", "description": "Zun's form of `networks`"}}),
     "CreateRequest": {**_obj({
         "bundlePath": S, "image": {"type": "string", "description": "an image of the "
                                    "store instead of bundlePath"},
@@ -453,6 +509,11 @@ SCHEMAS = {
         "command": {"oneOf": [S, STR_LIST], "description": "Zun: args, or a command line"},
         "environment": STR_MAP, "workdir": S, "cpu": N, "memory": {"oneOf": [I, S]},
         "interactive": {"type": "boolean", "description": "Zun: terminal"},
+        # Networks (network/).
+        "networks": {"type": "array", "items": S,
+                     "description": '[] loopback only, ["host"] the host\'s namespace'},
+        "nets": {"type": "array", "items": _obj({"network": S}), "description": "Zun: networks"},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
     }), "additionalProperties": False},
     "Mount": {**_obj({"destination": S, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
                       "source": S, "options": STR_LIST}, ["destination"]),
@@ -462,6 +523,13 @@ SCHEMAS = {
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Network": _obj({"name": S, "subnet": S, "gateway": S, "internal": B, "bridge": S,
+                     "driver": S, "containers": {"type": "object"}}),
+    "NetworkAttachment": _obj({"network": S, "interface": S, "ip": S, "prefixLen": I,
+                               "gateway": S, "mac": S}),
+    "Port": _obj({"hostPort": I, "containerPort": I,
+                  "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                  "hostIp": S}, ["containerPort"]),
     "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
