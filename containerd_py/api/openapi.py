@@ -302,6 +302,14 @@ PATHS = {
             _resp(401, "wrong or missing token (Authorization: Bearer)", ERROR),
             _resp(404, "no such migration", ERROR),
             _resp(409, "that round was already received", ERROR)], tag="migration")},
+    "/migrations/{migration}/page-server": {"post": _op(
+        "Target side: start a one-session criu page-server for the final dump's memory", [
+            _resp(201, "where the source's CRIU sends the pages", _obj({"address": S,
+                                                                       "port": I})),
+            _resp(400, "not over TCP", ERROR),
+            _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration", ERROR),
+            _resp(409, "already started", ERROR), *_errors(500)], tag="migration")},
     "/migrations/{migration}/restore": {"post": _op(
         "Target side: restore the received container; answers once it runs", [
             _resp(201, "the container, running", CONTAINER), *_errors(400),
