@@ -384,6 +384,30 @@ def test_attach_gets_output_without_a_newline_at_once(cri):
 
 
 @needs_crictl
+def test_attach_without_stdin_splits_streams_and_ends_with_init(cri):
+    chatty = {"metadata": {"name": "chatty"}, "image": {"image": "busybox"},
+              "command": ["sh", "-c", "while [ ! -e /tmp/go ]; do echo waiting; sleep 0.1; done;"
+                          " echo -n to-stdout; echo to-stderr >&2; exit 0"]}
+    pod, (cid,) = runp(cri, "att2", chatty)
+    p = subprocess.Popen([CRICTL, "--runtime-endpoint", sock(cri), "attach", cid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Attached once its output flows; then let init finish.
+        assert p.stdout.readline() == b"waiting\n"
+        crictl(cri, "exec", "-s", cid, "touch", "/tmp/go")
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert out.replace(b"waiting\n", b"") == b"to-stdout"
+        assert err == b"to-stderr\n"
+        wait_until(lambda: state(cri, cid) == "CONTAINER_EXITED", what="init's exit")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        crictl(cri, "rmp", "-f", pod)
+
+
+@needs_crictl
 def test_attach_tty_resizes_init_and_ends_with_it(cri):
     shell = {"metadata": {"name": "tty"}, "image": {"image": "busybox"},
              "command": ["/bin/sh"], "stdin": True, "tty": True}
