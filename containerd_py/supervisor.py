@@ -269,6 +269,7 @@ class Supervisor(NetworkOperations):
             c.cleanup = None
         await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
             c.record.settings).hostname or spec.get("hostname"))
+        timing.mark("network")
         try:
             await self._launch_processes(c, spec, prestart)
         except BaseException:
