@@ -50,6 +50,11 @@ def _op(summary: str, responses: list[tuple], body=None, params=(), desc: str = 
     return op
 
 
+def _closed(props: dict, required=()) -> dict:
+    """An object whose unknown fields are a 400 (the daemon says which)."""
+    return {**_obj(props, required), "additionalProperties": False}
+
+
 def _obj(props: dict, required=()) -> dict:
     out = {"type": "object", "properties": props}
     if required:
@@ -60,6 +65,12 @@ def _obj(props: dict, required=()) -> dict:
 S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
 STR_LIST = {"type": "array", "items": S}
 STR_MAP = {"type": "object", "additionalProperties": S}
+# An OCI process as PUT /process and exec take it; unknown fields are a 400.
+PROCESS_PROPS = {
+    "args": {**STR_LIST, "minItems": 1}, "env": STR_LIST, "cwd": S, "terminal": B,
+    "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
+    "capabilities": {"type": "object"}, "noNewPrivileges": B, "apparmorProfile": S,
+    "selinuxLabel": S}
 TIMEOUT = ("timeout", "integer", "seconds between the stop signal and SIGKILL (default 10)")
 
 PATHS = {
@@ -121,9 +132,9 @@ PATHS = {
                                                      *_errors(400, 404)]),
         "patch": _op("Pause/resume, signal init, or update resources", [
             _resp(200, "the container", CONTAINER), *_errors(400, 404, 409, 500)],
-            body=_obj({"status": {"type": "string", "enum": ["paused", "running"]},
-                       "signal": I, "resources": {"$ref": "#/components/schemas/Resources"},
-                       "cpu": N, "memory": {"oneOf": [I, S]}})),
+            body=_closed({"status": {"type": "string", "enum": ["paused", "running"]},
+                          "signal": I, "resources": {"$ref": "#/components/schemas/Resources"},
+                          "cpu": N, "memory": {"oneOf": [I, S]}})),
         "delete": _op("Delete a stopped container", [
             _resp(204, "deleted"), *_errors(400, 404, 409, 500)],
             params=[("force", "boolean", "kill a running container first")]),
@@ -139,7 +150,7 @@ PATHS = {
     "/containers/{id}/process/{pid}": {"post": _op(
         "Signal one process of the container", [
             _resp(200, "signalled", _obj({"pid": I, "signal": I})), *_errors(400, 404, 500)],
-        body=_obj({"signal": I}, ["signal"]))},
+        body=_closed({"signal": I}, ["signal"]))},
     "/containers/{id}/process/{pid}/wait": {"get": _op(
         "Wait for a process to exit", [_resp(200, "exit status", _obj({"pid": I,
                                                                        "exitStatus": I})),
@@ -161,7 +172,7 @@ PATHS = {
     "/containers/{id}/kill": {"post": _op(
         "Send a signal to init (default SIGKILL)", [_resp(200, "the container", CONTAINER),
                                                     *_errors(400, 404, 409, 500)],
-        body=_obj({"signal": I}))},
+        body=_closed({"signal": I}))},
     "/containers/{id}/pause": {"post": _op(
         "Freeze every process (cgroup freezer)", [_resp(200, "the container", CONTAINER),
                                                   *_errors(400, 404, 409, 500)])},
@@ -177,7 +188,7 @@ PATHS = {
             _resp(200, "result", _obj({"exitStatus": I, "stdout": S, "stderr": S,
                                        "truncated": B, "timedOut": B})),
             *_errors(400, 404, 409, 500)],
-        body={"allOf": [PROCESS_SPEC, _obj({"timeout": N, "outputLimit": I})]})},
+        body=_closed({**PROCESS_PROPS, "timeout": N, "outputLimit": I}, ["args"]))},
     "/containers/{id}/exec/ws": {"get": _op(
         "Interactive exec over a websocket", [
             _resp(101, "websocket: binary frames are the process's input and output"),
@@ -447,11 +458,7 @@ PATHS.update({
 
 SCHEMAS = {
     "Error": _obj({"error": S}, ["error"]),
-    "ProcessSpec": _obj({"args": {"type": "array", "items": S},
-                         "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
-                         "user": _obj({"uid": I, "gid": I,
-                                       "additionalGids": {"type": "array", "items": I}})},
-                        ["args"]),
+    "ProcessSpec": _closed(PROCESS_PROPS, ["args"]),
     "Process": _obj({"pid": I, "args": {"type": "array", "items": S},
                      "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
                      "user": {"type": "object"}}),
