@@ -3,6 +3,7 @@ or on the host, and every way to get them wrong answered with a 400 that
 leaves nothing behind.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -75,6 +76,8 @@ def assert_nothing_left(api, daemon, c):
     assert not os.path.exists(os.path.join(daemon.state_dir, "shims", c))
     with open("/proc/mounts") as f:
         assert f"/shims/{c}/" not in f.read()
+    assert not glob.glob(f"/sys/fs/cgroup/*/containerd-py*/{c}") + \
+        glob.glob(f"/sys/fs/cgroup/containerd-py*/{c}")
 
 
 @pytest.fixture
@@ -344,6 +347,30 @@ def test_unknown_fields(api, bundle, cid):
         with pytest.raises(APIError) as e:
             api.request("POST", f"/containers/{c}/start", {"checkpont": "x"})
         assert e.value.status == 400 and e.value.body["field"] == "checkpont"
+    finally:
+        api.delete(c, force=True)
+
+
+def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
+    c = cid()
+    api.create(c, bundle())
+    try:
+        pid = init_pid(api, c)
+        for method, path, body, field in (
+                ("PUT", f"/containers/{c}/process", {"args": ["true"], "evn": []}, "evn"),
+                ("POST", f"/containers/{c}/exec", {"args": ["true"], "timout": 1}, "timout"),
+                ("PATCH", f"/containers/{c}", {"status": "paused", "colour": 1}, "colour"),
+                ("POST", f"/containers/{c}/kill", {"sig": 9}, "sig"),
+                ("POST", f"/containers/{c}/process/{pid}", {"signal": 9, "x": 1}, "x"),
+                ("POST", f"/containers/{c}/rename", {"name": "n", "old": "o"}, "old")):
+            with pytest.raises(APIError) as e:
+                api.request(method, path, body)
+            assert e.value.status == 400 and e.value.body["field"] == field, (path, e.value.body)
+            assert field in e.value.body["error"] and e.value.body["allowed"]
+        # Nothing of it happened: still running, same pid, same name.
+        obj = api.get(c)
+        assert obj["status"] == "running" and init_pid(api, c) == pid and obj["name"] == c
+        assert len(obj["processes"]) == 1
     finally:
         api.delete(c, force=True)
 

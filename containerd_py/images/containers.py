@@ -38,8 +38,16 @@ class ContainerLayers:
         return self._path("active", key, *parts)
 
     def lowerdirs(self, layer_ids: list[str]) -> list[str]:
-        """The overlay's lower dirs, top layer first."""
-        return [os.path.join(self.snapshot_dir(d), "fs") for d in reversed(layer_ids)]
+        """The overlay's lower dirs, top layer first. A layer an image has
+        twice (the same diff id at two places) is one snapshot: only its top
+        place is kept, which gives the same files, since that top copy puts
+        back whatever the layers between them changed of it."""
+        out = []
+        for d in reversed(layer_ids):
+            path = os.path.join(self.snapshot_dir(d), "fs")
+            if path not in out:
+                out.append(path)
+        return out
 
     def mount(self, image, key: str) -> str:
         """The root filesystem of container `key`: an overlay of the image's
