@@ -161,7 +161,9 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
+        bundle = bundle_mod.resolve(bundle)
         spec = bundle_mod.read_config(bundle)
+        bundle_mod.check_runnable(bundle, spec)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,

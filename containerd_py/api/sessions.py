@@ -11,9 +11,20 @@ from .. import logs, validation as v
 from ..errors import InvalidArgument
 from .common import container_id, supervisor_of
 
+def _require_upgrade(request: web.Request) -> web.WebSocketResponse:
+    """Checked before anything starts: a plain GET (or HEAD) would otherwise
+    start a process that no websocket ever closes."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        raise InvalidArgument("this endpoint is a websocket: send a GET with "
+                              "'Connection: Upgrade' and 'Upgrade: websocket'")
+    return ws
+
+
 async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
+    ws = _require_upgrade(request)
     command = request.query.get("command")
     if not command:
         raise InvalidArgument("command is required", field="command")
@@ -28,7 +39,6 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     # Started before the upgrade, so a failure is an ordinary JSON error.
     session = await sup.open_exec(c.id, process)
     session.resize(cols, rows)
-    ws = web.WebSocketResponse()
     await ws.prepare(request)
     if session.pid is not None:
         # What `POST /containers/{id}/resize?pid=` needs for a live resize;
@@ -67,8 +77,8 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
 async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
+    ws = _require_upgrade(request)
     stdin_fd = await sup.stdin_of_init(c.id)
-    ws = web.WebSocketResponse()
     await ws.prepare(request)
     loop = asyncio.get_running_loop()
 

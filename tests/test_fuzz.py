@@ -1,0 +1,102 @@
+"""schemathesis against a live daemon: every check, the stateful phase
+included (it follows the document's links from a create to real
+containers), and no failure.
+
+The document the fuzzer gets is the daemon's own, narrowed only where a
+valid request would legitimately take long: creates use one real bundle,
+operations that wait for a container to stop (`x-blocks`) and websockets
+are left out, streams are off (`x-streams`), and stop timeouts are short.
+Everything it generates is still valid against the daemon's document.
+
+A new endpoint is fuzzed as soon as it is in the document; when it fails,
+this test prints schemathesis' own account of each failure (the request to
+replay it with curl, what was expected).
+"""
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from conftest import Daemon, write_bundle
+
+SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+# Bounded so the run stays well within a few minutes of CPU on 2 cores.
+MAX_EXAMPLES = int(os.environ.get("CDPY_FUZZ_EXAMPLES", "8"))
+SEED = int(os.environ.get("CDPY_FUZZ_SEED", "20261201"))
+
+
+def narrowed(doc: dict, bundle: str) -> dict:
+    doc = copy.deepcopy(doc)
+    schemas = doc["components"]["schemas"]
+    schemas["CreateRequest"]["properties"]["bundlePath"] = {"type": "string", "enum": [bundle]}
+    # Bounded waits: a valid but long timeout would only make the run slow.
+    if "ExecRequest" in schemas:
+        schemas["ExecRequest"]["properties"]["timeout"].update(minimum=0.1, maximum=2)
+        schemas["ExecRequest"].setdefault("required", []).append("timeout")
+    for path in list(doc["paths"]):
+        item = doc["paths"][path]
+        for method in [m for m in item if m != "parameters"]:
+            op = item[method]
+            get = item.get("get", {})
+            websocket = "101" in get.get("responses", {})
+            if op.get("x-blocks") or get.get("x-blocks") or websocket:
+                del item[method]
+                continue
+            for p in op.get("parameters", []):
+                if p.get("x-streams"):
+                    p["schema"] = {"type": "boolean", "enum": [False]}
+                if p["name"] == "timeout" and p["schema"].get("type") == "integer":
+                    p["schema"]["maximum"] = 1
+        if not [m for m in item if m != "parameters"]:
+            del doc["paths"][path]
+    return doc
+
+
+def _summary(output: str) -> str:
+    """The failures section of schemathesis' report, or its tail."""
+    start = output.find("FAILURES")
+    text = output[start:] if start >= 0 else output[-6000:]
+    return text if len(text) < 20000 else text[:20000] + "\n... (cut)"
+
+
+@pytest.fixture
+def fuzz_daemon():
+    state = tempfile.mkdtemp(prefix="cdpy-")
+    d = Daemon(state).start()
+    yield d
+    d.cleanup()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_schemathesis_finds_nothing(fuzz_daemon, tmp_path):
+    if not os.access(SCHEMATHESIS, os.X_OK):
+        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+    bundle = str(write_bundle(tmp_path / "bundle", ["tail", "-f", "/dev/null"]))
+    doc = narrowed(fuzz_daemon.client.request("GET", "/openapi.json"), bundle)
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps(doc))
+    out = subprocess.run(
+        [SCHEMATHESIS, "run", str(spec), "--url", f"http://{fuzz_daemon.address}",
+         "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
+         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
+         "--request-timeout", "60", "--no-color", "--suppress-health-check", "all",
+         "--generation-database", "none", "--output-truncate", "true"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    report = out.stdout + out.stderr
+    cases = re.search(r"(\d+) generated", report)
+    print(f"schemathesis: {cases.group(0) if cases else 'cases unknown'}; "
+          f"exit {out.returncode}")
+    print(report[-3000:])
+    assert out.returncode == 0, "schemathesis found failures:\n" + _summary(report)
+    # The daemon outlived it, and says nothing of an internal error.
+    assert fuzz_daemon.client.request("GET", "/ping") == {"ok": True}
+    with open(fuzz_daemon.log_path) as f:
+        assert "Traceback" not in f.read()
