@@ -554,6 +554,10 @@ def write(results: dict, docs: str) -> None:
             add("")
             add(f"![time to ready]({plots['ready']})")
     add("")
+    if results.get("images"):
+        import images as images_bench
+        md.extend([images_bench.BEGIN, *images_bench.report_lines(results["images"]),
+                   images_bench.END, ""])
     dl = results.get("daemon_log")
     if dl:
         add("## containerd-py daemon log")

@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 from common import (Samples, Unavailable, memory_kb, one_line, run,  # noqa: E402
                     unmount_all_under)
 import systems as S  # noqa: E402
+import images as images_bench  # noqa: E402
 
 REPO = S.REPO
 
@@ -653,7 +654,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready (default: all)")
+                    "start,throughput,scale,ready,images (default: all)")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -663,7 +664,8 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
-    only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready"}
+    only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
+                                                     "images"}
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -751,6 +753,8 @@ def main(argv=None) -> int:
         figure("scale", scale)
         figure("ready", lambda: fig_ready(d, work, cfg["ready_sizes"], cfg["ready_reps"],
                                           by_key.get("podman")))
+        figure("images", lambda: images_bench.fig_images(
+            work, d, by_key.get("podman"), by_key.get("containerd"), q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"

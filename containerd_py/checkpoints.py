@@ -11,10 +11,14 @@ import dataclasses
 import json
 import os
 import shutil
+import logging
 import subprocess
 
+from . import restored
 from .errors import Conflict, NotFound
 from .events import now_ns, rfc3339
+
+log = logging.getLogger("containerd_py.checkpoints")
 
 META = "containerd-py.json"
 
@@ -29,6 +33,9 @@ class CheckpointMeta:
     created: str = ""
     size: int = 0
     container: str = ""
+    # The create settings of the container it was taken from: a clone
+    # restores with them, into the same spec.
+    settings: dict = dataclasses.field(default_factory=dict)
 
 
 class CheckpointStore:
@@ -118,8 +125,38 @@ def criu_log_tail(work: str, lines: int = 12) -> str:
     return ""
 
 
+# Kernels from 6.16 refuse SO_PASSCRED on inet sockets; CRIU before 4.2
+# asks for it on every socket it dumps and fails ("Can't get 1:16 opt").
+INET_SOCKETS_KERNEL = (6, 16)
+INET_SOCKETS_CRIU = (4, 2)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """The leading numbers of "4.2.1" or "6.18.44-fc-v669"."""
+    parts = []
+    for piece in text.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) < len(piece):
+            break
+    return tuple(parts)
+
+
+def dumps_inet_sockets(criu_version: str, kernel: str) -> bool:
+    """Can this CRIU dump a process that has an internet socket on this kernel?"""
+    return (_version_tuple(kernel)[:2] < INET_SOCKETS_KERNEL
+            or _version_tuple(criu_version) >= INET_SOCKETS_CRIU)
+
+
 def criu_status(criu: str | None) -> dict:
-    """Whether checkpointing works on this host, and why not."""
+    """Whether checkpointing works on this host, and why not: CRIU's version,
+    what `criu check` said, and whether it can dump internet sockets here."""
     if not criu:
         return {"available": False, "reason": "criu not found (run make setup)"}
     try:
@@ -131,10 +168,52 @@ def criu_status(criu: str | None) -> dict:
                     if ln.startswith("Version")), ver.stdout.strip())
     out = (check.stdout + check.stderr).strip()
     ok = check.returncode == 0 and "Looks good" in out
-    status = {"available": ok, "path": criu, "version": version}
+    kernel = os.uname().release
+    inet = dumps_inet_sockets(version, kernel)
+    status = {"available": ok, "path": criu, "version": version,
+              "check": {"ok": ok, "exitCode": check.returncode, "output": out},
+              "inetSockets": inet}
     if not ok:
         status["reason"] = out.splitlines()[-1] if out else f"criu check exited {check.returncode}"
+    if not inet:
+        status["warning"] = (
+            f"criu {version} cannot checkpoint a process with an internet socket on "
+            f"kernel {kernel}: kernels >= 6.16 refuse SO_PASSCRED on inet sockets and "
+            "CRIU before 4.2 fails on it; run make setup for CRIU >= 4.2")
     return status
+
+
+async def restore_plan(rt, criu: str, cid: str, bundle_path: str, name: str, lazy: bool,
+                       run_bundle: str, shim_dir: str, pid_file: str):
+    """The runtime command that restores checkpoint `name` of the bundle as
+    container `cid`, its CRIU work dir, and the lazy-pages server it needs
+    (already listening) or None."""
+    store = CheckpointStore(bundle_path)
+    image = store.require(name)
+    meta = store.meta(name)
+    work = os.path.join(shim_dir, "criu-work")
+    os.makedirs(work, exist_ok=True)
+    pages = None
+    if lazy:
+        pages = LazyPages(criu, image, work)
+        await pages.start()
+    argv = rt.restore_argv(cid, run_bundle, image, work, pid_file, tcp=meta.tcp,
+                           unix_sockets=meta.unixSockets, shell=meta.shell,
+                           lazy=pages is not None)
+    return argv, work, pages
+
+
+async def after_restore(cid: str, pid: int, writable_root: bool) -> None:
+    """What runc's restore leaves undone (see restored.py): the loopback of
+    the container's fresh network namespace, and the writable root its
+    runtime config asks for. A failure is logged, not raised: the restored
+    processes run, and only that part of their surroundings is amiss."""
+    problems = [("lo is not up in its network namespace", await restored.loopback_up(pid))]
+    if writable_root:
+        problems.append(("its root stays read-only", await restored.root_writable(pid)))
+    for what, why in problems:
+        if why:
+            log.warning("container %s: restored, but %s: %s", cid, what, why)
 
 
 class LazyPages:

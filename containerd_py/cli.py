@@ -99,6 +99,7 @@ def _print(obj) -> None:
 
 
 def main(argv=None) -> int:
+    argv, command = _split_command(sys.argv[1:] if argv is None else list(argv))
     p = argparse.ArgumentParser(prog="containerd-py", description=__doc__)
     p.add_argument("--address", default=os.environ.get("CONTAINERD_PY_ADDRESS", DEFAULT_LISTEN),
                    help="daemon address for client commands (HOST:PORT or unix:PATH)")
@@ -135,12 +136,14 @@ def main(argv=None) -> int:
         sub.add_parser(name).add_argument("id")
     c = sub.add_parser("create", aliases=["run"], help="create and start a container")
     c.add_argument("id")
-    c.add_argument("bundle")
+    c.add_argument("bundle", nargs="?", help="bundle dir (or --image)")
+    c.add_argument("--image", help="an image of the daemon's store instead of a bundle")
     c.add_argument("--checkpoint")
     c.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     c.add_argument("--runtime")
     c.add_argument("--rm", action="store_true", help="autoRemove")
     c.add_argument("--restart", help="no | on-failure | always")
+    _add_setting_flags(c)
     for name in ("stop", "restart"):
         s = sub.add_parser(name)
         s.add_argument("id")
@@ -165,8 +168,25 @@ def main(argv=None) -> int:
     ev = sub.add_parser("events")
     ev.add_argument("--since")
     sub.add_parser("info")
+    sub.add_parser("images", help="list images")
+    ld = sub.add_parser("load", help="load a docker-archive or oci-archive")
+    ld.add_argument("--input", "-i", help="the archive (default: stdin)")
+    tg = sub.add_parser("tag", help="give an image another name")
+    tg.add_argument("ref")
+    tg.add_argument("name")
+    rmi = sub.add_parser("rmi", help="untag or delete images")
+    rmi.add_argument("refs", nargs="+")
+    rmi.add_argument("--force", "-f", action="store_true")
+    cm = sub.add_parser("commit", help="a new image from a container's changes")
+    cm.add_argument("id")
+    cm.add_argument("name", nargs="?")
+    sub.add_parser("diff", help="paths a container added, changed, deleted").add_argument("id")
+    ex = sub.add_parser("export", help="a container's filesystem as a tar")
+    ex.add_argument("id")
+    ex.add_argument("--output", "-o", help="file (default: stdout)")
 
     args = p.parse_args(argv)
+    args.command = command
     if args.cmd == "daemon":
         return run_daemon(args)
 
@@ -200,7 +220,14 @@ def _client_command(cl, args) -> int:
             opts["autoRemove"] = True
         if args.restart:
             opts["restartPolicy"] = {"name": args.restart}
-        _print(cl.create(args.id, os.path.abspath(args.bundle), **opts))
+        opts.update(_settings(args))
+        if args.image:
+            opts["image"] = args.image
+        elif not args.bundle:
+            print("error: give a bundle dir or --image", file=sys.stderr)
+            return 2
+        _print(cl.create(args.id, os.path.abspath(args.bundle) if args.bundle else None,
+                         **opts))
     elif cmd in ("pause", "resume", "start", "wait", "top", "stats", "checkpoints"):
         _print(getattr(cl, cmd)(args.id))
     elif cmd in ("stop", "restart"):
@@ -229,7 +256,94 @@ def _client_command(cl, args) -> int:
             print(json.dumps(event), flush=True)
     elif cmd == "info":
         _print(cl.info())
+    elif cmd == "images":
+        rows = [(",".join(i["names"]) or "<none>", i["shortId"], i["created"] or "",
+                 i["size"]) for i in cl.images()]
+        print(f"{'NAMES':50} {'ID':12} {'CREATED':20} SIZE")
+        for names, sid, created, size in rows:
+            print(f"{names:50} {sid:12} {created[:19]:20} {size}")
+    elif cmd == "load":
+        if args.input:
+            with open(args.input, "rb") as f:
+                loaded = cl.load(f)
+        else:
+            loaded = cl.load(sys.stdin.buffer)
+        for i in loaded:
+            print("Loaded image:", ", ".join(i["names"]) or i["id"])
+    elif cmd == "tag":
+        cl.tag(args.ref, args.name)
+    elif cmd == "rmi":
+        for ref in args.refs:
+            res = cl.rmi(ref, args.force)
+            for name in res["untagged"]:
+                print("Untagged:", name)
+            if res["deleted"]:
+                print("Deleted:", res["deleted"])
+    elif cmd == "commit":
+        print(cl.commit(args.id, args.name)["id"])
+    elif cmd == "diff":
+        for ch in cl.changes(args.id):
+            print(ch["kind"], ch["path"])
+    elif cmd == "export":
+        if args.output:
+            with open(args.output, "wb") as f:
+                cl.export(args.id, f)
+        else:
+            cl.export(args.id, sys.stdout.buffer)
     return 0
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`run ... ID BUNDLE -- CMD ARGS...`: what follows `--` is the command,
+    never options of run."""
+    if "--" in argv and any(a in ("run", "create") for a in argv[:argv.index("--")]):
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, None
+
+
+def _add_setting_flags(c) -> None:
+    """The create settings as flags, named as podman's and docker's run."""
+    c.add_argument("--env", "-e", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--mount", action="append", default=[],
+                   help="type=bind,src=/srv,dst=/srv[,ro] or type=tmpfs,dst=/cache")
+    c.add_argument("--volume", "-v", action="append", default=[], help="SRC:DST[:ro]")
+    c.add_argument("--user", "-u", help="uid[:gid] or name[:group]")
+    c.add_argument("--workdir", "-w")
+    c.add_argument("--hostname")
+    c.add_argument("--entrypoint", help="a command line (replaces the image's Entrypoint)")
+    c.add_argument("--init", action="store_true", help="tini as PID 1")
+    c.add_argument("--tty", "-t", action="store_true")
+    c.add_argument("--read-only", action="store_true")
+    c.add_argument("--stop-signal")
+    c.add_argument("--annotation", action="append", default=[], help="KEY=VALUE")
+    c.add_argument("--memory", "-m", help="a size like 256M")
+    c.add_argument("--cpus", type=float)
+
+
+def _settings(args) -> dict:
+    import shlex
+    opts: dict = {}
+    if args.command:
+        opts["args"] = args.command
+    if args.env:
+        opts["env"] = args.env
+    if args.mount or args.volume:
+        opts["mounts"] = args.mount + args.volume
+    for key, value in (("user", args.user), ("cwd", args.workdir),
+                       ("hostname", args.hostname), ("stopSignal", args.stop_signal),
+                       ("memory", args.memory), ("cpu", args.cpus)):
+        if value is not None:
+            opts[key] = value
+    if args.entrypoint is not None:
+        opts["entrypoint"] = shlex.split(args.entrypoint)
+    for key, flag in (("init", args.init), ("terminal", args.tty),
+                      ("readonlyRootfs", args.read_only)):
+        if flag:
+            opts[key] = True
+    if args.annotation:
+        opts["annotations"] = dict(a.split("=", 1) for a in args.annotation)
+    return opts
 
 
 if __name__ == "__main__":

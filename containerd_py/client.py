@@ -63,6 +63,37 @@ class Client:
             raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
         return payload
 
+    def upload(self, path: str, fileobj):
+        """POST a file-like body, sent in chunks (an image archive)."""
+        conn = self._conn()
+        try:
+            conn.request("POST", path, body=fileobj,
+                         headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status >= 400:
+            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
+        return payload
+
+    def download(self, path: str, out) -> int:
+        """GET a binary stream into the file `out`; returns its size."""
+        conn = self._conn()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
+            n = 0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                n += len(chunk)
+            return n
+        finally:
+            conn.close()
+
     def stream(self, path: str, query: dict | None = None):
         """Yield lines of a streaming endpoint (events, logs?follow)."""
         if query:
@@ -89,8 +120,10 @@ class Client:
     def get(self, cid):
         return self.request("GET", f"/containers/{cid}")
 
-    def create(self, cid, bundle_path, **options):
-        return self.request("POST", f"/containers/{cid}", {"bundlePath": bundle_path, **options})
+    def create(self, cid, bundle_path=None, **options):
+        """From a bundle, or from an image with `image="REF"`."""
+        body = {"bundlePath": bundle_path} if bundle_path is not None else {}
+        return self.request("POST", f"/containers/{cid}", {**body, **options})
 
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
@@ -156,3 +189,36 @@ class Client:
 
     def info(self):
         return self.request("GET", "/info")
+
+    # -- images ------------------------------------------------------------------
+
+    def load(self, fileobj):
+        """Load a docker-archive or oci-archive (a binary file object)."""
+        return self.upload("/images/load", fileobj)
+
+    def images(self):
+        return self.request("GET", "/images")
+
+    def image(self, ref):
+        return self.request("GET", f"/images/{_quote_ref(ref)}")
+
+    def tag(self, ref, name):
+        return self.request("POST", f"/images/{_quote_ref(ref)}/tag", {"name": name})
+
+    def rmi(self, ref, force=False):
+        return self.request("DELETE", f"/images/{_quote_ref(ref)}", query={"force": force})
+
+    def commit(self, cid, name=None, **options):
+        return self.request("POST", f"/containers/{cid}/commit",
+                            {**({"name": name} if name else {}), **options})
+
+    def changes(self, cid):
+        return self.request("GET", f"/containers/{cid}/changes")
+
+    def export(self, cid, out) -> int:
+        return self.download(f"/containers/{cid}/export", out)
+
+
+def _quote_ref(ref: str) -> str:
+    # '/' and ':' stay as they are: the routes take them literally.
+    return urllib.parse.quote(ref, safe="/:@")

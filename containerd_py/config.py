@@ -8,9 +8,13 @@ import shutil
 DEFAULT_LISTEN = "127.0.0.1:8888"
 DEFAULT_STATE_DIR = "/run/containerd-py"
 DEFAULT_DATA_DIR = "/var/lib/containerd-py"
-# Where native/setup-host.sh puts a CRIU that works on this kernel (Debian 12
-# ships one that fails `criu check`); falls back to `criu` on PATH.
+# Where native/setup-host.sh puts a CRIU that works on this kernel (>= 4.2:
+# Debian 12's fails `criu check`, and 13's 4.1.1 cannot dump internet sockets
+# on Linux >= 6.16); falls back to `criu` on PATH.
 PRIVATE_CRIU = "/opt/containerd-py/bin/criu"
+# `init: true` bind-mounts this into the container as its PID 1: Debian's
+# tini package, static so it runs in any root filesystem.
+TINI = "/usr/bin/tini-static"
 # sizeof(sockaddr_un.sun_path) minus its terminating NUL.
 SUN_PATH_MAX = 107
 # Below this even a hashed shim dir name ("-" and 12 hex digits) would not fit.
@@ -35,6 +39,7 @@ class DaemonConfig:
     log_max_bytes: int = 64 * 1024 * 1024
     events_journal_max: int = 10000
     cgroup_parent: str = "containerd-py"
+    init_binary: str = TINI
     # The CRI's gRPC socket ("" serves none); None: cri.sock in the state dir,
     # which is /run/containerd-py/cri.sock for the default state dir.
     cri_listen: str | None = None

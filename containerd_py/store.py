@@ -54,6 +54,12 @@ class ContainerRecord:
     overlay: bool = False
     lazy: bool = False
     resources: dict = dataclasses.field(default_factory=dict)
+    # The create settings as given (runtime.settings.ContainerSettings), and
+    # what they came to in the last spec written: what the API shows.
+    settings: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    stop_signal: int = 15
+    image: dict | None = None  # {"ref", "id"} of an image container
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -87,6 +93,9 @@ class ContainerRecord:
             obj["exitedAt"] = self.exited_at
         if self.resources:
             obj["resources"] = self.resources
+        if self.image:
+            obj["image"] = self.image
+        obj.update(self.config)
         return obj
 
     def to_json(self) -> dict:

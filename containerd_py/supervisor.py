@@ -18,15 +18,17 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, rootfs, states
+from . import API_VERSION, __version__, bundle as bundle_mod, states
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, criu_log_tail,
-                          criu_status)
+from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
+                          criu_log_tail, criu_status, restore_plan)
 from .config import DaemonConfig
 from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
 from .events import EventJournal, now_ns, rfc3339
+from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
-from .runtime import SUPPORTED, OCIRuntime
+from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
+from .runtime.settings import ContainerSettings
 from .shim import ExitRecord, Shim
 from .states import Status
 from .store import ContainerRecord, ContainerStore, ProcessRecord
@@ -72,6 +74,7 @@ class Supervisor:
         self.events = EventJournal(os.path.join(config.data_dir, "events.jsonl"),
                                    config.events_journal_max)
         self.containers: dict[str, Container] = {}
+        self.images = ImageStore(os.path.join(config.data_dir, "images"))
         self._runtimes: dict[str, OCIRuntime] = {}
         self._criu_status: dict | None = None
         self.default_runtime = self.runtime(config.runtime).name
@@ -125,10 +128,13 @@ class Supervisor:
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
+        self.images.prune(keep=self.containers)
         log.info("recovered %d containers", len(self.containers))
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
+        if status.get("warning"):
+            log.warning("checkpoint/restore: %s", status["warning"])
 
     def _lost_exit(self, c: Container) -> ExitRecord:
         log.warning("container %s: shim gone without an exit file", c.id)
@@ -149,28 +155,47 @@ class Supervisor:
 
     # -- create / start ------------------------------------------------------
 
-    async def create(self, cid: str, bundle: str, *, name: str | None = None,
+    async def create(self, cid: str, bundle: str | None, *, name: str | None = None,
                      labels: dict | None = None, runtime: str | None = None,
                      checkpoint: str | None = None, auto_remove: bool = False,
                      restart_policy: dict | None = None, overlay: bool = False,
-                     lazy: bool = False, start: bool = True) -> Container:
+                     lazy: bool = False, settings: ContainerSettings | None = None,
+                     resources: dict | None = None, start: bool = True,
+                     image: str | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
-        it (the CRI's CreateContainer): its first `start` runs it."""
+        it (the CRI's CreateContainer): its first `start` runs it. From a
+        bundle, or from `image` (a ref of the image store)."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         rt = self.runtime(runtime or self.default_runtime)
-        bundle = bundle_mod.resolve(bundle)
+        if image:
+            img = self.images.resolve(image)
+            bundle = image_spec.bundle(self.images, img)
+        else:
+            bundle = bundle_mod.resolve(bundle)
         spec = bundle_mod.read_config(bundle)
-        bundle_mod.check_runnable(bundle, spec)
+        if not image:
+            bundle_mod.check_runnable(bundle, spec)
+        settings = settings or ContainerSettings()
+        if checkpoint and not settings.given():
+            # The checkpoint was taken with its container's settings (mounts,
+            # args, user): a clone restores into the same spec.
+            settings = ContainerSettings.from_json(
+                CheckpointStore(bundle).meta(checkpoint).settings)
+        if image:
+            settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
             restart_policy=restart_policy or {"name": "no"}, checkpoint=checkpoint,
             # A restored clone must never write into the bundle other clones
             # share, so restore always gets its own overlay.
-            overlay=overlay or checkpoint is not None, lazy=lazy)
+            overlay=overlay or checkpoint is not None, lazy=lazy,
+            settings=settings.to_json(), resources=dict(resources or {}),
+            image={"ref": image, "id": img.id} if image else None)
+        # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
         # Registered before the first await: a concurrent create of the same
@@ -216,18 +241,9 @@ class Supervisor:
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            self._criu()
-            store = CheckpointStore(r.bundle_path)
-            image = store.require(r.checkpoint)
-            meta = store.meta(r.checkpoint)
-            work = os.path.join(shim_dir, "criu-work")
-            os.makedirs(work, exist_ok=True)
-            if r.lazy:
-                lazy = LazyPages(self._criu(), image, work)
-                await lazy.start()
-            argv = rt.restore_argv(c.id, run_bundle, image, work, pid_file, tcp=meta.tcp,
-                                   unix_sockets=meta.unixSockets, shell=meta.shell,
-                                   lazy=lazy is not None)
+            argv, work, lazy = await restore_plan(
+                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
+                shim_dir, pid_file)
         else:
             argv = rt.run_argv(c.id, run_bundle, pid_file, console)
         try:
@@ -238,9 +254,12 @@ class Supervisor:
                 lazy.kill()
             if r.checkpoint:
                 e.message += " " + criu_log_tail(work)
-            raise
+                raise
+            raise failures.classify(e) from None
         if lazy:
             asyncio.create_task(self._lazy_done(c, lazy))
+        if r.checkpoint:
+            await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
@@ -258,28 +277,23 @@ class Supervisor:
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
-        """The runtime gets the daemon's own copy of config.json, as in
-        containerd: the root path made absolute (and swapped for an overlay
-        when the container has one) and a cgroup of the daemon's own."""
+        """The runtime gets the daemon's own spec (runtime/spec.py) over the
+        bundle's or the image's root filesystem."""
         r = c.record
-        # `spec` was just read from the user's bundle for this launch alone:
-        # changed in place.
-        root = spec.setdefault("root", {"path": "rootfs"})
-        lower = os.path.join(r.bundle_path, root.get("path", "rootfs"))
-        if r.overlay:
-            root["path"] = rootfs.mount_overlay(lower, os.path.join(c.shim.dir, "overlay"))
-            root["readonly"] = False
+        if r.image:
+            root, own = self.images.mount(r.image["id"], c.id), True
         else:
-            root["path"] = lower
-        linux = spec.setdefault("linux", {})
-        if not linux.get("cgroupsPath"):
-            linux["cgroupsPath"] = f"/{self.config.cgroup_parent}/{c.id}"
-        if r.resources:
-            _merge_resources(linux.setdefault("resources", {}), r.resources)
+            overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
+            root = rootfs.for_bundle(r.bundle_path, spec, overlay)
+            own = overlay is not None
+        settings = ContainerSettings.from_json(r.settings)
         bundle = os.path.join(c.shim.dir, "bundle")
-        os.makedirs(bundle, exist_ok=True)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        spec = runspec.write_runtime_bundle(
+            bundle, spec, settings, rootfs=root, own_rootfs=own,
+            cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
+            init_binary=self.config.init_binary)
+        r.init = bundle_mod.process_record(spec["process"], 0)
+        r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
         return bundle
 
     # -- exits ---------------------------------------------------------------
@@ -411,6 +425,8 @@ class Supervisor:
                 pid = await c.shim.exec(
                     rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
+            except RuntimeFailure as e:
+                raise failures.classify(e) from None
             finally:
                 for path in (proc_file, pid_file):
                     _unlink(path)
@@ -509,6 +525,8 @@ class Supervisor:
             await self.runtime(c.record.runtime).delete(c.id, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        if c.record.image:
+            self.images.remove(c.id)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)
@@ -525,7 +543,7 @@ class Supervisor:
         # rule too); the next start clears it.
         c.record.stopped_by_user = True
         if timeout > 0:
-            await self._kill(c, self._stop_signal(c))
+            await self._kill(c, c.record.stop_signal)
             try:
                 await asyncio.wait_for(c.exited.wait(), timeout)
                 return
@@ -537,14 +555,6 @@ class Supervisor:
             if not c.exited.is_set():
                 raise
         await asyncio.wait_for(c.exited.wait(), 30)
-
-    def _stop_signal(self, c: Container) -> int:
-        try:
-            spec = bundle_mod.read_config(c.record.bundle_path)
-        except NotFound:
-            return 15
-        sig = (spec.get("annotations") or {}).get("org.opencontainers.image.stopSignal")
-        return _signal_number(sig) if sig else 15
 
     async def wait(self, ref: str) -> ContainerRecord:
         c = self.get(ref)
@@ -726,7 +736,7 @@ class Supervisor:
         async with c.lock:
             states.check("update", c.record.status, c.id)
             await self.runtime(c.record.runtime).update(c.id, resources)
-            _merge_resources(c.record.resources, resources)
+            runspec.merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)
         return c
@@ -799,11 +809,15 @@ class Supervisor:
         return lambda: c.exited.is_set() and not c.shim.alive()
 
     def process_defaults(self, ref: str) -> dict:
-        """What an exec'd process inherits from init (env, capabilities)."""
-        try:
-            return bundle_mod.read_config(self.get(ref).record.bundle_path).get("process", {})
-        except DaemonError:
-            return {}
+        """What an exec'd process inherits from init (env, user, cwd,
+        capabilities): the spec the daemon wrote for it, settings included."""
+        c = self.get(ref)
+        for path in (os.path.join(c.shim.dir, "bundle"), c.record.bundle_path):
+            try:
+                return bundle_mod.read_config(path).get("process", {})
+            except DaemonError:
+                continue
+        return {}
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
@@ -849,7 +863,7 @@ class Supervisor:
                     unix_sockets=unix_sockets, shell=shell)
                 meta = store.commit(tmp, CheckpointMeta(
                     name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id))
+                    container=c.id, settings=c.record.settings))
             except RuntimeFailure as e:
                 e.message += " " + criu_log_tail(work)
                 raise
@@ -887,14 +901,6 @@ def _os_release() -> str:
         return fields.get("PRETTY_NAME", "").strip('"')
     except FileNotFoundError:
         return ""
-
-
-def _merge_resources(linux_resources: dict, resources: dict) -> None:
-    for key, value in resources.items():
-        if isinstance(value, dict):
-            linux_resources.setdefault(key, {}).update(value)
-        else:
-            linux_resources[key] = value
 
 
 class _Capped:
@@ -948,15 +954,6 @@ def _kill_pid_file(path: str) -> bool:
 def _started_ns(r: ContainerRecord) -> int:
     from .events import parse_timestamp
     return parse_timestamp(r.started_at) if r.started_at else now_ns()
-
-
-def _signal_number(sig) -> int:
-    import signal as signal_mod
-    if isinstance(sig, int) or str(sig).isdigit():
-        return int(sig)
-    name = str(sig).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    return int(getattr(signal_mod.Signals, name, signal_mod.SIGTERM))
 
 
 def _clear_shim_files(shim_dir: str) -> None:

@@ -80,13 +80,14 @@ def check_process(body, defaults: dict) -> dict:
         raise InvalidArgument("args is required: a non-empty list of strings", field="args")
     _str_list(args, "args")
     env = _str_list(body.get("env", defaults.get("env", [])), "env")
-    cwd = body.get("cwd", "/") or "/"
+    # Like `docker exec`, the container's own cwd and user unless given.
+    cwd = body.get("cwd", defaults.get("cwd", "/")) or "/"
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise InvalidArgument("cwd must be an absolute path", field="cwd")
     terminal = body.get("terminal", False)
     if not isinstance(terminal, bool):
         raise InvalidArgument("terminal must be a boolean", field="terminal")
-    user = body.get("user", {"uid": 0, "gid": 0})
+    user = body.get("user", defaults.get("user", {"uid": 0, "gid": 0}))
     if not isinstance(user, dict):
         raise InvalidArgument("user must be an object {uid, gid, additionalGids}", field="user")
     out_user = {}
@@ -142,14 +143,17 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def parse_size(value, what: str) -> int:
     """Bytes from an integer or a string like Zun's "256M"."""
+    n = None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
+        n = value
+    elif isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+)\s*([bkmgtBKMGT]?)(?:i?[bB])?\s*", value)
         if m:
-            return int(m.group(1)) * _UNITS[m.group(2).lower()]
-    raise InvalidArgument(f"{what} must be a positive number of bytes or a size like '256M'",
-                          field=what)
+            n = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n is None:
+        raise InvalidArgument(f"{what} must be a positive number of bytes or a size like "
+                              "'256M'", field=what)
+    return n
 
 
 def _positive_number(value, what: str) -> float:

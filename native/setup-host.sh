@@ -4,26 +4,40 @@
 # everything is already in place it only checks, which takes well under a
 # second.  Prints one line per thing it installs.
 #
-# CRIU: the daemon always calls /opt/containerd-py/bin/criu.
-#  - Debian 13 (trixie) and newer: the distribution's criu (4.x) works;
-#    /opt/containerd-py/bin/criu is a symlink to /usr/sbin/criu.
-#  - Debian 12 (bookworm): its criu 3.17 fails `criu check` on recent kernels
-#    (vDSO symtable error).  We fetch trixie's criu and all its shared-library
-#    dependencies (libc6 included) from the trixie suite of the configured
-#    Debian mirror with a private apt configuration (the system's apt state
-#    is not touched), unpack them with `dpkg -x` into /opt/containerd-py/criu
-#    and install a wrapper /opt/containerd-py/bin/criu that starts criu with
-#    the prefix's own dynamic loader and libraries.
+# CRIU: the daemon always calls /opt/containerd-py/bin/criu, on Debian 12 and
+# 13 alike a criu from Debian unstable (4.2 or later) in a private prefix.
+#  - Kernels 6.16 and later refuse SO_PASSCRED on inet sockets, and CRIU
+#    before 4.2 then fails every dump of a process with an internet socket
+#    ("sockets: Can't get 1:16 opt: Operation not supported").  Debian 12's
+#    criu 3.17 also fails `criu check` outright (vDSO symtable error), and
+#    Debian 13's 4.1.1 has the socket bug; 4.2 fixes it.
+#  - We fetch unstable's criu and its whole shared-library closure (libc6
+#    included) from the configured Debian mirror with a private apt
+#    configuration: the host's sources, preferences, lists and dpkg state are
+#    never touched, so nothing else on the host can be upgraded from
+#    unstable and nothing is left behind to pin.  The packages are unpacked
+#    with `dpkg -x` into /opt/containerd-py/criu-VERSION, and the wrapper
+#    /opt/containerd-py/bin/criu starts criu with the prefix's own dynamic
+#    loader and libraries (the host's older glibc cannot run it).  The
+#    wrapper is swapped atomically, so a daemon running checkpoints while
+#    this script upgrades CRIU never sees a half-installed one.
+#  - CONTAINERD_PY_CRIU_SUITE picks another suite ("trixie-backports" once
+#    4.2 is there) and CONTAINERD_PY_CRIU_MIRROR another archive, e.g.
+#    http://snapshot.debian.org/archive/debian/20261201T000000Z for a fixed
+#    day of unstable (its expired Valid-Until is then accepted).
 #
 # CRIU's network lock (when dumping a container that has its own network
 # namespace) runs iptables-restore and ip6tables-restore from PATH; the
-# iptables package's default nf_tables variants work.
+# iptables package's default nf_tables variants work.  Dumping a network
+# namespace runs `ip` (iproute2) for its addresses and routes.
 set -euo pipefail
 
 PREFIX=/opt/containerd-py
-CRIU_PREFIX=$PREFIX/criu
 CRIU_BIN=$PREFIX/bin/criu
-TRIXIE_CRIU_PKGS="criu libcompel1"
+CRIU_PKGS="criu libcompel1"
+CRIU_SUITE=${CONTAINERD_PY_CRIU_SUITE:-unstable}
+# 4.2 is the first CRIU that dumps inet sockets on kernels >= 6.16.
+CRIU_MIN=4.2
 
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
@@ -37,8 +51,6 @@ command -v dpkg-query >/dev/null && command -v apt-get >/dev/null \
 
 # shellcheck disable=SC1091
 . /etc/os-release
-DEB_MAJOR=${VERSION_ID%%.*}
-CODENAME=${VERSION_CODENAME:-}
 [ "${ID:-}" = debian ] || say "warning: not Debian (ID=${ID:-?}); trying anyway"
 
 # ---------------------------------------------------------------- apt packages
@@ -67,10 +79,12 @@ apt_install() {
 }
 
 # runtimes, the busybox used for the test bundles, iptables for CRIU's
-# network lock, iproute2 (the CRI brings up loopback in pod namespaces), and
-# what the Python dependencies need to build
-# (python-prctl: libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
-apt_install runc crun busybox-static iptables iproute2 \
+# network lock and its network namespace dumps, iproute2 (CRIU runs ip to
+# dump a network namespace; the CRI brings up loopback in pod namespaces),
+# tini (its static binary is the `init: true` of a container, as `docker run
+# --init`), and what the Python dependencies need to build (python-prctl:
+# libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
+apt_install runc crun busybox-static iptables iproute2 tini \
     gcc libc6-dev libcap-dev libffi-dev pkg-config \
     python3 python3-dev python3-venv ca-certificates
 
@@ -105,16 +119,30 @@ debian_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-# Download trixie's criu + library closure and unpack it into $CRIU_PREFIX.
-install_trixie_criu() {
+criu_version() { "$1" --version 2>/dev/null | awk '/^Version/{print $2}'; }
+
+criu_good() {  # criu_good BINARY: recent enough, and `criu check` passes
+    local v
+    v=$(criu_version "$1") && [ -n "$v" ] || return 1
+    dpkg --compare-versions "$v" ge "$CRIU_MIN" || return 1
+    criu_ok "$1"
+}
+
+# Download $CRIU_SUITE's criu + library closure and unpack it into a prefix
+# of its own; echo that prefix's loader and library path.
+install_private_criu() {
     local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    local mirror work apt_opts pkgs p ldso libdirs new
-    mirror=$(debian_mirror)
+    local mirror work apt_opts pkgs p ldso libdirs ver dest lp d old
+    mirror=${CONTAINERD_PY_CRIU_MIRROR:-$(debian_mirror)}
     work=$(mktemp -d /tmp/containerd-py-criu.XXXXXX)
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" EXIT
-    mkdir -p "$work"/{etc/apt.conf.d,etc/preferences.d,etc/trusted.gpg.d,lists/partial,cache/archives/partial,debs,root}
-    echo "deb [signed-by=$keyring] $mirror trixie main" >"$work/etc/sources.list"
+    mkdir -p "$work"/{etc/apt.conf.d,etc/preferences.d,lists/partial,cache/archives/partial,debs,root}
+    echo "deb [signed-by=$keyring] $mirror $CRIU_SUITE main" >"$work/etc/sources.list"
+    # Keep the host's proxy settings (the only host apt setting that matters
+    # for fetching); everything else of apt's is private to this run.
+    apt-config dump 2>/dev/null | grep -E '^Acquire::[A-Za-z]+::[Pp]roxy' \
+        >"$work/etc/apt.conf.d/50host-proxy" || true
     apt_opts=(
         -o "Dir::Etc=$work/etc" -o "Dir::Etc::sourcelist=$work/etc/sources.list"
         -o "Dir::Etc::sourceparts=-" -o "Dir::Etc::parts=$work/etc/apt.conf.d"
@@ -123,81 +151,88 @@ install_trixie_criu() {
         -o "Dir::State::status=/dev/null" -o "APT::Install-Recommends=false"
         -o "APT::Architecture=$(dpkg --print-architecture)"
         -o "Debug::NoLocking=1"
+        # the private dirs are root's (mktemp); the archive signature is
+        # what is trusted, not the download sandbox
+        -o "APT::Sandbox::User=root"
     )
-    if ! apt-get "${apt_opts[@]}" update -qq >"$work/update.log" 2>&1; then
+    # A snapshot's Release files are signed but long past their Valid-Until.
+    [[ "$mirror" == *snapshot.debian.org* ]] && apt_opts+=(-o "Acquire::Check-Valid-Until=false")
+    if ! apt-get "${apt_opts[@]}" update -qq --error-on=any >"$work/update.log" 2>&1; then
         if grep -qE 'NO_PUBKEY|not signed|EXPKEYSIG|signature' "$work/update.log"; then
-            # An old debian-archive-keyring predates the trixie keys; bookworm's
-            # point releases ship them.  Upgrade it and retry once.
+            # An old debian-archive-keyring predates the keys unstable is
+            # signed with; the point releases ship them.  Upgrade it, retry.
             apt_update_once
             apt-get install -y -qq debian-archive-keyring >/dev/null 2>&1 \
                 || die "could not upgrade debian-archive-keyring"
             say "upgraded apt package debian-archive-keyring $(dpkg-query -W -f='${Version}' debian-archive-keyring)"
-            apt-get "${apt_opts[@]}" update -qq >"$work/update.log" 2>&1 \
-                || { cat "$work/update.log" >&2; die "cannot read the trixie suite from $mirror"; }
+            apt-get "${apt_opts[@]}" update -qq --error-on=any >"$work/update.log" 2>&1 \
+                || { cat "$work/update.log" >&2; die "cannot read the $CRIU_SUITE suite from $mirror"; }
         else
-            cat "$work/update.log" >&2; die "cannot read the trixie suite from $mirror"
+            cat "$work/update.log" >&2; die "cannot read the $CRIU_SUITE suite from $mirror"
         fi
     fi
+    ver=$(apt-cache "${apt_opts[@]}" show criu 2>/dev/null | awk '/^Version:/{print $2; exit}' || true)
+    [ -n "$ver" ] || { cat "$work/update.log" >&2; die "no criu package in $CRIU_SUITE at $mirror"; }
+    dpkg --compare-versions "$ver" ge "$CRIU_MIN" \
+        || die "$CRIU_SUITE has criu $ver; CRIU >= $CRIU_MIN is needed on kernels >= 6.16"
     # With an empty dpkg status, a simulated install lists the whole
     # dependency closure (libc6 included).
-    pkgs=$(apt-get "${apt_opts[@]}" install -s $TRIXIE_CRIU_PKGS 2>"$work/sim.log" | awk '/^Inst /{print $2}') \
+    pkgs=$(apt-get "${apt_opts[@]}" install -s $CRIU_PKGS 2>"$work/sim.log" | awk '/^Inst /{print $2}') \
         || true
-    [ -n "$pkgs" ] || { cat "$work/sim.log" >&2; die "cannot resolve trixie criu's dependencies"; }
+    [ -n "$pkgs" ] || { cat "$work/sim.log" >&2; die "cannot resolve $CRIU_SUITE criu's dependencies"; }
     ( cd "$work/debs" && apt-get "${apt_opts[@]}" download $pkgs >"$work/download.log" 2>&1 ) \
-        || { cat "$work/download.log" >&2; die "downloading trixie criu packages failed"; }
+        || { cat "$work/download.log" >&2; die "downloading $CRIU_SUITE criu packages failed"; }
     for p in "$work"/debs/*.deb; do dpkg -x "$p" "$work/root" || die "dpkg -x $p failed"; done
 
-    [ -x "$work/root/usr/sbin/criu" ] || die "trixie criu package has no usr/sbin/criu"
+    [ -x "$work/root/usr/sbin/criu" ] || die "$CRIU_SUITE criu package has no usr/sbin/criu"
     local roots="" r
     for r in usr/lib lib; do [ -d "$work/root/$r" ] && [ ! -L "$work/root/$r" ] && roots="$roots $r"; done
     ldso=$(cd "$work/root" && find $roots -maxdepth 2 -type f -name 'ld-linux*.so.*' | sort | head -n1)
-    [ -n "$ldso" ] || die "no dynamic loader found in trixie libc6"
+    [ -n "$ldso" ] || die "no dynamic loader found in $CRIU_SUITE libc6"
     libdirs=$(cd "$work/root" && find $roots -maxdepth 1 -mindepth 1 -type d -name '*-linux-gnu*' | sort -u)
-    [ -n "$libdirs" ] || die "no multiarch library directory in trixie packages"
+    [ -n "$libdirs" ] || die "no multiarch library directory in $CRIU_SUITE packages"
 
-    # replace the prefix atomically-ish
-    new=$CRIU_PREFIX.new
-    rm -rf "$new"
+    # A directory per version: the wrapper of the old one keeps working
+    # until the new wrapper replaces it in one rename.
+    dest=$PREFIX/criu-${ver//[:~]/_}
+    rm -rf "$dest.new"
     mkdir -p "$PREFIX/bin"
-    mv "$work/root" "$new"
-    printf '%s\n' $pkgs >"$new/PACKAGES"
-    ( cd "$work/debs" && ls ) >"$new/DEBS"
-    rm -rf "$CRIU_PREFIX.old"
-    [ -e "$CRIU_PREFIX" ] && mv "$CRIU_PREFIX" "$CRIU_PREFIX.old"
-    mv "$new" "$CRIU_PREFIX"
-    rm -rf "$CRIU_PREFIX.old"
+    mv "$work/root" "$dest.new"
+    printf '%s\n' $pkgs >"$dest.new/PACKAGES"
+    ( cd "$work/debs" && ls ) >"$dest.new/DEBS"
+    echo "$CRIU_SUITE $mirror" >"$dest.new/SOURCE"
+    rm -rf "$dest"
+    mv "$dest.new" "$dest"
 
-    local lp="" d
-    for d in $libdirs; do lp="${lp:+$lp:}$CRIU_PREFIX/$d"; done
-    rm -f "$CRIU_BIN"
-    cat >"$CRIU_BIN.tmp" <<EOF
+    lp=""
+    for d in $libdirs; do lp="${lp:+$lp:}$dest/$d"; done
+    cat >"$CRIU_BIN.tmp" <<WRAPPER
 #!/bin/sh
-# Debian trixie's criu with its own libraries (installed by native/setup-host.sh).
-# The prefix's own dynamic loader is used so the host's older glibc is not.
-exec "$CRIU_PREFIX/$ldso" --library-path "$lp" "$CRIU_PREFIX/usr/sbin/criu" "\$@"
-EOF
+# Debian $CRIU_SUITE's criu $ver with its own libraries (installed by
+# native/setup-host.sh).  The prefix's own dynamic loader is used so the
+# host's older glibc is not.
+exec "$dest/$ldso" --library-path "$lp" "$dest/usr/sbin/criu" "\$@"
+WRAPPER
     chmod 755 "$CRIU_BIN.tmp"
-    mv "$CRIU_BIN.tmp" "$CRIU_BIN"
+    if ! criu_good "$CRIU_BIN.tmp"; then
+        "$CRIU_BIN.tmp" check >&2 || true
+        rm -f "$CRIU_BIN.tmp"
+        die "criu $ver from $CRIU_SUITE (in $dest) fails 'criu check' on this kernel"
+    fi
+    mv -T "$CRIU_BIN.tmp" "$CRIU_BIN"
+    # Earlier installs: the old single prefix, other versions.
+    for old in "$PREFIX/criu" "$PREFIX"/criu-*; do
+        [ -e "$old" ] && [ "$old" != "$dest" ] && rm -rf "$old"
+    done
     rm -rf "$work"
     trap - EXIT
+    say "installed criu $(criu_version "$CRIU_BIN") from Debian $CRIU_SUITE ($(wc -l <"$dest/PACKAGES") packages) into $dest"
+    say "installed wrapper $CRIU_BIN"
 }
 
-criu_version() { "$1" --version 2>/dev/null | awk '/^Version/{print $2}'; }
-
-if criu_ok "$CRIU_BIN"; then
-    :   # already fine
-elif [ "${DEB_MAJOR:-0}" -ge 13 ] 2>/dev/null || [[ "$CODENAME" =~ ^(trixie|forky|duke|sid)$ ]]; then
-    apt_install criu
-    mkdir -p "$PREFIX/bin"
-    ln -sfn /usr/sbin/criu "$CRIU_BIN"
-    criu_ok "$CRIU_BIN" || { "$CRIU_BIN" check >&2 || true; die "Debian's criu $(criu_version /usr/sbin/criu) fails 'criu check' on this kernel"; }
-    say "installed $CRIU_BIN -> /usr/sbin/criu (criu $(criu_version "$CRIU_BIN"))"
-else
-    install_trixie_criu
-    if ! criu_ok "$CRIU_BIN"; then
-        "$CRIU_BIN" check >&2 || true
-        die "trixie criu in $CRIU_PREFIX fails 'criu check' on this kernel"
-    fi
-    say "installed criu $(criu_version "$CRIU_BIN") from Debian trixie ($(wc -l <"$CRIU_PREFIX/PACKAGES") packages) into $CRIU_PREFIX"
-    say "installed wrapper $CRIU_BIN"
+if ! criu_good "$CRIU_BIN"; then
+    # Also replaces what earlier versions of this script installed: a
+    # symlink to Debian 13's /usr/sbin/criu (4.1.1) or trixie's criu in
+    # $PREFIX/criu.
+    install_private_criu
 fi

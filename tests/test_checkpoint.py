@@ -636,3 +636,41 @@ def test_same_name_at_once_one_wins(api, bundle, cid):
     for k in (a, z):
         assert status_of(api, k) == "running"
         api.delete(k, force=True)
+
+
+def test_clone_of_a_container_with_settings_restores_with_them(api, daemon, bundle, cid,
+                                                                tmp_path):
+    """The checkpoint keeps its container's create settings: a clone made
+    from it without settings of its own gets the same command, env,
+    hostname, mounts and init, and its own overlay."""
+    host_file = tmp_path / "motd"
+    host_file.write_text("hello from the host\n")
+    b = bundle(["sh", "-c", "echo not this command"])
+    c = cid("orig")
+    obj = api.create(c, b, args=STATEFUL, env=["A=1"], hostname="warm-one", init=True,
+                     overlay=True,
+                     mounts=[f"type=bind,src={host_file},dst=/etc/motd,ro"])
+    pid = obj["processes"][0]["pid"]
+    wait_until(lambda: int(read_file(pid, "/tmp/count") or 0) >= 5, 10,
+               what="counter to get going")
+    x = memory_value(pid)
+    api.checkpoint(c, "with-settings")
+    before = counter(pid)
+    clone = cid("clone")
+    created = api.create(clone, b, checkpoint="with-settings")
+    try:
+        cpid = created["processes"][0]["pid"]
+        assert_continues(cpid, before, x)
+        for key in ("args", "env", "hostname", "init", "mounts"):
+            assert created[key] == obj[key], key
+        # tini is PID 1 again with the counter under it, as checkpointed.
+        with open(f"/proc/{cpid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[:2] == [b"/dev/init", b"--"]
+        r = api.exec_sync(clone, ["sh", "-c", "hostname; cat /etc/motd; echo $A"])
+        assert r["stdout"].split("\n")[:3] == ["warm-one", "hello from the host", "1"], r
+        # Its own overlay, not the bundle's rootfs nor the original's.
+        assert mounts_under(os.path.join(daemon.state_dir, "shims", clone, "overlay"))
+    finally:
+        api.delete(clone, force=True)
+        api.delete(c, force=True)
+    assert not mounts_under(os.path.join(daemon.state_dir, "shims", clone))

@@ -43,3 +43,22 @@ def test_cli_reports_an_unreachable_daemon():
     p = subprocess.run([DAEMON, "--address", "127.0.0.1:1", "ps"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "cannot reach the daemon" in p.stderr
+
+
+def test_cli_run_with_settings(daemon, cid, tmp_path):
+    (tmp_path / "motd").write_text("hi from the host\n")
+    c = cid("cli")
+    bundle = os.path.join(ROOT, "bundles", "busybox")
+    created = json.loads(cli(
+        daemon, "run", "--env", "A=1", "-e", "B=2", "--hostname", "clihost", "--init",
+        "--mount", f"type=bind,src={tmp_path},dst=/app,ro", "--workdir", "/app",
+        "--memory", "64M", c, bundle, "--", "tail", "-f", "/dev/null").stdout)
+    try:
+        assert created["args"] == ["tail", "-f", "/dev/null"] and created["init"] is True
+        p = cli(daemon, "exec", c, "sh", "-c", "echo $A$B; hostname; pwd; cat motd")
+        assert p.stdout.split("\n")[:4] == ["12", "clihost", "/app", "hi from the host"]
+        # A setting the daemon refuses is the daemon's 400 on stderr.
+        p = cli(daemon, "run", "--user", "nosuch", cid("cli"), bundle, check=False)
+        assert p.returncode == 1 and "unknown user 'nosuch'" in p.stderr
+    finally:
+        cli(daemon, "rm", "-f", c)

@@ -32,8 +32,14 @@ def test_create_runs_a_real_container(api, bundle, cid):
     assert created["state"]["status"] == "running"
     pid = created["processes"][0]["pid"]
     assert host_pid_alive(pid)
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        assert f.read().split(b"\0")[:2] == [b"sleep", b"3600"]
+
+    def argv():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:2]
+
+    # `runc run --detach` returns once it told its init to exec, which may
+    # not have happened yet: until then the pid is `runc init`.
+    wait_until(lambda: argv() == [b"sleep", b"3600"], 10, what="init to exec sleep")
     # It runs in namespaces of its own, not the host's.
     assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
     state = api.state()
@@ -217,10 +223,11 @@ def test_error_table(api, bundle, cid, daemon):
                 {"args": ["ls"], "cwd": "relative"}):
         status, body = raw("PUT", f"/containers/{c}/process", json.dumps(bad).encode())
         assert status == 400, (bad, body)
-    # A missing executable is the user's mistake, named before runc runs.
+    # A command the container does not have is a 400 with the runtime's own words.
     status, body = raw("PUT", f"/containers/{c}/process",
                        json.dumps({"args": ["/no/such/binary"]}).encode())
-    assert status == 404 and "/no/such/binary" in body["error"], body
+    assert status == 400 and "no such file" in body["error"].lower(), body
+    assert body["field"] == "args"
     # The daemon is still up, the container still fine, nothing half-created.
     assert api.get(c)["state"]["status"] == "running"
     assert len(api.get(c)["processes"]) == 1
@@ -233,7 +240,8 @@ def test_failed_create_leaves_nothing_behind(api, bundle, cid, daemon):
     b = bundle(["/no/such/init"])
     with pytest.raises(APIError) as e:
         api.create(c, b)
-    assert e.value.status == 404 and "/no/such/init" in e.value.body["error"]
+    # The bundle's command is not in its rootfs: the user's mistake, a 400.
+    assert e.value.status == 400 and "no such file" in e.value.body["error"].lower()
     with pytest.raises(APIError):
         api.get(c)
     assert not os.path.exists(os.path.join(daemon.state_dir, "shims", c))

@@ -32,13 +32,38 @@ MAX_EXAMPLES = int(os.environ.get("CDPY_FUZZ_EXAMPLES", "8"))
 SEED = int(os.environ.get("CDPY_FUZZ_SEED", "20261201"))
 
 
+# Commands that exist in the busybox rootfs and end (or idle) harmlessly: a
+# valid request naming a command the rootfs lacks is a 400 by design, which a
+# fuzzer would read as "valid data rejected".
+COMMANDS = [["tail", "-f", "/dev/null"], ["true"], ["sh", "-c", "exit 3"]]
+EXEC_COMMANDS = [["true"], ["ls", "/"], ["id"], ["echo", "fuzz"], ["sh", "-c", "exit 3"]]
+ENVS = [["PATH=/usr/bin:/bin"], ["PATH=/bin", "FUZZ=1"]]
+
+
 def narrowed(doc: dict, bundle: str) -> dict:
     doc = copy.deepcopy(doc)
     schemas = doc["components"]["schemas"]
-    schemas["CreateRequest"]["properties"]["bundlePath"] = {"type": "string", "enum": [bundle]}
+    create = schemas["CreateRequest"]["properties"]
+    create["bundlePath"] = {"type": "string", "enum": [bundle]}
+    create.pop("image", None)  # image containers: tests/test_images.py
+    for key, value in (("args", {"enum": COMMANDS}), ("command", {"enum": ["true"]}),
+                       ("entrypoint", {"enum": [[]]}), ("env", {"enum": ENVS}),
+                       ("cwd", {"enum": ["/"]}), ("workdir", {"enum": ["/"]}),
+                       ("user", {"enum": [0, "0:0"]}),
+                       ("mounts", {"type": "array", "maxItems": 0}),
+                       ("environment", {"type": "object", "maxProperties": 0})):
+        if key in create:
+            create[key] = value
+    for name in ("ProcessSpec", "ExecRequest"):
+        if name in schemas:
+            props = schemas[name]["properties"]
+            props["args"] = {"enum": EXEC_COMMANDS}
+            props["env"] = {"enum": ENVS}
+            props["cwd"] = {"enum": ["/"]}
     # Bounded waits: a valid but long timeout would only make the run slow.
     if "ExecRequest" in schemas:
-        schemas["ExecRequest"]["properties"]["timeout"].update(minimum=0.1, maximum=2)
+        schemas["ExecRequest"]["properties"]["timeout"] = {"type": "number", "minimum": 0.5,
+                                                           "maximum": 2}
         schemas["ExecRequest"].setdefault("required", []).append("timeout")
     for path in list(doc["paths"]):
         item = doc["paths"][path]
@@ -46,12 +71,14 @@ def narrowed(doc: dict, bundle: str) -> dict:
             op = item[method]
             get = item.get("get", {})
             websocket = "101" in get.get("responses", {})
-            if op.get("x-blocks") or get.get("x-blocks") or websocket:
+            if op.get("x-blocks") or get.get("x-blocks") or websocket \
+                    or op.get("x-opaque-body"):
                 del item[method]
                 continue
             for p in op.get("parameters", []):
-                if p.get("x-streams"):
+                if p.get("x-streams"):  # given, and false: /events streams by default
                     p["schema"] = {"type": "boolean", "enum": [False]}
+                    p["required"] = True
                 if p["name"] == "timeout" and p["schema"].get("type") == "integer":
                     p["schema"]["maximum"] = 1
         if not [m for m in item if m != "parameters"]:

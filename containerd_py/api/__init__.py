@@ -12,14 +12,15 @@ from aiohttp import web
 from .. import __version__
 from ..errors import DaemonError, TooLarge
 from ..supervisor import Supervisor
-from . import checkpoints, containers, sessions, system
+from . import checkpoints, containers, images, sessions, system
 from .access import AccessPolicy
 from .common import MAX_BODY, SUPERVISOR, json_response
 from .schema import validation_middleware
 
 log = logging.getLogger("containerd_py.api")
 
-ROUTES = [*system.ROUTES, *containers.ROUTES, *checkpoints.ROUTES, *sessions.ROUTES]
+ROUTES = [*system.ROUTES, *containers.ROUTES, *checkpoints.ROUTES, *sessions.ROUTES,
+          *images.ROUTES]
 
 
 @web.middleware

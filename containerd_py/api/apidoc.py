@@ -106,10 +106,12 @@ def markdown(doc: dict) -> str:
                                  f"{p.get('description', '')} |")
             body = op.get("requestBody")
             if body:
-                schema = body["content"]["application/json"]["schema"]
+                media, content = next(iter(body["content"].items()))
+                schema = content["schema"]
                 ref = schema.get("$ref", "").rsplit("/", 1)[-1]
+                kind = "a JSON object" if media == "application/json" else f"`{media}`"
                 lines += ["", f"Body ({'required' if body.get('required') else 'optional'}): "
-                          + (f"[{ref}](#{ref.lower()})" if ref else "a JSON object")]
+                          + (f"[{ref}](#{ref.lower()})" if ref else kind)]
                 if not ref:
                     lines += [""] + _fields_table(schema, doc)
             lines += ["", "| status | meaning |", "|---|---|"]

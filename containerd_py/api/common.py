@@ -46,3 +46,14 @@ def bool_field(body: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgument(f"{key} must be a boolean", field=key)
     return value
+
+
+def check_fields(body: dict, allowed: set, what: str) -> None:
+    """An unknown field is a mistake (a misspelt setting would otherwise be
+    silently dropped): name it and list what is allowed."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"in {what}; allowed: {', '.join(sorted(allowed))}",
+            field=unknown[0], unknown=unknown, allowed=sorted(allowed))

@@ -10,52 +10,22 @@ from ..errors import DaemonError, InvalidArgument
 from ..events import parse_timestamp
 from ..states import Status
 from ..supervisor import Supervisor
-from .common import bool_field, container_id, json_response, read_body, supervisor_of
+from . import create_body
+from .common import (bool_field, check_fields, container_id, json_response, read_body,
+                     supervisor_of)
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
 async def create_container(request: web.Request) -> web.Response:
     cid = container_id(request)
-    body = await read_body(request)
-    bundle = v.check_abs_path(body.get("bundlePath"), "bundlePath")
-    checkpoint = body.get("checkpoint")
-    if checkpoint is not None:
-        v.check_id(checkpoint, "checkpoint")
-    labels = body.get("labels", {})
-    if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(x, str) for k, x in labels.items()):
-        raise InvalidArgument("labels must be an object of strings", field="labels")
-    runtime = body.get("runtime")
-    if runtime is not None and not isinstance(runtime, str):
-        raise InvalidArgument("runtime must be a string", field="runtime")
-    name = body.get("name")
-    if name is not None:
-        v.check_id(name, "name")
-    policy = _restart_policy(body.get("restartPolicy"))
-    if bool_field(body, "lazy") and checkpoint is None:
-        raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
+    req = create_body.parse(await read_body(request))
     c = await supervisor_of(request).create(
-        cid, bundle, name=name, labels=labels, runtime=runtime, checkpoint=checkpoint,
-        auto_remove=bool_field(body, "autoRemove"), restart_policy=policy,
-        overlay=bool_field(body, "overlay"), lazy=bool_field(body, "lazy"))
+        cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
+        checkpoint=req.checkpoint, auto_remove=req.auto_remove,
+        restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
+        settings=req.settings, resources=req.resources, image=req.image)
     return json_response(c.record.to_api(), 201)
-
-
-def _restart_policy(value) -> dict:
-    if value is None:
-        return {"name": "no"}
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict) or value.get("name", "no") not in ("no", "on-failure",
-                                                                      "always"):
-        raise InvalidArgument('restartPolicy.name must be "no", "on-failure" or "always"',
-                              field="restartPolicy")
-    retries = value.get("maximumRetryCount", 0)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InvalidArgument("restartPolicy.maximumRetryCount must be an integer >= 0",
-                              field="restartPolicy")
-    return {"name": value.get("name", "no"), "maximumRetryCount": retries}
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -172,6 +142,7 @@ async def stop_container(request: web.Request) -> web.Response:
 
 async def start_container(request: web.Request) -> web.Response:
     body = await read_body(request, required=False)
+    check_fields(body, {"checkpoint", "lazy"}, "the start body")
     checkpoint = body.get("checkpoint")
     if checkpoint is not None:
         v.check_id(checkpoint, "checkpoint")

@@ -22,12 +22,13 @@ from ..validation import ID_RE, SIGNAL_NAMES
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
+IMAGE = {"$ref": "#/components/schemas/Image"}
 SIGNAL = {"$ref": "#/components/schemas/Signal"}
 
 ERROR_TEXT = {
     400: "invalid id, name, query parameter or body (the body says which field)",
     403: "the caller is not root nor a member of the daemon's --group",
-    404: "no such container (or process, bundle, checkpoint, executable)",
+    404: "no such container (or process, bundle, checkpoint, image)",
     409: "wrong state for the operation (the body carries the current `status`), "
          "or the id/name is taken",
     413: "request body larger than 1 MiB",
@@ -63,13 +64,14 @@ def _param(spec, where: str = "query") -> dict:
 
 
 def _op(summary: str, responses: list[tuple], body=None, params=(), desc: str = "",
-        tag: str = "containers", body_required: bool = True, blocks: bool = False) -> dict:
+        tag: str = "containers", body_required: bool = True, blocks: bool = False,
+        body_media: str = "application/json") -> dict:
     op = {"summary": summary, "tags": [tag], "responses": dict(responses)}
     if desc:
         op["description"] = desc
     if body is not None:
         op["requestBody"] = {"required": body_required,
-                             "content": {"application/json": {"schema": body}}}
+                             "content": {body_media: {"schema": body}}}
     if params:
         op["parameters"] = [p if isinstance(p, dict) else _param(p) for p in params]
     if blocks:
@@ -88,6 +90,9 @@ def _obj(props: dict, required=(), closed: bool = False, **more) -> dict:
 
 
 S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
+STR_LIST = {"type": "array", "items": S}
+STR_MAP = {"type": "object", "additionalProperties": {
+    "type": "string", "x-error": "must be an object of strings"}}
 ID = {"type": "string", "pattern": ID_RE.pattern}
 NAT = {"type": "integer", "minimum": 0}
 # Unix seconds or RFC3339 (what events.parse_timestamp reads).
@@ -100,9 +105,28 @@ TIMEOUT = ("timeout", {"type": "integer", "minimum": 0, "maximum": 3600},
 NO_NUL = r"^[^\u0000]*$"
 # Keep the runtime's rules on a body's names and values; a pattern it breaks
 # is a 400 here rather than the runtime's failure later.
-ENV_ITEM = {"type": "string", "pattern": r"^[^=\u0000]+=[^\u0000]*$", "maxLength": 32768}
-ABS_PATH = {"type": "string", "pattern": r"^/[^\u0000]*$", "maxLength": 4096}
+ENV_ITEM = {"type": "string", "pattern": r"^[^=\u0000]+=[^\u0000]*$", "maxLength": 32768,
+            "x-error": "must be KEY=VALUE"}
+ABS_PATH = {"type": "string", "pattern": r"^/[^\u0000]*$", "maxLength": 4096,
+            "x-error": "must be an absolute path"}
 BOOL_Q = {"type": "boolean"}
+# At least 6 MiB (Docker's minimum, below which runc's init cannot start): 6-999999 M
+# or 1-9999 G.
+MEMORY_PATTERN = ("^(([6-9]|[1-9][0-9]{1,5})[mM]|[1-9][0-9]{0,3}[gG])(i?[bB])?$")
+_COMPONENT = "[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*"
+_LABEL = "[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+# What images.refs accepts, narrowed to the forms that need no second look
+# (a lowercase domain with a dot, or localhost): a name, or an id.
+IMAGE_REF = {"type": "string", "maxLength": 255, "pattern":
+             f"^((sha256:)?[a-f0-9]{{4,64}}|(({_LABEL}(\\.{_LABEL})+|localhost)(:[0-9]{{1,5}})?/)?"
+             f"{_COMPONENT}(/{_COMPONENT})*(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+             f"(@sha256:[a-f0-9]{{64}})?)$"}
+HOSTNAME = {"type": "string", "maxLength": 253,
+            "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       "(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+            "x-error": "letters, digits, '-' and '.' (RFC 1123)"}
+USER_SPEC = {"type": "string", "maxLength": 256,
+             "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$"}
 
 # Schemas of the path parameters, by name; a path with another parameter
 # gets a plain string unless its name is added here.
@@ -110,6 +134,7 @@ PATH_PARAMS = {
     "id": (ID, "container id (or name)"),
     "pid": ({"type": "integer", "minimum": 1, "maximum": 4194304}, "host pid of the process"),
     "name": (ID, "checkpoint name"),
+    "ref": (IMAGE_REF, "image name, name@digest, digest, id or short id"),
 }
 
 
@@ -133,14 +158,22 @@ PATHS = {
                  "RFC3339) before streaming live events"),
                 ("follow", _streams(BOOL_Q), "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
-             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint.",
+             "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
+             "image-load, image-tag, image-delete, commit.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}, ["ok"]))],
                          tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
         _resp(200, "versions", _obj({"version": S, "apiVersion": S}))], tag="daemon")},
     "/info": {"get": _op("Host, runtimes, CRIU, counts by status, state dirs", [
-        _resp(200, "information", {"type": "object"})], tag="daemon")},
+        _resp(200, "information", _obj({"criu": _obj({
+            "available": B, "path": S, "version": S,
+            "check": _obj({"ok": B, "exitCode": I, "output": S}),
+            "inetSockets": B, "reason": S, "warning": S})}))],
+        desc="`criu`: the CRIU the daemon uses, its version and what `criu check` said; "
+             "`inetSockets` is false when this CRIU cannot dump a process with an internet "
+             "socket on this kernel (CRIU < 4.2 on Linux >= 6.16; `warning` says why).",
+        tag="daemon")},
     "/openapi.json": {"get": _op("This document", [_resp(200, "OpenAPI 3 document",
                                                           {"type": "object"})], tag="daemon")},
     "/containers": {
@@ -160,12 +193,19 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint)", [_resp(201, "the container, running", CONTAINER),
-                                    *_errors(409, 413, 500, 501, 507)],
+                    "checkpoint), with its settings", [
+                        _resp(201, "the container, running", CONTAINER),
+                        *_errors(409, 413, 500, 501, 507)],
                     body={"$ref": "#/components/schemas/CreateRequest"},
-                    desc="404 when the bundle path, its rootfs, its process's executable "
-                         "or the checkpoint does not exist; 400 when config.json is not "
-                         "a runnable OCI spec (the message names the field)."),
+                    desc="An unknown field is a 400 naming it (`field`) with the allowed "
+                         "ones (`allowed`). A command the container does not have, a cwd "
+                         "it cannot enter, empty args or an unknown user is a 400 with "
+                         "the runtime's own words; a bind mount whose source is missing "
+                         "is a 400 naming it (`source`). `init: true` on a host without "
+                         "tini is a 501. A bundle path that does not exist, or whose "
+                         "root.path does not, is a 404; a config.json that is not a "
+                         "runnable OCI spec (ociVersion not a string, args not a "
+                         "non-empty list of strings) is a 400 naming the field."),
         "get": _op("One container (by id or name)", [_resp(200, "container", CONTAINER)]),
         "patch": _op("Pause/resume, signal init, or update resources", [
             _resp(200, "the container", CONTAINER), *_errors(*CONTAINER_ERRORS)],
@@ -310,7 +350,52 @@ PATHS = {
             _resp(200, "checkpoints", {"type": "array",
                                        "items": {"$ref": "#/components/schemas/Checkpoint"}})],
         tag="checkpoints")},
+    "/images/load": {"post": _op(
+        "Load the images of an archive (the request body)", [
+            _resp(201, "the images stored", {"type": "array", "items": IMAGE}),
+            *_errors(400, 500, 507)], tag="images",
+        body={"type": "string", "format": "binary"}, body_media="application/x-tar",
+        desc="The body is a docker-archive (`docker save`, `podman save`) or an "
+             "oci-archive tar, streamed (it is not limited to 1 MiB). Every digest is "
+             "verified: a config, manifest or layer whose content does not match is a 400 "
+             "and nothing of the archive is kept. Names are normalised "
+             "(`busybox` is `docker.io/library/busybox:latest`); a name another image had "
+             "moves to the loaded one.")},
+    "/images": {"get": _op("List images", [
+        _resp(200, "images", {"type": "array", "items": IMAGE})], tag="images")},
+    "/images/{ref}": {
+        "get": _op("One image, by name, name@digest, digest, id or short id", [
+            _resp(200, "the image", IMAGE)], tag="images"),
+        "delete": _op("Untag a name, or delete the image", [
+            _resp(200, "what was untagged and deleted", _obj({
+                "untagged": {"type": "array", "items": S}, "deleted": S})),
+            *_errors(409)], tag="images",
+            params=[("force", BOOL_Q, "delete even while containers use it (their "
+                     "layers stay until they are deleted)")],
+            desc="A name of an image that has other names only loses that name; an id, a "
+                 "digest or the last name deletes the image, and the layer snapshots no "
+                 "other image or container uses. 409 while containers use it."),
+    },
+    "/images/{ref}/tag": {"post": _op("Give an image another name", [
+        _resp(201, "the image", IMAGE)],
+        body=_obj({"name": IMAGE_REF}, ["name"], closed=True), tag="images")},
+    "/containers/{id}/commit": {"post": _op(
+        "A new image: the container's image plus its writable layer on top", [
+            _resp(201, "the new image", IMAGE), *_errors(409, 500, 507)],
+        body=_obj({"name": IMAGE_REF, "author": S, "message": S}, closed=True),
+        body_required=False, tag="images")},
+    "/containers/{id}/export": {"get": _op(
+        "The container's filesystem as a tar", [
+            _resp(200, "a tar stream", {"type": "string", "format": "binary"},
+                  "application/x-tar"), *_errors(409)], tag="images")},
+    "/containers/{id}/changes": {"get": _op(
+        "Paths the container added (A), changed (C) or deleted (D) over its image", [
+            _resp(200, "changes", {"type": "array", "items": _obj({
+                "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
+            *_errors(409)], tag="images")},
 }
+# An archive cannot be generated from a schema: a fuzzer leaves it out.
+PATHS["/images/load"]["post"]["x-opaque-body"] = True
 
 # The streamed forms of the log answer.
 PATHS["/containers/{id}/logs"]["get"]["responses"]["200"]["content"].update({
@@ -332,8 +417,11 @@ _PROCESS_FIELDS = {
 SCHEMAS = {
     "Error": _obj({"error": S, "field": S}, ["error"]),
     "Signal": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 64},
-                         {"type": "string", "enum": SIGNAL_NAMES}],
-               "description": "a number, or a name with or without SIG (SIGTERM, TERM)"},
+                         {"type": "string", "enum": SIGNAL_NAMES},
+                         {"type": "string", "pattern": "^([1-9]|[1-5][0-9]|6[0-4])$"}],
+               "description": "a number, or a name with or without SIG (SIGTERM, TERM)",
+               "x-error": "unknown signal: use a number from 1 to 64 or a name such as "
+                          "SIGTERM or TERM"},
     "ProcessSpec": _obj(_PROCESS_FIELDS, ["args"], closed=True),
     "ExecRequest": _obj({
         **_PROCESS_FIELDS,
@@ -355,29 +443,80 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"}},
-        ["id", "name", "bundlePath", "state", "status", "processes", "labels", "created"]),
+        "checkpoint": S, "resources": {"type": "object"},
+        # The settings in effect (bundle or image, with the create settings).
+        "args": STR_LIST, "env": STR_LIST, "cwd": S,
+        "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
+        "hostname": S, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
+        "annotations": STR_MAP, "stopSignal": S, "init": B,
+        "image": _obj({"ref": S, "id": S})},
+        ["id", "name", "state", "status", "processes", "labels", "created"]),
     # The create body's fields: a new create-time setting adds its entry here
     # (the daemon refuses fields this does not list).
     "CreateRequest": _obj({
-        "bundlePath": ABS_PATH, "checkpoint": ID, "lazy": B,
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "bundlePath": ABS_PATH,
+        "image": {**IMAGE_REF, "description": "an image of the store instead of bundlePath"},
+        "checkpoint": ID, "lazy": B, "labels": STR_MAP,
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": ID,
         "autoRemove": B, "overlay": B,
         "restartPolicy": {"oneOf": [
             {"type": "string", "enum": ["no", "on-failure", "always"]},
             _obj({"name": {"type": "string", "enum": ["no", "on-failure", "always"]},
-                  "maximumRetryCount": NAT}, closed=True)]}},
-        ["bundlePath"], closed=True,
-        anyOf=[{"properties": {"lazy": {"enum": [False]}}}, {"required": ["checkpoint"]}],
-        description="`lazy` restores a `checkpoint`: it needs one."),
+                  "maximumRetryCount": NAT}, closed=True)]},
+        # Settings, over the bundle's config.json (in the daemon's copy).
+        "args": {**_PROCESS_FIELDS["args"], "description": "the command (replaces Cmd)"},
+        "entrypoint": {**_PROCESS_FIELDS["args"], "minItems": 0,
+                       "description": "replaces the Entrypoint; [] clears it"},
+        "env": {**_PROCESS_FIELDS["env"], "description": "KEY=VALUE, merged over the bundle's"},
+        "cwd": ABS_PATH,
+        "user": {"oneOf": [USER_SPEC, {"type": "integer", "minimum": 0,
+                                       "maximum": 4294967294}],
+                 "description": "uid[:gid] or name[:group], names from the container's "
+                                "/etc/passwd and /etc/group"},
+        "hostname": HOSTNAME, "terminal": B, "readonlyRootfs": B,
+        "mounts": {"type": "array", "maxItems": 64, "items": {"oneOf": [
+            {"$ref": "#/components/schemas/Mount"},
+            {"type": "string", "pattern": "^[^{]", "description":
+             "type=bind,src=/srv,dst=/srv[,ro], type=tmpfs,dst=/run[,tmpfs-size=64m] or "
+             "SRC:DST[:ro]"}]}},
+        "resources": {"$ref": "#/components/schemas/Resources"},
+        "annotations": STR_MAP,
+        "stopSignal": SIGNAL,
+        "init": {"type": "boolean", "description": "tini as PID 1 (docker run --init)"},
+        # Zun's names.
+        "command": {"oneOf": [{"type": "string", "minLength": 1, "pattern": NO_NUL},
+                              _PROCESS_FIELDS["args"]],
+                    "description": "Zun: args, or a command line",
+                    "x-error": "must not be empty: a command line or a list of strings"},
+        "environment": STR_MAP, "workdir": ABS_PATH,
+        "cpu": {"$ref": "#/components/schemas/Cpus"},
+        "memory": {"$ref": "#/components/schemas/Memory"},
+        "interactive": {"type": "boolean", "description": "Zun: terminal"}},
+        closed=True,
+        allOf=[{"anyOf": [{"properties": {"lazy": {"enum": [False]}}},
+                          {"required": ["checkpoint"]}],
+                "description": "`lazy` restores a `checkpoint`: it needs one"},
+               {"oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]}],
+                "description": "give bundlePath or image (not both)"},
+               *[{"not": {"required": [a, b]}, "x-field": b,
+                  "description": f"give {a} or {b} (Zun's name for it), not both"}
+                 for a, b in (("args", "command"), ("env", "environment"),
+                              ("cwd", "workdir"), ("terminal", "interactive"))]],
+        description="A bundle (`bundlePath`) or an image (`image`), with settings over "
+                    "its own; `lazy` needs a `checkpoint`."),
+    "Mount": _obj({"destination": ABS_PATH, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
+                   "source": ABS_PATH, "options": {"type": "array", "maxItems": 32,
+                                                   "items": {"type": "string",
+                                                             "pattern": "^[a-z0-9=_,.-]+$"}}},
+                  ["destination"], closed=True),
     "Cpus": {"type": "number", "minimum": 0.01, "maximum": 1024,
              "description": "CPUs (0.5 is half a CPU)"},
     "Memory": {"oneOf": [{"type": "integer", "minimum": 6 * 1024 * 1024,
                           "maximum": 2 ** 62},
-                         {"type": "string",
-                          "pattern": "^[1-9][0-9]{0,8}([bkmgBKMG]|[kmgKMG]i?[bB])?$"}],
-               "description": "bytes, or a size such as 256M"},
+                         {"type": "string", "pattern": MEMORY_PATTERN}],
+               "description": "bytes (at least 6 MiB, as Docker), or a size such as 256M "
+                              "or 1G"},
     "Resources": _obj({"memory": {"$ref": "#/components/schemas/Memory"},
                        "cpus": {"$ref": "#/components/schemas/Cpus"},
                        "cpuShares": {"type": "integer", "minimum": 2, "maximum": 262144},
@@ -390,8 +529,14 @@ SCHEMAS = {
                   ["type", "id", "timestamp", "ns"]),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
+                   "digest": S, "size": I, "created": S, "loaded": S,
+                   "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
+                   "config": {"type": "object"}}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
-                        "created": S, "size": I, "container": S}),
+                        "created": S, "size": I, "container": S,
+                        "settings": {"type": "object", "description": "the create settings "
+                                     "of its container; a clone without its own gets these"}}),
 }
 
 

@@ -26,9 +26,13 @@ _NUM_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 
 
 class Invalid(Exception):
-    def __init__(self, where: str, message: str):
+    """`where` is the full path of the value (`mounts[0].type`); the error's
+    `field` is its top-level field (`mounts`), or an unknown field's own name."""
+
+    def __init__(self, where: str, message: str, field: str | None = None, **details):
         super().__init__(message)
-        self.where, self.message = where, message
+        self.where, self.message, self.details = where, message, details
+        self.field = field if field is not None else re.split(r"[.\[]", where, 1)[0]
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +68,7 @@ def _type_ok(value, t: str) -> bool:
     return True
 
 
-_ARTICLE = {"integer": "an integer", "number": "a number", "boolean": "true or false",
+_ARTICLE = {"integer": "an integer", "number": "a number", "boolean": "a boolean (true or false)",
             "string": "a string", "array": "a list", "object": "an object"}
 
 
@@ -73,10 +77,11 @@ def check(value, schema: dict, where: str) -> None:
     schema = _resolve(schema)
     t = schema.get("type")
     if t and not _type_ok(value, t):
-        raise Invalid(where, f"{where} must be {_ARTICLE.get(t, t)}, not {_show(value)}")
+        raise Invalid(where, schema.get("x-error") and f"{where}: {schema['x-error']}"
+                      or f"{where} must be {_ARTICLE.get(t, t)}, not {_show(value)}")
     if "enum" in schema and value not in schema["enum"]:
-        raise Invalid(where, f"{where} must be one of {_enum_text(schema['enum'])}, "
-                             f"not {_show(value)}")
+        raise Invalid(where, f"{where} {_show(value)} is not supported: use one of "
+                             f"{_enum_text(schema['enum'])}")
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             raise Invalid(where, f"{where} must not be empty" if schema["minLength"] == 1
@@ -84,7 +89,8 @@ def check(value, schema: dict, where: str) -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise Invalid(where, f"{where} is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-            raise Invalid(where, f"invalid {where} {value!r}: must match {schema['pattern']}")
+            raise Invalid(where, f"invalid {where} {value!r}: "
+                          + (schema.get("x-error") or f"must match {schema['pattern']}"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if low is not None and (value < low or (schema.get("exclusiveMinimum") and value == low)):
@@ -94,7 +100,8 @@ def check(value, schema: dict, where: str) -> None:
             raise Invalid(where, f"{where} must be <= {high}, not {value}")
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
-            raise Invalid(where, f"{where} must have at least {schema['minItems']} item(s)")
+            raise Invalid(where, f"{where} must not be empty" if schema["minItems"] == 1
+                          else f"{where} must have at least {schema['minItems']} items")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise Invalid(where, f"{where} has more than {schema['maxItems']} items")
         if "items" in schema:
@@ -104,6 +111,16 @@ def check(value, schema: dict, where: str) -> None:
         _check_object(value, schema, where)
     for sub in schema.get("allOf", ()):
         check(value, sub, where)
+    if "not" in schema:
+        try:
+            check(value, schema["not"], where)
+        except Invalid:
+            pass
+        else:
+            raise Invalid(where, f"{where or 'the body'}: "
+                          + (schema.get("x-error") or schema.get("description")
+                             or "this combination is not allowed"),
+                          field=schema.get("x-field"))
     if "anyOf" in schema:
         errors = _failures(value, schema["anyOf"], where)
         if len(errors) == len(schema["anyOf"]):
@@ -131,9 +148,10 @@ def _check_object(value: dict, schema: dict, where: str) -> None:
         if key in props:
             check(item, props[key], prefix + key)
         elif extra is False:
-            raise Invalid(prefix + key, f"unknown field {prefix}{key!r}"
-                                        f"{' in ' + where if where else ''}: "
-                                        f"known fields are {sorted(props)}")
+            raise Invalid(prefix + key, f"unknown field {key!r} in "
+                                        f"{where or 'the body'}; allowed: "
+                                        f"{', '.join(sorted(props))}",
+                          field=key, allowed=sorted(props))
         elif isinstance(extra, dict):
             check(item, extra, prefix + key)
 
@@ -149,12 +167,15 @@ def _failures(value, options: list, where: str) -> list[Invalid]:
 
 
 def _combined(where: str, schema: dict, errors: list[Invalid]) -> Invalid:
-    if "description" in schema:
-        return Invalid(where, f"{where or 'the body'}: {schema['description']}")
+    text = schema.get("x-error") or schema.get("description")
+    if text:
+        return Invalid(where or errors[0].where, f"{where or 'the body'}: {text}",
+                       field=schema.get("x-field"))
     # The deepest complaint is usually the one that says what to fix.
     best = max(errors, key=lambda e: e.where.count(".") + e.where.count("["))
-    return Invalid(best.where, "; or ".join(dict.fromkeys(e.message for e in errors))
-                   if best.where == where else best.message)
+    if best.where == where:
+        return Invalid(where, "; or ".join(dict.fromkeys(e.message for e in errors)))
+    return best
 
 
 def _show(value) -> str:
@@ -196,7 +217,11 @@ def _check_params(request: web.Request, params: list) -> None:
             raw = request.match_info.get(name)
             if raw is None:
                 continue
-            check(_coerce(raw, schema, name), schema, name)
+            try:
+                check(_coerce(raw, schema, name), schema, name)
+            except Invalid as e:
+                e.details.setdefault(name, raw)  # as the handlers' own errors name it
+                raise
         elif where == "query":
             if name not in request.query:
                 if p.get("required"):
@@ -238,6 +263,8 @@ async def validate_request(request: web.Request) -> None:
         body_spec = op.get("requestBody")
         if body_spec is None:
             return
+        if "application/json" not in body_spec["content"]:
+            return  # a stream (an archive): its handler reads and checks it
         schema = body_spec["content"]["application/json"]["schema"]
         raw = await request.read() if request.body_exists else b""
         if not raw.strip():
@@ -252,7 +279,8 @@ async def validate_request(request: web.Request) -> None:
             raise Invalid("", "body must be a JSON object")
         check(body, schema, "")
     except Invalid as e:
-        raise InvalidArgument(e.message, **({"field": e.where} if e.where else {})) from None
+        raise InvalidArgument(e.message, **({"field": e.field} if e.field else {}),
+                              **e.details) from None
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"request body larger than {MAX_BODY} bytes", limit=MAX_BODY) from None
 

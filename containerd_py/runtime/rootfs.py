@@ -12,6 +12,14 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 MNT_DETACH = 2
 
 
+def for_bundle(bundle: str, spec: dict, overlay: str | None) -> str:
+    """The root filesystem of a bundle container: the bundle's own rootfs
+    (its `root.path`, relative to the bundle), or an overlay over it in the
+    container's `overlay` dir."""
+    lower = os.path.join(bundle, (spec.get("root") or {}).get("path", "rootfs"))
+    return mount_overlay(lower, overlay) if overlay else lower
+
+
 def mount_overlay(lower: str, base: str) -> str:
     upper, work, merged = (os.path.join(base, d) for d in ("upper", "work", "merged"))
     for d in (upper, work, merged):

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 
-from .errors import NotFound, RuntimeFailure
+from ..errors import NotFound, RuntimeFailure
 
 SUPPORTED = ("runc", "crun")
 
