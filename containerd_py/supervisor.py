@@ -18,7 +18,8 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, states
+from . import API_VERSION, __version__, bundle as bundle_mod, failpoints, orphans, shim_loss
+from . import states
 from . import stats as stats_mod
 from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
                           criu_log_tail, criu_status, restore_plan)
@@ -129,6 +130,7 @@ class Supervisor:
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
         self.images.prune(keep=self.containers)
+        await self._remove_orphans()
         log.info("recovered %d containers", len(self.containers))
         status = self.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
@@ -136,9 +138,17 @@ class Supervisor:
         if status.get("warning"):
             log.warning("checkpoint/restore: %s", status["warning"])
 
+    async def _remove_orphans(self) -> None:
+        ids = set(self.containers) | set(self.store.damaged)
+        runtimes = [self.runtime(n) for n in SUPPORTED
+                    if os.path.isdir(os.path.join(self.config.state_dir, "runtime", n))]
+        await orphans.remove_orphans(runtimes, os.path.join(self.config.state_dir, "shims"),
+                                     {self.config.shim_dir(i) for i in ids}, ids)
+        orphans.remove_partial_checkpoints({c.record.bundle_path for c in self.containers.values()
+                                            if c.record.bundle_path})
+
     def _lost_exit(self, c: Container) -> ExitRecord:
-        log.warning("container %s: shim gone without an exit file", c.id)
-        return ExitRecord(c.record.init.pid if c.record.init else 0, 255, now_ns())
+        return shim_loss.lost_exit(c.id, c.record)
 
     async def close(self) -> None:
         """Stop supervising; containers and shims keep running, as with
@@ -169,6 +179,7 @@ class Supervisor:
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
+        self.store.check_space(self.config.state_dir)
         rt = self.runtime(runtime or self.default_runtime)
         if image:
             img = self.images.resolve(image)
@@ -237,6 +248,7 @@ class Supervisor:
             _clear_shim_files(shim_dir)
         os.makedirs(shim_dir, mode=0o700, exist_ok=True)
         run_bundle = self._write_runtime_bundle(c, spec)
+        failpoints.hit("create-before-shim")
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
@@ -260,10 +272,12 @@ class Supervisor:
             asyncio.create_task(self._lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+        failpoints.hit("create-after-shim")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
+        r.exit_reason = None
         r.started_at = rfc3339(now_ns())
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
@@ -272,9 +286,11 @@ class Supervisor:
             c.cgroups = stats_mod.cgroup_paths(init_pid)
         except OSError:  # init already exited (ESRCH for a zombie)
             c.cgroups = None
+        # Watched before it is saved: if the save fails (a full disk) the
+        # container still runs, and its exit must still be seen.
+        c.watcher = asyncio.create_task(self._watch(c, init_pid))
         self.store.save(r)
         self.events.emit("start-container", c.id, pid=init_pid)
-        c.watcher = asyncio.create_task(self._watch(c, init_pid))
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
         """The runtime gets the daemon's own spec (runtime/spec.py) over the
@@ -316,6 +332,7 @@ class Supervisor:
                     and c.record.status != Status.STOPPED:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
             await _reap(c.record.shim_pid)
+            await _reap(init_pid)  # orphaned to the daemon (subreaper) by a dead shim
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -354,7 +371,8 @@ class Supervisor:
         r.exit_status = ex.status
         r.exited_at = rfc3339(ex.exited_at_ns)
         self.store.save(r)
-        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status, exitedAt=r.exited_at)
+        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status, exitedAt=r.exited_at,
+                         **({"reason": r.exit_reason} if r.exit_reason else {}))
         c.exited.set()
         for ev in c.process_exited.values():
             ev.set()
@@ -464,7 +482,14 @@ class Supervisor:
 
     async def _kill(self, c: Container, signal: int) -> None:
         rt = self.runtime(c.record.runtime)
-        await rt.kill(c.id, signal)
+        try:
+            await rt.kill(c.id, signal)
+        except RuntimeFailure:
+            if c.record.init and not shim_loss.alive(c.record.init.pid):
+                # Its init exited just now; the exit is on its way.
+                raise Conflict(f"container {c.id!r} has exited", id=c.id,
+                               status="stopped") from None
+            raise
         if c.record.status == Status.PAUSED and signal in (9, 15):
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
@@ -797,6 +822,9 @@ class Supervisor:
             "defaultRuntime": self.default_runtime, "runtimes": runtimes,
             "criu": self.criu_status,
             "containers": {"total": len(self.containers), **counts},
+            # Records that could not be read at start: their containers are
+            # not managed (kept on disk for the user to look at).
+            "damagedRecords": [{"id": k, "error": e} for k, e in self.store.damaged.items()],
             "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
             "listen": self.config.listen,
         }

@@ -7,7 +7,7 @@ import io
 
 from aiohttp import web
 
-from ..errors import InvalidArgument
+from ..errors import Conflict, InvalidArgument
 from ..images import refs
 from .. import validation as v
 from .common import container_id, json_response, read_body, supervisor_of
@@ -123,8 +123,9 @@ async def commit_container(request: web.Request) -> web.Response:
 
 def _image_container(c) -> None:
     if not c.record.image:
-        raise InvalidArgument(f"container {c.id!r} runs from a bundle, not an image: it has "
-                              "no layers of its own", id=c.id)
+        # The request is well formed; the container is the wrong kind for it.
+        raise Conflict(f"container {c.id!r} runs from a bundle, not an image: it has "
+                       "no layers of its own", id=c.id)
 
 
 async def container_changes(request: web.Request) -> web.Response:
@@ -172,8 +173,10 @@ ROUTES = [
     web.post("/images/load", load_images),
     web.get("/images", list_images),
     web.post("/images/{ref:.+}/tag", tag_image),
-    web.get("/images/{ref:.+}", get_image),
-    web.delete("/images/{ref:.+}", delete_image),
+    # Not a name ending in /tag: that is the tag route's (POST only), and a
+    # GET of it would otherwise look for an image called ".../tag".
+    web.get("/images/{ref:(?!.+/tag$).+}", get_image),
+    web.delete("/images/{ref:(?!.+/tag$).+}", delete_image),
     web.post("/containers/{id}/commit", commit_container),
     web.get("/containers/{id}/export", export_container),
     web.get("/containers/{id}/changes", container_changes),

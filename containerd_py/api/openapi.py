@@ -156,7 +156,8 @@ PATHS = {
                "application/x-ndjson")],
         params=[("since", TIMESTAMP, "replay the journal after this time (unix seconds or "
                  "RFC3339) before streaming live events"),
-                ("follow", _streams(BOOL_Q), "keep streaming after the replay (default true)")],
+                ("follow", _streams({"type": "boolean", "default": True}),
+                 "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
              "image-load, image-tag, image-delete, commit.",
