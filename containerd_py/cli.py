@@ -93,6 +93,15 @@ def run_daemon(args) -> int:
     return 0
 
 
+def _signal_arg(text: str) -> int:
+    from .errors import InvalidArgument
+    from .validation import check_signal
+    try:
+        return check_signal(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(e.message) from None
+
+
 def _print(obj) -> None:
     if obj is not None:
         print(json.dumps(obj, indent=2))
@@ -150,7 +159,8 @@ def main(argv=None) -> int:
         s.add_argument("--timeout", "-t", type=int)
     k = sub.add_parser("kill")
     k.add_argument("id")
-    k.add_argument("--signal", "-s", type=int, default=15)
+    k.add_argument("--signal", "-s", type=_signal_arg, default=15,
+                   help="a number or a name: 9, KILL, SIGKILL (default SIGTERM)")
     rm = sub.add_parser("delete", aliases=["rm"])
     rm.add_argument("id")
     rm.add_argument("--force", "-f", action="store_true")
