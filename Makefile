@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LISTEN ?= 127.0.0.1:8888
 
-.PHONY: setup host venv native bundles run test bench clean
+.PHONY: setup host venv native bundles run test bench conformance clean
 
 setup: host venv native
 
@@ -37,6 +37,10 @@ test: bundles
 # `make bench BENCH_ARGS=--quick` for a smoke run (its report goes to bench/out/quick).
 bench: bundles
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# critest's Conformance specs against a daemon it starts -> docs/conformance.md
+conformance: bundles
+	$(PY) tests/cri_conformance.py $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) containerd_py/_bin build *.egg-info

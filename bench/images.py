@@ -40,8 +40,9 @@ KEEP_ALIVE = ["tail", "-f", "/dev/null"]
 
 
 def du_kib(*paths) -> int:
-    """Disk blocks used, hard links counted once (one `du` invocation)."""
-    out = run(["du", "-s", "-k", "-c", *paths], timeout=600).stdout.decode().splitlines()
+    """Disk blocks used, hard links counted once (one `du` invocation),
+    not descending into mounts (the containers' merged overlays)."""
+    out = run(["du", "-x", "-s", "-k", "-c", *paths], timeout=600).stdout.decode().splitlines()
     return int(out[-1].split()[0])
 
 
@@ -209,7 +210,9 @@ def report_lines(res: dict) -> list[str]:
            f"after `ctr images import`; median of {cfg['rounds']}. *load*: the same image "
            f"with a {cfg['pad_mib']} MiB layer of incompressible data ({mib:.0f} MiB archive), "
            f"POST /images/load vs `podman load -i` vs `ctr images import`; median of "
-           f"{cfg['load_reps']}, the image deleted between loads.", "",
+           f"{cfg['load_reps']}, the image deleted between loads."
+           + (" Versions: " + "; ".join(f"{k} {v}" for k, v in res["versions"].items())
+              + "." if res.get("versions") else ""), "",
            "| system | request → running | load ~%d MiB archive |" % round(mib),
            "| --- | --- | --- |"]
     for label, r in rows:
@@ -223,7 +226,8 @@ def report_lines(res: dict) -> list[str]:
     if cpy.get("disk_kib"):
         n = cpy["containers"]
         out += ["", f"Disk used by {n} running containers of the {mib:.0f} MiB image "
-                "(`du -sk`, hard links counted once):", "",
+                "(`du -xsk`: hard links counted once, the containers' mounted roots not "
+                "descended into):", "",
                 "| layout | disk |", "| --- | --- |",
                 f"| containerd-py: shared layer snapshots + {n} upper dirs | "
                 f"{cpy['disk_kib'] / 1024:.1f} MiB |",
@@ -284,6 +288,8 @@ def main(argv=None) -> int:
                 print(f"{key}: {e}", file=sys.stderr)
         res = fig_images(work, d, others.get("podman"), others.get("containerd"), a.quick)
         res["install"] = install
+        res["versions"] = {k: v for k, v in bench_run.versions().items()
+                           if k in ("containerd-py", "runc", "containerd", "podman", "kernel")}
     finally:
         for close in reversed(closers):
             try:

@@ -272,6 +272,8 @@ def write(results: dict, docs: str) -> None:
     add("Ratios below 1× mean containerd-py is faster (or smaller); above 1×, slower "
         "(or larger). Medians; see the sections below for spread.")
     add("")
+    import goals
+    md.extend(goals.markdown(results, docs))
     notes = reading(results)
     if notes:
         add("### Reading the numbers")
@@ -558,6 +560,10 @@ def write(results: dict, docs: str) -> None:
         import images as images_bench
         md.extend([images_bench.BEGIN, *images_bench.report_lines(results["images"]),
                    images_bench.END, ""])
+    if results.get("migrate"):
+        import migrate as migrate_bench
+        md.extend([migrate_bench.BEGIN, *migrate_bench.report_lines(results["migrate"]),
+                   migrate_bench.END, ""])
     dl = results.get("daemon_log")
     if dl:
         add("## containerd-py daemon log")

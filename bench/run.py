@@ -35,6 +35,7 @@ from common import (Samples, Unavailable, memory_kb, one_line, run,  # noqa: E40
                     unmount_all_under)
 import systems as S  # noqa: E402
 import images as images_bench  # noqa: E402
+import migrate as migrate_bench  # noqa: E402
 
 REPO = S.REPO
 
@@ -654,7 +655,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready,images (default: all)")
+                    "start,throughput,scale,ready,images,goals,migrate (default: all)")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -665,7 +666,7 @@ def main(argv=None) -> int:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
     only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
-                                                     "images"}
+                                                     "images", "goals", "migrate"}
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -679,6 +680,9 @@ def main(argv=None) -> int:
         "api_k": 50 if q else 300,
         "ready_sizes": [64] if q else [64, 256, 1024],
         "ready_reps": 1 if q else 3,
+        "startpath_pairs": 10 if q else 40,
+        "restore_reps": 3 if q else 10,
+        "pool_reps": 5 if q else 20,
     }
 
     def on_term(signum, frame):
@@ -755,6 +759,16 @@ def main(argv=None) -> int:
                                           by_key.get("podman")))
         figure("images", lambda: images_bench.fig_images(
             work, d, by_key.get("podman"), by_key.get("containerd"), q))
+
+        def goals():
+            import goals as G
+            pyapp = S.make_pyapp_bundle(work, 64)
+            return {"startpath": G.fig_startpath(d, work, bundles["sleep"],
+                                                 cfg["startpath_pairs"]),
+                    "restore": G.fig_restore_trivial(d, work, cfg["restore_reps"]),
+                    "pools": G.fig_pools(d, work, bundles["sleep"], pyapp, cfg["pool_reps"])}
+        figure("goals", goals)
+        figure("migrate", lambda: migrate_bench.fig_migrate(work, q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"

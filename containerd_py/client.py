@@ -8,6 +8,7 @@ engines that embed the daemon. Stdlib only, so embedding costs nothing.
 """
 
 import http.client
+import io
 import json
 import socket
 import urllib.parse
@@ -63,37 +64,6 @@ class Client:
             raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
         return payload
 
-    def upload(self, path: str, fileobj):
-        """POST a file-like body, sent in chunks (an image archive)."""
-        conn = self._conn()
-        try:
-            conn.request("POST", path, body=fileobj,
-                         headers={"Content-Type": "application/x-tar"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        payload = json.loads(raw) if raw.strip() else None
-        if resp.status >= 400:
-            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
-        return payload
-
-    def download(self, path: str, out) -> int:
-        """GET a binary stream into the file `out`; returns its size."""
-        conn = self._conn()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            if resp.status >= 400:
-                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
-            n = 0
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                n += len(chunk)
-            return n
-        finally:
-            conn.close()
-
     def stream(self, path: str, query: dict | None = None):
         """Yield lines of a streaming endpoint (events, logs?follow)."""
         if query:
@@ -106,6 +76,63 @@ class Client:
         try:
             for line in resp:
                 yield line.decode(errors="replace").rstrip("\n")
+        finally:
+            conn.close()
+
+    def upload(self, path: str, fileobj, query: dict | None = None, progress=None):
+        """POST a file (an image or checkpoint archive) as the raw body, in
+        chunks, so a large archive is never held in memory."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        if isinstance(fileobj, (bytes, bytearray)):
+            fileobj = io.BytesIO(fileobj)
+
+        def chunks():
+            while True:
+                block = fileobj.read(1 << 20)
+                if not block:
+                    return
+                if progress:
+                    progress(len(block))
+                yield block
+
+        conn = self._conn()
+        try:
+            conn.request("POST", path, body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status >= 400:
+            raise APIError(resp.status, payload if isinstance(payload, dict) else {"error": raw})
+        return payload
+
+    def download(self, path: str, out, query: dict | None = None, progress=None) -> int:
+        """GET a streamed archive into the file `out`; returns its size."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = self._conn()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raw = resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"error": raw.decode(errors="replace")}
+                raise APIError(resp.status, body if isinstance(body, dict) else {"error": body})
+            total = 0
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    return total
+                out.write(block)
+                total += len(block)
+                if progress:
+                    progress(len(block))
         finally:
             conn.close()
 
@@ -124,6 +151,27 @@ class Client:
         """From a bundle, or from an image with `image="REF"`."""
         body = {"bundlePath": bundle_path} if bundle_path is not None else {}
         return self.request("POST", f"/containers/{cid}", {**body, **options})
+
+    def claim(self, cid, pool, **options):
+        """A container from a warm pool (options: name, labels)."""
+        return self.request("POST", f"/containers/{cid}", {"pool": pool, **options})
+
+    def create_pool(self, name, bundle_path, size, **options):
+        """Keep `size` containers of the bundle (or `image=REF` with
+        bundle_path None; or of a `checkpoint`) ready."""
+        body = {"size": size, **options}
+        if bundle_path is not None:
+            body["bundlePath"] = bundle_path
+        return self.request("POST", f"/pools/{name}", body)
+
+    def pools(self):
+        return self.request("GET", "/pools")
+
+    def pool(self, name):
+        return self.request("GET", f"/pools/{name}")
+
+    def delete_pool(self, name):
+        return self.request("DELETE", f"/pools/{name}")
 
     def delete(self, cid, force=False):
         return self.request("DELETE", f"/containers/{cid}", query={"force": force})
@@ -181,6 +229,42 @@ class Client:
 
     def delete_checkpoint(self, cid, name):
         return self.request("DELETE", f"/containers/{cid}/checkpoint/{name}")
+
+    def export_checkpoint(self, cid, name, out) -> int:
+        """Write the checkpoint's archive into the binary file `out`;
+        returns its size."""
+        conn = self._conn()
+        try:
+            conn.request("GET", f"/containers/{cid}/checkpoint/{name}/export")
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raise APIError(resp.status, json.loads(resp.read() or b"{}"))
+            size = 0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                size += len(chunk)
+            return size
+        finally:
+            conn.close()
+
+    def import_checkpoint(self, cid, archive, **query):
+        """Create container `cid` from an archive (a binary file object or
+        bytes); `query` may give bundlePath (where the bundle is here) and
+        name."""
+        return self.upload("/checkpoints/import", archive, {"id": cid, **query})
+
+    def migrate(self, cid, target, **options):
+        """Move a running container to the daemon at `target`
+        (http://HOST:PORT); options: preCopy, lazy, lazyRestore, and
+        migration + token from `open_migration` on the target."""
+        return self.request("POST", f"/containers/{cid}/migrate", {"target": target, **options})
+
+    def open_migration(self, cid, settings=None):
+        """On the target: a migration of `cid` into it, with its token."""
+        body = {"id": cid}
+        if settings is not None:
+            body["settings"] = settings
+        return self.request("POST", "/migrations", body)
 
     def events(self, since=None):
         for line in self.stream("/events", {"since": since} if since else None):

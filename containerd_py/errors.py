@@ -43,6 +43,12 @@ class Conflict(DaemonError):
     http_status = 409
 
 
+class Unauthorized(DaemonError):
+    """A daemon-to-daemon call without the token issued for it (401)."""
+
+    http_status = 401
+
+
 class TooLarge(DaemonError):
     http_status = 413
 
@@ -64,3 +70,10 @@ class Unavailable(DaemonError):
     """A capability this host lacks, e.g. CRIU (501)."""
 
     http_status = 501
+
+
+class PeerFailure(DaemonError):
+    """Another daemon (a migration's target) refused, failed or could not
+    be reached; its own status and words are in the body (502)."""
+
+    http_status = 502

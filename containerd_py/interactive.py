@@ -40,7 +40,9 @@ class ExecSession:
                 *runtime_argv_for(None), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             return session
-        console = tempfile.mktemp(prefix="exec-", suffix=".sock", dir=work_dir)
+        # Short: the shim dir's name is sized so that "exec-console.sock"
+        # (17 bytes) still fits in sun_path below it; this one is 14.
+        console = tempfile.mktemp(prefix="x", suffix=".sock", dir=work_dir)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(console)
         listener.listen(1)

@@ -16,14 +16,17 @@ class LogEntry:
     timestamp: str
     stream: str
     line: str
+    complete: bool = True  # False: a CRI `P` record, more of the line follows
 
     def to_api(self) -> dict:
         return {"timestamp": self.timestamp, "stream": self.stream, "line": self.line}
 
 
-def parse_lines(lines, pending: dict | None = None):
+def parse_lines(lines, pending: dict | None = None, partial: bool = False):
     """Yield LogEntry for each complete line; CRI `P` (partial) records are
-    joined with what follows until the `F` record of the same stream."""
+    joined with what follows until the `F` record of the same stream
+    (`partial=True`: yielded as they are, for a byte-exact copy of the
+    output such as the CRI's attach)."""
     pending = {} if pending is None else pending
     for raw in lines:
         parts = raw.rstrip("\n").split(" ", 3)
@@ -31,7 +34,7 @@ def parse_lines(lines, pending: dict | None = None):
             continue
         ts, stream, tag = parts[0], parts[1], parts[2]
         text = parts[3] if len(parts) == 4 else ""
-        if tag == "P":
+        if tag == "P" and not partial:
             pending[stream] = pending.get(stream, "") + text
             continue
         text = pending.pop(stream, "") + text
@@ -39,7 +42,7 @@ def parse_lines(lines, pending: dict | None = None):
             ns = parse_timestamp(ts)
         except Exception:
             continue
-        yield LogEntry(ns, ts, stream, text)
+        yield LogEntry(ns, ts, stream, text, tag != "P")
 
 
 def log_files(path: str) -> list[str]:
@@ -60,12 +63,13 @@ def read_entries(path: str, *, streams=("stdout", "stderr"), since_ns: int = 0,
 
 
 async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: int = 0,
-                 tail: int | None = None, poll: float = 0.1):
+                 tail: int | None = None, poll: float = 0.1, partial: bool = False):
     """Yield existing entries, then new ones as the shim appends them, until
     `stopped()` is true and everything written has been read. Survives
     rotation (the file is renamed to `.1` and a new one started)."""
-    for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail):
-        yield e
+    if tail != 0:
+        for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail):
+            yield e
     f, ino = _open(path)
     if f is not None:
         f.seek(0, os.SEEK_END)
@@ -80,7 +84,7 @@ async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: 
             if chunk:
                 buf += chunk
                 *lines, buf = buf.split("\n")
-                for e in parse_lines((ln + "\n" for ln in lines), pending):
+                for e in parse_lines((ln + "\n" for ln in lines), pending, partial):
                     if e.stream in streams and e.ns >= since_ns:
                         yield e
                 continue

@@ -62,12 +62,15 @@ class Shim:
         self.init_pid_file = os.path.join(directory, "init.pid")
         self.exit_file = os.path.join(directory, "exit")
         self.exits_dir = os.path.join(directory, "exits")
+        self.runtime_ns: tuple[int, int] | None = None
 
     # -- start ---------------------------------------------------------------
 
     async def spawn(self, runtime_argv: list[str], *, console_socket: str | None,
                     log_max: int) -> tuple[int, int]:
-        """Start the shim, which runs `runtime_argv`; return (shim pid, init pid)."""
+        """Start the shim, which runs `runtime_argv`; return (shim pid, init
+        pid). `runtime_ns` is then (start, end) of the runtime command as the
+        shim saw it."""
         argv = [SHIM_BINARY, "-s", self.dir, "-l", str(log_max)]
         if console_socket:
             argv += ["-c", console_socket]
@@ -84,9 +87,11 @@ class Shim:
                                  f"{_one_line(text) or 'no output'}",
                                  exitCode=proc.returncode)
         try:
-            shim_pid, init_pid = (int(x) for x in out.split())
+            shim_pid, init_pid, t0, t1 = (int(x) for x in out.split())
         except ValueError:
-            raise RuntimeFailure(f"shim answered {out!r}, expected 'SHIMPID INITPID'") from None
+            raise RuntimeFailure(f"shim answered {out!r}, expected "
+                                 "'SHIMPID INITPID START_NS END_NS'") from None
+        self.runtime_ns = (t0, t1)
         return shim_pid, init_pid
 
     # -- control protocol ----------------------------------------------------
@@ -130,6 +135,9 @@ class Shim:
         if fd is None:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
+
+    async def close_stdin(self, pid: int = 0) -> None:
+        await self._request("closestdin", str(pid))
 
     async def reopen_log(self) -> None:
         await self._request("reopenlog")

@@ -65,6 +65,11 @@ class ContainerRecord:
     checkpoint: str | None = None
     overlay: bool = False
     lazy: bool = False
+    # Where `checkpoint` lives when it is not the bundle's: a checkpoint
+    # this daemon received (an import, a migration).
+    checkpoint_home: str | None = None
+    # The last migration of this container: progress, then its outcome.
+    migration: dict | None = None
     resources: dict = dataclasses.field(default_factory=dict)
     # The create settings as given (runtime.settings.ContainerSettings), and
     # what they came to in the last spec written: what the API shows.
@@ -72,6 +77,10 @@ class ContainerRecord:
     config: dict = dataclasses.field(default_factory=dict)
     stop_signal: int = 15
     image: dict | None = None  # {"ref", "id"} of an image container
+    # Claimed from a warm pool: the runtime's (and the shim dir's) id of the
+    # member, fixed when it was created, and the pool's name.
+    runtime_id: str | None = None
+    pool: str | None = None
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -107,6 +116,12 @@ class ContainerRecord:
                 obj["exitReason"] = self.exit_reason
         if self.resources:
             obj["resources"] = self.resources
+        if self.pool:
+            obj["pool"] = self.pool
+        if self.runtime_id:
+            obj["runtimeId"] = self.runtime_id
+        if self.migration:
+            obj["migration"] = self.migration
         if self.image:
             obj["image"] = self.image
         obj.update(self.config)

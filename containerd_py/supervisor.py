@@ -19,15 +19,17 @@ import uuid
 import psutil
 
 from . import API_VERSION, __version__, bundle as bundle_mod, failpoints, orphans, shim_loss
-from . import states
+from . import states, timing
 from . import stats as stats_mod
-from .checkpoints import (CheckpointMeta, CheckpointStore, LazyPages, after_restore,
-                          criu_log_tail, criu_status, restore_plan)
+from .checkpoint import after_restore, criu_log_tail
+from .checkpoint.service import CheckpointService
+from .checkpoint.store import CheckpointStore
 from .config import DaemonConfig
-from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
+from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure
 from .events import EventJournal, now_ns, rfc3339
 from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
+from .pools import WarmPools
 from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
 from .runtime.settings import ContainerSettings
 from .shim import ExitRecord, Shim
@@ -67,6 +69,12 @@ class Container:
     def id(self) -> str:
         return self.record.id
 
+    @property
+    def rid(self) -> str:
+        """The id the runtime knows it by: its own, or the warm-pool
+        member's it was claimed from (runc fixes it at create)."""
+        return self.record.runtime_id or self.record.id
+
 
 class Supervisor:
     def __init__(self, config: DaemonConfig):
@@ -77,9 +85,10 @@ class Supervisor:
         self.containers: dict[str, Container] = {}
         self.images = ImageStore(os.path.join(config.data_dir, "images"))
         self._runtimes: dict[str, OCIRuntime] = {}
-        self._criu_status: dict | None = None
+        self.checkpointing = CheckpointService(self)
         self.default_runtime = self.runtime(config.runtime).name
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
+        self.pools = WarmPools(self)
 
     # -- lookup --------------------------------------------------------------
 
@@ -110,7 +119,7 @@ class Supervisor:
         """Find the containers of a previous daemon again, through their
         records and what their shims left behind."""
         for record in self.store.load_all():
-            c = Container(record, Shim(self.config.shim_dir(record.id)))
+            c = Container(record, Shim(self.config.shim_dir(record.runtime_id or record.id)))
             self.containers[record.id] = c
             if record.status == Status.STOPPED:
                 # A restart the previous daemon had scheduled but not done.
@@ -129,23 +138,31 @@ class Supervisor:
                 c.watcher = asyncio.create_task(self._watch(c, record.init.pid))
             else:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
-        self.images.prune(keep=self.containers)
-        await self._remove_orphans()
+        # Root filesystems are keyed by the runtime id; pool members have theirs.
+        self.images.prune(keep={c.rid for c in self.containers.values()}
+                          | self.pools.member_ids())
         log.info("recovered %d containers", len(self.containers))
-        status = self.criu_status
+        self.checkpointing.recover(set(self.containers))
+        await self.pools.recover()
+        await self._remove_orphans()
+        status = self.checkpointing.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
         if status.get("warning"):
             log.warning("checkpoint/restore: %s", status["warning"])
 
     async def _remove_orphans(self) -> None:
-        ids = set(self.containers) | set(self.store.damaged)
+        # Runtime containers and shim dirs are named by the runtime id (a
+        # pool member's, for a claimed one); unreadable records keep theirs.
+        ids = ({c.rid for c in self.containers.values()} | self.pools.member_ids()
+               | set(self.store.damaged))
         runtimes = [self.runtime(n) for n in SUPPORTED
                     if os.path.isdir(os.path.join(self.config.state_dir, "runtime", n))]
         await orphans.remove_orphans(runtimes, os.path.join(self.config.state_dir, "shims"),
                                      {self.config.shim_dir(i) for i in ids}, ids)
-        orphans.remove_partial_checkpoints({c.record.bundle_path for c in self.containers.values()
-                                            if c.record.bundle_path})
+        orphans.remove_partial_checkpoints(
+            {p for c in self.containers.values()
+             for p in (c.record.bundle_path, getattr(c.record, "checkpoint_home", None)) if p})
 
     def _lost_exit(self, c: Container) -> ExitRecord:
         return shim_loss.lost_exit(c.id, c.record)
@@ -158,6 +175,7 @@ class Supervisor:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pools.close()
         self.events.close()
         # Not on each delete: a concurrent create could be between runc's
         # mkdir of the parent and of its own dir.
@@ -171,31 +189,38 @@ class Supervisor:
                      restart_policy: dict | None = None, overlay: bool = False,
                      lazy: bool = False, settings: ContainerSettings | None = None,
                      resources: dict | None = None, start: bool = True,
-                     image: str | None = None) -> Container:
+                     image: str | None = None,
+                     checkpoint_home: str | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
         it (the CRI's CreateContainer): its first `start` runs it. From a
-        bundle, or from `image` (a ref of the image store)."""
+        bundle, or from `image` (a ref of the image store). `checkpoint_home`
+        holds `checkpoint` when it is not the bundle's (a received one)."""
         name = name or cid
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         self.store.check_space(self.config.state_dir)
         rt = self.runtime(runtime or self.default_runtime)
+        # An image's container runs the image's bundle, unless the caller
+        # wrote the whole spec itself (the CRI): then only the root
+        # filesystem comes from the image.
+        own_spec = bundle is not None
         if image:
             img = self.images.resolve(image)
-            bundle = image_spec.bundle(self.images, img)
+            bundle = bundle or image_spec.bundle(self.images, img)
         else:
             bundle = bundle_mod.resolve(bundle)
         spec = bundle_mod.read_config(bundle)
         if not image:
             bundle_mod.check_runnable(bundle, spec)
+        timing.mark("read-spec")
         settings = settings or ContainerSettings()
         if checkpoint and not settings.given():
             # The checkpoint was taken with its container's settings (mounts,
             # args, user): a clone restores into the same spec.
             settings = ContainerSettings.from_json(
-                CheckpointStore(bundle).meta(checkpoint).settings)
-        if image:
+                CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
+        if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
@@ -205,7 +230,8 @@ class Supervisor:
             # share, so restore always gets its own overlay.
             overlay=overlay or checkpoint is not None, lazy=lazy,
             settings=settings.to_json(), resources=dict(resources or {}),
-            image={"ref": image, "id": img.id} if image else None)
+            image={"ref": image, "id": img.id} if image else None,
+            checkpoint_home=checkpoint_home)
         # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
@@ -225,15 +251,23 @@ class Supervisor:
                 raise
         return c
 
+    async def claim(self, cid: str, pool: str, *, name: str | None = None,
+                    labels: dict | None = None) -> Container:
+        """Container `cid` from a warm pool (pools.py)."""
+        return await self.pools.claim(cid, pool, container_name=name, labels=labels)
+
     def _check_name_free(self, name: str, except_id: str | None = None) -> None:
         for other in self.containers.values():
             if other.id != except_id and (other.record.name == name or other.id == name):
                 raise Conflict(f"name {name!r} is already in use by container {other.id!r}",
                                id=other.id)
 
-    async def _launch(self, c: Container, spec: dict | None = None) -> None:
+    async def _launch(self, c: Container, spec: dict | None = None,
+                      prestart: bool = False) -> None:
         """Start the container's processes (fresh, or restored from its
-        checkpoint) under a new shim. Caller holds the lock."""
+        checkpoint) under a new shim. Caller holds the lock. `prestart`
+        (warm pools): only the runtime's create, or the restore, with the
+        record left to the pool until a claim starts it."""
         r = c.record
         if spec is None:
             spec = bundle_mod.read_config(r.bundle_path)
@@ -247,17 +281,19 @@ class Supervisor:
                 raise Conflict(f"container {c.id!r} still has a live shim", id=c.id)
             _clear_shim_files(shim_dir)
         os.makedirs(shim_dir, mode=0o700, exist_ok=True)
+        timing.mark("prepare")
         run_bundle = self._write_runtime_bundle(c, spec)
         failpoints.hit("create-before-shim")
+        timing.mark("write-spec")
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
         lazy = None
         if r.checkpoint:
-            argv, work, lazy = await restore_plan(
-                rt, self._criu(), c.id, r.bundle_path, r.checkpoint, r.lazy, run_bundle,
-                shim_dir, pid_file)
+            argv, lazy, work = await self.checkpointing.restore_argv(c, rt, run_bundle,
+                                                                     pid_file)
         else:
-            argv = rt.run_argv(c.id, run_bundle, pid_file, console)
+            argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
+                                                                 console)
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -268,12 +304,20 @@ class Supervisor:
                 e.message += " " + criu_log_tail(work)
                 raise
             raise failures.classify(e) from None
+        timing.mark("shim-start", c.shim.runtime_ns[0])
+        timing.mark("runtime", c.shim.runtime_ns[1])
+        timing.mark("shim-reply")
         if lazy:
-            asyncio.create_task(self._lazy_done(c, lazy))
+            asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
         failpoints.hit("create-after-shim")
         r.shim_pid, r.init.pid = shim_pid, init_pid
+        if not prestart:
+            self._mark_running(c, init_pid)
+
+    def _mark_running(self, c: Container, init_pid: int) -> None:
+        r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
@@ -286,18 +330,22 @@ class Supervisor:
             c.cgroups = stats_mod.cgroup_paths(init_pid)
         except OSError:  # init already exited (ESRCH for a zombie)
             c.cgroups = None
+        timing.mark("cgroups")
         # Watched before it is saved: if the save fails (a full disk) the
         # container still runs, and its exit must still be seen.
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
         self.store.save(r)
+        timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
+        timing.mark("event")
+        timing.mark("watch")
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
         """The runtime gets the daemon's own spec (runtime/spec.py) over the
         bundle's or the image's root filesystem."""
         r = c.record
         if r.image:
-            root, own = self.images.mount(r.image["id"], c.id), True
+            root, own = self.images.mount(r.image["id"], c.rid), True
         else:
             overlay = os.path.join(c.shim.dir, "overlay") if r.overlay else None
             root = rootfs.for_bundle(r.bundle_path, spec, overlay)
@@ -306,7 +354,7 @@ class Supervisor:
         bundle = os.path.join(c.shim.dir, "bundle")
         spec = runspec.write_runtime_bundle(
             bundle, spec, settings, rootfs=root, own_rootfs=own,
-            cgroups_path=f"/{self.config.cgroup_parent}/{c.id}", resources=r.resources,
+            cgroups_path=f"/{self.config.cgroup_parent}/{c.rid}", resources=r.resources,
             init_binary=self.config.init_binary)
         r.init = bundle_mod.process_record(spec["process"], 0)
         r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
@@ -383,7 +431,7 @@ class Supervisor:
         """Release the runtime's state and cgroup; then honour autoRemove or
         the restart policy. True if the runtime's state is gone."""
         try:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
             deleted = True
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
@@ -441,7 +489,7 @@ class Supervisor:
                        if process["terminal"] else None)
             try:
                 pid = await c.shim.exec(
-                    rt.exec_argv(c.id, proc_file, pid_file, console_socket=console),
+                    rt.exec_argv(c.rid, proc_file, pid_file, console_socket=console),
                     pid_file, process["terminal"])
             except RuntimeFailure as e:
                 raise failures.classify(e) from None
@@ -483,7 +531,7 @@ class Supervisor:
     async def _kill(self, c: Container, signal: int) -> None:
         rt = self.runtime(c.record.runtime)
         try:
-            await rt.kill(c.id, signal)
+            await rt.kill(c.rid, signal)
         except RuntimeFailure:
             if c.record.init and not shim_loss.alive(c.record.init.pid):
                 # Its init exited just now; the exit is on its way.
@@ -494,7 +542,7 @@ class Supervisor:
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
             try:
-                await rt.resume(c.id)
+                await rt.resume(c.rid)
             except RuntimeFailure:
                 # For SIGKILL runc thaws the cgroup itself (v1), so the
                 # container may be "not paused" or gone by now.
@@ -516,7 +564,7 @@ class Supervisor:
         c = self.get(ref)
         async with c.lock:
             states.check(op, c.record.status, c.id)
-            await getattr(self.runtime(c.record.runtime), op)(c.id)
+            await getattr(self.runtime(c.record.runtime), op)(c.rid)
             c.record.status = status
             self.store.save(c.record)
             self.events.emit(op, c.id)
@@ -525,33 +573,39 @@ class Supervisor:
     async def delete(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.record.status != Status.STOPPED:
-                if not force:
-                    states.check("delete", c.record.status, c.id)
-                await self._stop_locked(c, timeout=0)
-            if c.restart_task:
-                c.restart_task.cancel()
-            # After an exit seen by this daemon, `_after_exit` has already
-            # deleted the runtime's state: no second `runtime delete`.
-            runtime_done = False
-            if c.cleanup:
-                runtime_done = await c.cleanup
-                c.cleanup = None
-            await self._teardown(c, runtime_done)
-            self.containers.pop(c.id, None)
-            self.store.remove(c.id)
-            self.events.emit("delete", c.id)
+            await self.delete_locked(c, force)
+
+    async def delete_locked(self, c: Container, force: bool = False) -> None:
+        """Delete under the lock the caller holds (a migration that
+        moved the container away)."""
+        if c.record.status != Status.STOPPED:
+            if not force:
+                states.check("delete", c.record.status, c.id)
+            await self._stop_locked(c, timeout=0)
+        if c.restart_task:
+            c.restart_task.cancel()
+        # After an exit seen by this daemon, `_after_exit` has already
+        # deleted the runtime's state: no second `runtime delete`.
+        runtime_done = False
+        if c.cleanup:
+            runtime_done = await c.cleanup
+            c.cleanup = None
+        await self._teardown(c, runtime_done)
+        self.containers.pop(c.id, None)
+        self.store.remove(c.id)
+        self.events.emit("delete", c.id)
 
     async def _teardown(self, c: Container, runtime_done: bool = False) -> None:
         """Remove everything of the container's but its record."""
         if c.watcher and not c.watcher.done():
             c.watcher.cancel()
         if not runtime_done:
-            await self.runtime(c.record.runtime).delete(c.id, force=True)
+            await self.runtime(c.record.runtime).delete(c.rid, force=True)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
+        self.checkpointing.forget(c.record)
         if c.record.image:
-            self.images.remove(c.id)
+            self.images.remove(c.rid)
 
     async def stop(self, ref: str, timeout: float = 10) -> Container:
         c = self.get(ref)
@@ -640,7 +694,7 @@ class Supervisor:
             states.check("exec", c.record.status, c.id)
         rt = self.runtime(c.record.runtime)
         proc_file, pid_file = _write_process(c, process, "sync")
-        argv = rt.exec_argv(c.id, proc_file, pid_file, detach=False)
+        argv = rt.exec_argv(c.rid, proc_file, pid_file, detach=False)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
@@ -686,7 +740,7 @@ class Supervisor:
         proc_file, pid_file = _write_process(c, process, "ws")
 
         def argv(console):
-            return rt.exec_argv(c.id, proc_file, pid_file, detach=console is not None,
+            return rt.exec_argv(c.rid, proc_file, pid_file, detach=console is not None,
                                 console_socket=console)
 
         try:
@@ -720,6 +774,12 @@ class Supervisor:
             raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
         await c.shim.reopen_log()
 
+    async def close_stdin_of_init(self, ref: str) -> None:
+        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        await c.shim.close_stdin(0)
+
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
@@ -728,7 +788,7 @@ class Supervisor:
     async def top(self, ref: str) -> list[dict]:
         c = self.get(ref)
         states.check("top", c.record.status, c.id)
-        pids = await self.runtime(c.record.runtime).ps(c.id)
+        pids = await self.runtime(c.record.runtime).ps(c.rid)
         rows = []
         for pid in pids:
             try:
@@ -760,7 +820,7 @@ class Supervisor:
         c = self.get(ref)
         async with c.lock:
             states.check("update", c.record.status, c.id)
-            await self.runtime(c.record.runtime).update(c.id, resources)
+            await self.runtime(c.record.runtime).update(c.rid, resources)
             runspec.merge_resources(c.record.resources, resources)
             self.store.save(c.record)
             self.events.emit("update", c.id, resources=resources)
@@ -820,7 +880,7 @@ class Supervisor:
             "host": {"hostname": uname.nodename, "kernel": uname.release,
                      "os": _os_release(), **self.machine()},
             "defaultRuntime": self.default_runtime, "runtimes": runtimes,
-            "criu": self.criu_status,
+            "criu": self.checkpointing.criu_status,
             "containers": {"total": len(self.containers), **counts},
             # Records that could not be read at start: their containers are
             # not managed (kept on disk for the user to look at).
@@ -849,75 +909,6 @@ class Supervisor:
 
     def machine(self) -> dict:
         return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
-
-    # -- checkpoints ------------------------------------------------------------
-
-    def _criu(self) -> str:
-        if not self.criu_status.get("available"):
-            raise Unavailable("checkpoint/restore is not available on this host: "
-                              f"{self.criu_status.get('reason')}", criu=self.criu_status)
-        return self.config.criu
-
-    @property
-    def criu_status(self) -> dict:
-        if self._criu_status is None:
-            self._criu_status = criu_status(self.config.criu)
-        return self._criu_status
-
-    async def checkpoint(self, ref: str, name: str, *, exit: bool = False, tcp: bool = False,
-                         unix_sockets: bool = False, shell: bool = False) -> CheckpointMeta:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("checkpoint", c.record.status, c.id)
-            self._criu()
-            if c.record.execs:
-                # runc hands CRIU init's process tree only, and an exec'd
-                # process is the shim's child, not init's: CRIU would leave
-                # it out without a word. Refuse rather than lose it.
-                pids = [p.pid for p in c.record.execs]
-                raise Conflict(
-                    f"cannot checkpoint container {c.id!r} while exec'd processes run "
-                    f"(pids {pids}): only init's process tree can be checkpointed; "
-                    "wait for them or signal them first", id=c.id, pids=pids,
-                    status=c.record.status.value)
-            store = CheckpointStore(c.record.bundle_path)
-            token = uuid.uuid4().hex[:12]
-            tmp = store.begin(name, token)
-            work = os.path.join(c.shim.dir, f"criu-dump-{token}")
-            os.makedirs(work)
-            try:
-                await self.runtime(c.record.runtime).checkpoint(
-                    c.id, tmp, work, leave_running=not exit, tcp=tcp,
-                    unix_sockets=unix_sockets, shell=shell)
-                meta = store.commit(tmp, CheckpointMeta(
-                    name=name, exit=exit, tcp=tcp, unixSockets=unix_sockets, shell=shell,
-                    container=c.id, settings=c.record.settings))
-            except RuntimeFailure as e:
-                e.message += " " + criu_log_tail(work)
-                raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.rmtree(work, ignore_errors=True)
-            self.events.emit("checkpoint", c.id, checkpoint=name, exit=exit)
-            if exit:
-                # CRIU killed the tasks; the exit arrives from the shim.
-                c.record.stopped_by_user = True
-                await asyncio.wait_for(c.exited.wait(), 30)
-            return meta
-
-    def checkpoints(self, ref: str) -> list[CheckpointMeta]:
-        return CheckpointStore(self.get(ref).record.bundle_path).list()
-
-    def delete_checkpoint(self, ref: str, name: str) -> None:
-        c = self.get(ref)
-        CheckpointStore(c.record.bundle_path).delete(name)
-        self.events.emit("delete-checkpoint", c.id, checkpoint=name)
-
-    async def _lazy_done(self, c: Container, lazy: LazyPages) -> None:
-        rc = await lazy.finish()
-        if rc != 0:
-            log.warning("container %s: criu lazy-pages exited %d: %s", c.id, rc,
-                        criu_log_tail(lazy.work))
 
 
 # -- helpers -----------------------------------------------------------------

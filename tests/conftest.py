@@ -105,6 +105,12 @@ class Daemon:
     def cleanup(self):
         """Delete every container the tests left, then stop the daemon."""
         if self.proc and self.proc.poll() is None:
+            # Pool members outlive a daemon stop, by design: remove them.
+            for p in self.client.request("GET", "/pools"):
+                try:
+                    self.client.request("DELETE", f"/pools/{p['name']}")
+                except APIError:
+                    pass
             for c in self.client.list():
                 try:
                     self.client.delete(c["id"], force=True)

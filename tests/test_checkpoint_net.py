@@ -16,7 +16,7 @@ import pytest
 
 from build import HOST_PYTHON, host_python_mounts
 from conftest import host_pid_alive, wait_until
-from containerd_py.checkpoints import dumps_inet_sockets
+from containerd_py.checkpoint.criu import dumps_inet_sockets
 
 PORT = 8080
 NSENTER = shutil.which("nsenter")

@@ -213,6 +213,20 @@ def test_readonly_rootfs(api, bundle, cid):
         api.delete(w, force=True)
 
 
+def test_readonly_rootfs_false_over_a_bundle_that_says_true(api, bundle, cid, users_rootfs):
+    b = bundle(rootfs=users_rootfs, terminal=True)  # readonly root, a pty: the bundle's
+    c = cid()
+    obj = api.create(c, b, readonlyRootfs=False, terminal=False)
+    try:
+        assert obj["readonlyRootfs"] is False and obj["terminal"] is False
+        assert sh(api, c, "echo written > /etc/by-container")["exitStatus"] == 0
+        with open(os.path.join(users_rootfs, "etc", "by-container")) as f:
+            assert f.read() == "written\n"
+        assert not os.readlink(f"/proc/{init_pid(api, c)}/fd/0").startswith("/dev/pts/")
+    finally:
+        api.delete(c, force=True)
+
+
 def test_resources_at_create(api, bundle, cid):
     if not os.path.isdir("/sys/fs/cgroup/memory"):
         pytest.skip("reads cgroup v1 files")
@@ -440,3 +454,107 @@ def test_mount_point_missing_from_a_bundles_rootfs_is_400(api, daemon, bundle, c
         assert sh(api, c, "test -d /tmp/host")["exitStatus"] == 0
     finally:
         api.delete(c, force=True)
+
+
+# -- image containers: the image config with the settings over it ------------------
+
+@pytest.fixture(scope="module")
+def app_image(daemon, tmp_path_factory):
+    """An image whose config names a user of its own /etc/passwd, a working
+    dir, an env and an Entrypoint + Cmd."""
+    import archives  # bundles/archives.py
+    base = archives.dir_layer(archives.BUSYBOX_ROOTFS)
+    top = archives.layer([
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                       "svc:x:1500:1500:svc:/srv:/bin/sh\n"),
+        ("etc/group", "root:x:0:\nsvc:x:1500:\nops:x:1600:svc\n"),
+        ("srv/", ("dir",)), ("srv/data/", ("dir",)), ("srv/data/seed", "from the image\n"),
+    ])
+    name = f"localhost/settings-{os.getpid()}:1"
+    path = archives.docker_archive(tmp_path_factory.mktemp("img") / "app.tar", [base, top], {
+        "Entrypoint": ["tail"], "Cmd": ["-f", "/dev/null"], "Env": ["ROLE=image", "KEEP=1"],
+        "WorkingDir": "/srv/data", "User": "svc"}, [name])
+    with open(path, "rb") as f:
+        daemon.client.load(f)
+    return name
+
+
+def test_image_container_with_settings_from_inside(api, daemon, cid, app_image, tmp_path):
+    (tmp_path / "conf").write_text("mounted\n")
+    tmp_path.chmod(0o755)  # read by the image's user, uid 1500
+    c = cid()
+    obj = api.create(c, image=app_image, env=["ROLE=request"], hostname="img-1",
+                     mounts=[f"type=bind,src={tmp_path},dst=/etc/app,ro",
+                             "type=tmpfs,dst=/cache"], init=True)
+    try:
+        assert obj["image"]["ref"] == app_image
+        assert obj["args"] == ["tail", "-f", "/dev/null"] and obj["init"] is True
+        assert obj["user"] == {"uid": 1500, "gid": 1500, "additionalGids": [1600]}
+        pid = init_pid(api, c)
+        assert runs(pid, ["/dev/init", "--", "tail", "-f", "/dev/null"])
+        assert out(api, c, "id -u; id -g; pwd; hostname").split() == [
+            "1500", "1500", "/srv/data", "img-1"]
+        env = out(api, c, "env").splitlines()
+        assert "ROLE=request" in env and "KEEP=1" in env and "ROLE=image" not in env
+        assert out(api, c, "cat /etc/app/conf /srv/data/seed") == "mounted\nfrom the image"
+        assert "/cache" in [ln.split()[1] for ln in out(api, c, "cat /proc/mounts").splitlines()]
+        # The image's rootfs is the container's own: writable by default.
+        # (as root: exec'd processes run as the container's user unless told)
+        assert sh(api, c, "echo mine > /srv/data/new", user={"uid": 0, "gid": 0})[
+            "exitStatus"] == 0
+        assert sh(api, c, "echo theirs > /srv/data/new2")["exitStatus"] != 0
+        # tini passes SIGTERM to tail, which is not PID 1: 128+15 at once.
+        assert api.stop(c, timeout=120)["exitStatus"] == 143
+    finally:
+        api.delete(c, force=True)
+
+
+def test_image_container_entrypoint_user_and_readonly(api, cid, app_image):
+    c = cid()
+    # A new entrypoint drops the image's Cmd; root by number; read-only root.
+    api.create(c, image=app_image, entrypoint=["sleep"], args=["1000"], user="0",
+               readonlyRootfs=True, cwd="/")
+    try:
+        assert runs(init_pid(api, c), ["sleep", "1000"])
+        assert out(api, c, "id -u; pwd").split() == ["0", "/"]
+        r = sh(api, c, "touch /srv/x")
+        assert r["exitStatus"] != 0 and "Read-only file system" in r["stderr"]
+    finally:
+        api.delete(c, force=True)
+
+
+def test_image_container_400s_leave_nothing(api, daemon, cid, app_image):
+    active = os.path.join(daemon.state_dir, "data", "images", "active")
+    for options, field in (({"user": "ghost"}, "user"),
+                           ({"entrypoint": [], "args": ["no-such-thing"]}, "args"),
+                           ({"entrypoint": ["nosuch"]}, "args"),
+                           ({"bundlePath": "/tmp"}, "image"), ({"imag": "x"}, "imag")):
+        c = cid()
+        with pytest.raises(APIError) as e:
+            if "imag" in options:
+                api.create(c, "/tmp", **options)
+            else:
+                api.create(c, image=app_image, **options)
+        assert e.value.status == 400 and e.value.body["field"] == field, (options,
+                                                                          e.value.body)
+        assert_nothing_left(api, daemon, c)
+        assert not os.path.exists(os.path.join(active, c))
+
+
+def test_image_container_settings_survive_a_daemon_restart(private_daemon, cid, tmp_path):
+    import archives
+    d = private_daemon.start()
+    api = d.client
+    name = "localhost/restart-settings:1"
+    with open(archives.docker_archive(tmp_path / "r.tar", [archives.dir_layer(
+            archives.BUSYBOX_ROOTFS)], {"Cmd": ["tail", "-f", "/dev/null"]}, [name]), "rb") as f:
+        api.load(f)
+    c = cid()
+    before = api.create(c, image=name, env=["A=1"], hostname="kept", stopSignal="INT")
+    d.kill9()
+    d.start()
+    after = api.get(c)
+    for key in ("image", "env", "hostname", "stopSignal", "args", "user"):
+        assert after[key] == before[key], key
+    api.restart(c, timeout=1)  # tail as PID 1 ignores SIGINT: the kill ends it
+    assert out(api, c, "hostname; echo $A").split() == ["kept", "1"]

@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+import archives  # bundles/archives.py
 from conftest import ROOT, Daemon, host_pid_alive, wait_until
 
 TOOLS = os.environ.get("CRI_TOOLS_DIR",
@@ -29,14 +30,20 @@ def cri():
     """A daemon of its own with an image mirror holding 'busybox'."""
     state = tempfile.mkdtemp(prefix="cdpy-cri-")
     mirror = os.path.join(state, "mirror")
-    for name in ("docker.io_library_busybox_latest", "localhost_other_1"):
-        os.makedirs(os.path.join(mirror, name))
-        os.symlink(BUSYBOX_ROOTFS, os.path.join(mirror, name, "rootfs"))
+    os.makedirs(mirror)
+    base = archives.dir_layer(BUSYBOX_ROOTFS)
+    for name, file in (("docker.io/library/busybox:latest", "docker.io_library_busybox_latest"),
+                       ("localhost/other:1", "localhost_other_1")):
+        archives.docker_archive(os.path.join(mirror, file + ".tar"), [base],
+                                {"Cmd": ["sh"], "Labels": {"name": name}}, [name])
     d = Daemon(os.path.join(state, "s"), extra_args=["--image-mirror", mirror]).start()
     d.cri_sock = os.path.join(d.state_dir, "cri.sock")
     d.work = state
     wait_until(lambda: os.path.exists(d.cri_sock), what="the CRI socket")
+    crictl(d, "pull", "busybox")
     yield d
+    # Pods a failed test left: their pinned namespaces outlive the daemon.
+    crictl(d, "rmp", "-f", "-a", check=False)
     d.cleanup()
     shutil.rmtree(state, ignore_errors=True)
 
@@ -94,6 +101,9 @@ def test_pod_and_container_lifecycle(cri):
     rest = cri.client.get(cid)
     assert rest["labels"]["io.containerd-py.cri"] == "container"
     assert rest["labels"]["app"] == "web"
+    # Its root is the image store's: an overlay of the image's layers.
+    image_id = json.loads(crictl(cri, "inspecti", "busybox").stdout)["status"]["id"]
+    assert rest["image"]["id"] == image_id
 
     crictl(cri, "start", cid)
     info = json.loads(crictl(cri, "inspect", cid).stdout)
@@ -120,6 +130,9 @@ def test_pod_and_container_lifecycle(cri):
 
     stats = json.loads(crictl(cri, "stats", "-o", "json", "--id", cid).stdout)["stats"]
     assert int(stats[0]["memory"]["workingSetBytes"]["value"]) > 0
+    pod_stats = json.loads(crictl(cri, "statsp", "-o", "json", "--id", pid_).stdout)["stats"]
+    assert [c["attributes"]["id"] for c in pod_stats[0]["linux"]["containers"]] == [cid]
+    assert int(pod_stats[0]["linux"]["memory"]["workingSetBytes"]["value"]) > 0
 
     crictl(cri, "stop", "--timeout", "10", cid)
     assert not host_pid_alive(pid)
@@ -178,4 +191,106 @@ def test_errors(cri):
     assert r.returncode != 0 and "localhost/absent:1" in r.stderr
     # Nothing half-created.
     assert crictl(cri, "ps", "-a", "-q").stdout.strip() == ""
+    crictl(cri, "rmp", "-f", pid_)
+
+
+def test_streaming_exec_attach_and_port_forward(cri):
+    """Exec, Attach and PortForward URLs, spoken over SPDY by crictl."""
+    pod = pod_config(cri, "st")
+    pod_json = write(cri, "pod-st.json", pod)
+    web_json = write(cri, "ctr-web2.json", {
+        "metadata": {"name": "web"}, "image": {"image": "busybox"},
+        "command": ["sh", "-c", "mkdir -p /tmp/www && echo page-from-pod > /tmp/www/index.html"
+                    " && exec httpd -f -p 80 -h /tmp/www"]})
+    sh_json = write(cri, "ctr-sh.json", {"metadata": {"name": "shell"},
+                                         "image": {"image": "busybox"}, "command": ["/bin/sh"],
+                                         "stdin": True, "stdin_once": True})
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    web = crictl(cri, "create", pid_, web_json, pod_json).stdout.strip()
+    crictl(cri, "start", web)
+
+    # exec: stdout and stderr apart, the exit code through the error stream
+    r = crictl(cri, "exec", web, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert r.stdout == "out\n" and "err\n" in r.stderr
+    assert "exit code 4" in r.stderr
+    sock = "unix://" + cri.cri_sock
+    r = subprocess.run([CRICTL, "--runtime-endpoint", sock, "exec", "-i", web, "sh"],
+                       input="echo from-stdin\nexit 0\n", capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout == "from-stdin\n", r.stderr
+
+    # port-forward: a host port relayed to port 80 inside the pod's netns,
+    # which the host cannot reach otherwise (loopback only in there).
+    import socket as socket_mod
+    with socket_mod.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pf = subprocess.Popen([CRICTL, "--runtime-endpoint", sock, "port-forward", pid_,
+                           f"{port}:80"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    try:
+        assert "Forwarding from" in pf.stdout.readline()
+
+        errors = []
+
+        def fetch():
+            try:
+                with socket_mod.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    data = b""
+                    while chunk := c.recv(4096):
+                        data += chunk
+                    return data.decode()
+            except OSError as e:
+                errors.append(repr(e))
+                return ""
+        try:
+            page = wait_until(fetch, what="a page through port-forward")
+        except AssertionError:
+            raise AssertionError(f"{errors[-3:]} {cri.log()[-1500:]}")
+        assert "page-from-pod" in page
+    finally:
+        pf.terminate()
+        pf.wait(10)
+
+    # attach: the shell's stdin and stdout; StdinOnce ends it with the attach
+    sh = crictl(cri, "create", pid_, sh_json, pod_json).stdout.strip()
+    crictl(cri, "start", sh)
+    r = subprocess.run([CRICTL, "--runtime-endpoint", sock, "attach", "-i", sh],
+                       input="echo attached $((6*7))\n", capture_output=True, text=True,
+                       timeout=60)
+    assert "attached 42" in r.stdout, r.stderr
+    wait_until(lambda: json.loads(crictl(cri, "inspect", sh).stdout)["status"]["state"]
+               == "CONTAINER_EXITED", what="the shell to exit with its stdin")
+    crictl(cri, "rmp", "-f", pid_)
+
+
+def test_checkpoint_writes_an_archive_and_the_container_runs_on(cri):
+    import tarfile
+    pod_json = write(cri, "pod-cp.json", pod_config(cri, "cp"))
+    ctr_json = write(cri, "ctr-cp.json", {"metadata": {"name": "counter"},
+                                          "image": {"image": "busybox"},
+                                          "command": ["sh", "-c", "i=0; while true; do "
+                                                      "i=$((i+1)); echo $i > /tmp/n; sleep 0.2;"
+                                                      " done"]})
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    cid = crictl(cri, "create", pid_, ctr_json, pod_json).stdout.strip()
+    crictl(cri, "start", cid)
+    pid = json.loads(crictl(cri, "inspect", cid).stdout)["info"]["pid"]
+    archive = os.path.join(cri.work, "cp.tar")
+    r = crictl(cri, "checkpoint", "--export", archive, cid, check=False)
+    if r.returncode != 0 and "checkpoint/restore is not available" in r.stderr:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "manifest.json" in names and any(n.startswith("checkpoint/") for n in names)
+    assert any(n.endswith(".img") for n in names)
+    assert host_pid_alive(pid)  # it keeps running
+    # Nothing of the checkpoint is kept besides the archive.
+    bundle = cri.client.get(cid)["bundlePath"]
+    assert not os.listdir(os.path.join(bundle, "checkpoints")) \
+        if os.path.isdir(os.path.join(bundle, "checkpoints")) else True
+    r = crictl(cri, "checkpoint", "--export", "relative.tar", cid, check=False)
+    assert r.returncode != 0 and "InvalidArgument" in r.stderr
     crictl(cri, "rmp", "-f", pid_)

@@ -411,13 +411,17 @@ def test_cli_load_images_run_tag_rmi(daemon, tmp_path, cid, base_layer):
     path = build.docker_archive(tmp_path / "cli.tar", [base_layer], KEEP_ALIVE, [name])
     with open(path, "rb") as f:
         assert cli("load", stdin=f) == f"Loaded image: {name}\n"
-    assert name in cli("images")
+    # podman's columns: repository and tag apart, a short id.
+    repo, tag = name.rsplit(":", 1)
+    rows = [line.split() for line in cli("images").splitlines()]
+    assert rows[0][:3] == ["REPOSITORY", "TAG", "IMAGE"] and [repo, tag] in [r[:2] for r in rows]
     c = cid("cli")
     # The issue's own command line: settings over an image, a read-only bind.
     src = tmp_path / "srv"
     src.mkdir()
     (src / "index.html").write_text("served\n")
-    created = json.loads(cli("run", "--image", name, "--env", "A=1", "--mount",
+    created = json.loads(cli("run", "-d", "--format", "json", "--image", name, "--env", "A=1",
+                             "--mount",
                              f"type=bind,src={src},dst=/srv,ro", c))
     assert created["image"]["ref"] == name
     assert cli("exec", c, "sh", "-c", "echo $A; cat /srv/index.html; "
@@ -432,3 +436,52 @@ def test_cli_load_images_run_tag_rmi(daemon, tmp_path, cid, base_layer):
     assert cli("rmi", "localhost/cli-other:2") == "Untagged: localhost/cli-other:2\n"
     out = cli("rmi", name)
     assert out.startswith(f"Untagged: {name}\nDeleted: sha256:")
+
+
+# -- the image config and the request's settings -----------------------------------
+
+def test_image_config_runs_and_request_settings_go_over_it(api, tmp_path, cid, base_layer):
+    name = _name("cfg")
+    _load(api, build.docker_archive(tmp_path / "cfg.tar", [base_layer], {
+        "Entrypoint": ["sh", "-c"], "Cmd": ["echo image-cmd; exec tail -f /dev/null"],
+        "Env": ["FROM_IMAGE=1", "SHARED=image"], "User": "nobody", "WorkingDir": "/tmp",
+        "Labels": {"org.example.role": "web"}, "StopSignal": "SIGUSR1"}, [name]))
+    c = cid()
+    got = api.create(c, image=name, env=["SHARED=request"])
+    assert got["user"]["uid"] == 65534 and got["cwd"] == "/tmp"
+    assert got["stopSignal"] in ("SIGUSR1", 10)
+    assert got["annotations"]["org.example.role"] == "web"
+    env = _sh(api, c, "cat /proc/1/environ | tr '\\0' '\\n'")
+    assert "FROM_IMAGE=1" in env.split() and "SHARED=request" in env.split()
+    assert "SHARED=image" not in env.split()
+    assert _sh(api, c, "stat -c %u /proc/1") == "65534\n"
+    wait_until(lambda: "image-cmd" in [e["line"] for e in api.logs(c)], what="Cmd output")
+    api.delete(c, force=True)
+    # args replace Cmd, the Entrypoint stays.
+    c2 = cid()
+    api.create(c2, image=name, args=["echo from-args; exec tail -f /dev/null"])
+    wait_until(lambda: "from-args" in [e["line"] for e in api.logs(c2)], what="args output")
+    api.delete(c2, force=True)
+
+
+def test_an_image_container_checkpoint_clones_with_its_own_upper_dir(
+        daemon, api, tmp_path, cid, base_layer):
+    if not api.info()["criu"]["available"]:
+        pytest.skip(f"CRIU unavailable: {api.info()['criu'].get('reason')}")
+    name = _name("ckpt")
+    _load(api, build.docker_archive(tmp_path / "ck.tar", [base_layer], KEEP_ALIVE, [name]))
+    c = cid()
+    api.create(c, image=name)
+    _sh(api, c, "echo original > /mark")
+    api.checkpoint(c, "warm")
+    clone = cid("clone")
+    created = api.create(clone, image=name, checkpoint="warm")
+    assert created["status"] == "running" and created["image"]["ref"] == name
+    # The clone starts from the image plus nothing: the upper dir is its own.
+    _sh(api, clone, "echo clone > /clone-only")
+    assert _sh(api, c, "test -e /clone-only || echo absent") == "absent\n"
+    active = os.path.join(_images_root(daemon), "active")
+    assert _lowerdirs(os.path.join(active, c, "merged")) == \
+        _lowerdirs(os.path.join(active, clone, "merged"))
+    for x in (clone, c):
+        api.delete(x, force=True)

@@ -183,7 +183,7 @@ class Container:
         p = subprocess.run(argv + ["--"] + runtime + [self.id], capture_output=True,
                            text=True, timeout=30, stdin=subprocess.DEVNULL)
         assert p.returncode == 0, p.stderr
-        self.shim_pid, self.init_pid = map(int, p.stdout.split())
+        self.shim_pid, self.init_pid = map(int, p.stdout.split()[:2])
         return self
 
     def start(self):
@@ -393,7 +393,7 @@ def test_drain_is_bounded(tmp_path):
     p = subprocess.run([SHIM, "-s", state, "--"] + runtime, capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    shim_pid, init_pid = map(int, p.stdout.split())
+    shim_pid, init_pid = map(int, p.stdout.split()[:2])
     t0 = time.monotonic()
     try:
         assert wait_gone(shim_pid, timeout=8)
@@ -417,7 +417,7 @@ def start_fake_shim(state: str) -> tuple[int, int]:
                         f"(sleep 60 & echo $! > {state}/init.pid)"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    shim_pid, init_pid = map(int, p.stdout.split())
+    shim_pid, init_pid = map(int, p.stdout.split()[:2])
     return shim_pid, init_pid
 
 
@@ -472,7 +472,7 @@ def test_exits_before_pid_file_is_read(tmp_path):
                         early_exit_runtime(tmp_path, 9, f"{state2}/init.pid")],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    shim_pid, init_pid = map(int, p.stdout.split())
+    shim_pid, init_pid = map(int, p.stdout.split()[:2])
     assert wait_gone(shim_pid)
     with open(os.path.join(state2, "exit")) as f:
         assert f.read().split()[0] == "9"

@@ -145,6 +145,10 @@ def test_settings_round_trip():
     assert s.terminal is True and s.readonly_rootfs is True and s.stop_signal == 2
     assert ContainerSettings.from_json(s.to_json()) == s
     assert s.to_json()["readonlyRootfs"] is True and s.to_json()["stopSignal"] == 2
+    # An explicit false overrides a bundle's true: kept through the record.
+    off = ContainerSettings(terminal=False, readonly_rootfs=False)
+    assert off.to_json() == {"terminal": False, "readonlyRootfs": False}
+    assert ContainerSettings.from_json(off.to_json()) == off
 
 
 def test_unknown_field_names_it_and_lists_the_allowed():

@@ -6,13 +6,18 @@ regular expressions, builds an in-memory index and (optionally) allocates
 APP_MEMORY_MB megabytes of touched memory.  That takes ~1-3 s cold.  It then
 prints ``ready`` and answers each line read from stdin with ``pong <line>``.
 
-Everything it holds survives a CRIU checkpoint/restore: no threads, no
-sockets, no inotify, no deleted or temporary files, no ctypes/ffi closures;
+Everything it holds survives a CRIU checkpoint/restore: no threads (but the
+optional heartbeat), no sockets, no inotify, no deleted or temporary files, no ctypes/ffi closures;
 only stdin/stdout/stderr pipes and anonymous memory.
 
 Environment:
   APP_MEMORY_MB  extra memory to allocate and touch (default 0), e.g. 64/256/1024
   APP_WORK       scale of the in-memory index (default 1.0)
+  APP_HEARTBEAT_MS  tick every N ms; print "heartbeat-gap X ms" after a pause of
+                 more than 20 ticks, and answer "gaps" with the longest pause seen
+
+Besides "pong <line>", it answers "whoami" with "whoami <value drawn at
+start> <MiB> <checksum of the ballast>".
 """
 
 import os
@@ -108,11 +113,55 @@ sys.stdout.write("ready\n")
 sys.stdout.flush()
 
 # -- 4. serve: one answer per input line ------------------------------------
+# "whoami" answers with what only this process's memory holds: a value drawn
+# at start and a checksum of the ballast (a fresh start draws another).
+BOOT = os.urandom(8).hex()
+
+
+def checksum() -> int:
+    return sum(ballast[::65536]) if mb else 0
+
+
+# APP_HEARTBEAT_MS: a thread that ticks every N ms and remembers the longest
+# gap between two ticks: how long the application was not running (frozen
+# for a checkpoint or a migration), as it sees it itself.
+beat_ms = float(os.environ.get("APP_HEARTBEAT_MS", "0") or 0)
+gaps = {"max": 0.0, "last": 0.0}
+if beat_ms:
+    import threading
+
+    def heartbeat():
+        # The wall clock, not the monotonic one: CRIU restores a process in
+        # a time namespace whose monotonic clock resumes where the dump left
+        # it, so it would not show the time spent frozen.
+        prev = time.time()
+        while True:
+            time.sleep(beat_ms / 1000)
+            now = time.time()
+            gap = (now - prev) * 1000
+            if gap > gaps["max"]:
+                gaps["max"] = gap
+            if gap > 10 * beat_ms:
+                gaps["last"] = gap
+            if gap > 20 * beat_ms and gap > 20:
+                # One write: whole even with the main thread answering.
+                os.write(1, b"heartbeat-gap %.1f ms\n" % gap)
+            prev = now
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+
 stdin = sys.stdin.buffer
 stdout = sys.stdout.buffer
 while True:
     line = stdin.readline()
     if not line:
         break
-    stdout.write(b"pong " + line.rstrip(b"\r\n") + b"\n")
+    word = line.rstrip(b"\r\n")
+    if word == b"whoami":
+        stdout.write(b"whoami %s %d %d\n" % (BOOT.encode(), mb, checksum()))
+    elif word == b"gaps":
+        stdout.write(b"gaps max=%.1f last=%.1f\n" % (gaps["max"], gaps["last"]))
+        gaps["max"] = gaps["last"] = 0.0
+    else:
+        stdout.write(b"pong " + word + b"\n")
     stdout.flush()

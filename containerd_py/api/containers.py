@@ -5,7 +5,7 @@ import json
 
 from aiohttp import web
 
-from .. import logs, validation as v
+from .. import logs, timing, validation as v
 from ..errors import DaemonError, InvalidArgument
 from ..events import parse_timestamp
 from ..states import Status
@@ -18,14 +18,54 @@ EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
 async def create_container(request: web.Request) -> web.Response:
+    trace = timing.begin()
+    try:
+        resp = await _create_container(request)
+        timing.mark("respond")
+        resp.headers["Server-Timing"] = trace.header()
+        return resp
+    finally:
+        timing.end(trace)
+
+
+async def _create_container(request: web.Request) -> web.Response:
     cid = container_id(request)
-    req = create_body.parse(await read_body(request))
+    body = await read_body(request)
+    if "pool" in body:
+        return await _claim_from_pool(request, cid, body)
+    req = create_body.parse(body)
+    timing.mark("parse")
     c = await supervisor_of(request).create(
         cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
         checkpoint=req.checkpoint, auto_remove=req.auto_remove,
         restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
         settings=req.settings, resources=req.resources, image=req.image)
     return json_response(c.record.to_api(), 201)
+
+
+async def _claim_from_pool(request: web.Request, cid: str, body: dict) -> web.Response:
+    """A container from a warm pool: what the pool made it from is fixed,
+    only its name and labels are the claimer's."""
+    pool = v.check_id(body["pool"], "pool")
+    unknown = set(body) - {"pool", "name", "labels"}
+    if unknown:
+        raise InvalidArgument(f"a pool's containers are made ahead of the claim: only name and "
+                              f"labels apply, not {sorted(unknown)}", field=sorted(unknown)[0])
+    labels = _labels(body)
+    name = body.get("name")
+    if name is not None:
+        v.check_id(name, "name")
+    timing.mark("parse")
+    c = await supervisor_of(request).claim(cid, pool, name=name, labels=labels)
+    return json_response(c.record.to_api(), 201)
+
+
+def _labels(body: dict) -> dict:
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in labels.items()):
+        raise InvalidArgument("labels must be an object of strings", field="labels")
+    return labels
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -148,6 +188,7 @@ async def start_container(request: web.Request) -> web.Response:
         v.check_id(checkpoint, "checkpoint")
     if bool_field(body, "lazy") and checkpoint is None:
         raise InvalidArgument("lazy restores a checkpoint: give checkpoint too", field="lazy")
+    timing.mark("parse")
     c = await supervisor_of(request).start(container_id(request), checkpoint, bool_field(body, "lazy"))
     return json_response(c.record.to_api())
 

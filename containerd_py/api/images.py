@@ -115,7 +115,7 @@ async def commit_container(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     _image_container(c)
-    img = await asyncio.to_thread(sup.images.commit, c.id, name, body.get("author", ""),
+    img = await asyncio.to_thread(sup.images.commit, c.rid, name, body.get("author", ""),
                                   body.get("message", ""))
     sup.events.emit("commit", c.id, image=img.id, names=img.names)
     return json_response(img.to_api(), 201)
@@ -132,21 +132,21 @@ async def container_changes(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     _image_container(c)
-    return json_response(await asyncio.to_thread(sup.images.changes, c.id))
+    return json_response(await asyncio.to_thread(sup.images.changes, c.rid))
 
 
 async def export_container(request: web.Request) -> web.StreamResponse:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     _image_container(c)
-    sup.images.rootfs(c.id)  # errors before the stream starts are plain 4xx
+    sup.images.rootfs(c.rid)  # errors before the stream starts are plain 4xx
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
     writer = io.BufferedWriter(_QueueWriter(queue, loop), 1024 * 1024)
 
     def produce():
         try:
-            sup.images.export(c.id, writer)
+            sup.images.export(c.rid, writer)
             writer.flush()
         finally:
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()

@@ -17,13 +17,16 @@ import re
 
 from .. import __version__
 from ..states import Status
+from ..pools import MAX_SIZE as POOL_MAX_SIZE
 from ..validation import ID_RE, SIGNAL_NAMES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
+MIGRATION = {"type": "object"}
 PROCESS_SPEC = {"$ref": "#/components/schemas/ProcessSpec"}
 IMAGE = {"$ref": "#/components/schemas/Image"}
 SIGNAL = {"$ref": "#/components/schemas/Signal"}
+POOL = {"$ref": "#/components/schemas/Pool"}
 
 ERROR_TEXT = {
     400: "invalid id, name, query parameter or body (the body says which field)",
@@ -135,6 +138,9 @@ PATH_PARAMS = {
     "pid": ({"type": "integer", "minimum": 1, "maximum": 4194304}, "host pid of the process"),
     "name": (ID, "checkpoint name"),
     "ref": (IMAGE_REF, "image name, name@digest, digest, id or short id"),
+    "migration": (ID, "migration id (from POST /migrations)"),
+    "round": ({"type": "string", "pattern": "^(r([1-9]|1[0-6])|final)$"},
+              "pre-copy round r1..r16, or final"),
 }
 
 
@@ -160,7 +166,10 @@ PATHS = {
                  "keep streaming after the replay (default true)")],
         desc="Types: start-container, start-process, exit, pause, resume, delete, oom, "
              "stop, start, restart, rename, update, exec, checkpoint, delete-checkpoint, "
-             "image-load, image-tag, image-delete, commit.",
+             "image-load, image-tag, image-delete, commit, export-checkpoint, "
+             "import-checkpoint, migrate-start, migrate-round, migrate-precopy-skipped, "
+             "migrate-freeze, migrate-done, migrate-failed, migration-open, migrated-in, "
+             "migration-aborted.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}, ["ok"]))],
                          tag="daemon")},
@@ -194,7 +203,7 @@ PATHS = {
     },
     "/containers/{id}": {
         "post": _op("Create and start a container from an OCI bundle (or restore a "
-                    "checkpoint), with its settings", [
+                    "checkpoint, or claim a warm pool's member), with its settings", [
                         _resp(201, "the container, running", CONTAINER),
                         *_errors(409, 413, 500, 501, 507)],
                     body={"$ref": "#/components/schemas/CreateRequest"},
@@ -284,7 +293,12 @@ PATHS = {
                 ("w", {"type": "integer", "minimum": 1, "maximum": 65535},
                  "pty columns (default 80)"),
                 ("h", {"type": "integer", "minimum": 1, "maximum": 65535},
-                 "pty rows (default 24)")],
+                 "pty rows (default 24)"),
+                ("env", {"type": "array", "items": ENV_ITEM},
+                 "K=V added to the environment (repeatable)"),
+                ("cwd", ABS_PATH, "working directory (absolute)"),
+                ("user", {"type": "string", "pattern": "^[0-9]{1,10}(:[0-9]{1,10})?$"},
+                 "UID[:GID] to run as")],
         desc="Like Docker Cloud's exec websocket. Text or binary frames from the client "
              "go to the process's stdin; its output comes back as binary frames. The "
              "socket closes with the process; a final text frame "
@@ -344,8 +358,81 @@ PATHS = {
     "/containers/{id}/checkpoint": {"get": _op(
         "Checkpoints of the container's bundle", [
             _resp(200, "checkpoints", {"type": "array",
-                                       "items": {"$ref": "#/components/schemas/Checkpoint"}})],
-        tag="checkpoints")},
+                                       "items": {"$ref": "#/components/schemas/Checkpoint"}}),
+            *_errors(400, 404)], tag="checkpoints")},
+    "/containers/{id}/checkpoint/{name}/export": {"get": _op(
+        "Export a checkpoint as one archive", [
+            _resp(200, "a tar stream: manifest.json (checkpoint metadata, the container's "
+                  "settings), config.json (the bundle's spec), checkpoint/ (CRIU images), "
+                  "rootfs-diff/ (the container's overlay upper dir, if it has one)",
+                  {"type": "string", "format": "binary"}, "application/x-tar"),
+            *_errors(400, 404)], tag="checkpoints",
+        desc="As podman's `container checkpoint --export`. Import it on another daemon "
+             "with POST /checkpoints/import.")},
+    "/containers/{id}/migrate": {"post": _op(
+        "Move a running container to another daemon (live migration)", [
+            _resp(200, "the migration's outcome: frozenMs, bytes, rounds, the target's "
+                  "container; the container is gone here", MIGRATION),
+            _resp(400, "invalid target, preCopy, lazy, or migration without token", ERROR),
+            _resp(404, "no such container", ERROR),
+            _resp(409, "not running, exec'd processes run, or it exited during the "
+                  "migration", ERROR),
+            _resp(500, "runc or CRIU failed (their output is in `error`); the container "
+                  "runs on here", ERROR),
+            _resp(501, "CRIU unavailable, or lazy (post-copy) migration, which this host "
+                  "cannot do (CRIU's own error in `criuError`)", ERROR),
+            _resp(502, "the target refused, failed or could not be reached (`step`, "
+                  "`targetStatus`); the container runs on here", ERROR)],
+        body=_obj({"target": S, "preCopy": I, "lazy": B, "lazyRestore": B, "migration": S,
+                   "token": S}, ["target"]), tag="migration",
+        desc="Pre-copy rounds (CRIU pre-dumps with memory change tracking, when the "
+             "kernel has it) while it runs, then frozen: the final dump, streamed to the "
+             "target, restored there; the source copy is deleted once the target runs it. "
+             "`migration` and `token` come from the target's POST /migrations when this "
+             "daemon may not call it itself. Progress: the container's `migration` field "
+             "and migrate-* events.")},
+    "/migrations": {"post": _op(
+        "Target side: open a migration into this daemon (a one-time token)", [
+            _resp(201, "the migration's id and token", _obj({"migration": S, "token": S,
+                                                             "id": S})),
+            *_errors(400), _resp(404, "the settings' bundle or image is not here", ERROR),
+            _resp(409, "the id is in use here", ERROR), *_errors(501)],
+        body=_obj({"id": ID, "settings": {"type": "object"}}, ["id"]), tag="migration")},
+    "/migrations/{migration}/rounds/{round}": {"put": _op(
+        "Target side: receive a round of images (r1..r16, or final) as a tar body", [
+            _resp(200, "received", _obj({"round": S, "members": I, "bytes": I})),
+            _resp(400, "invalid round, or a corrupt/unsafe archive", ERROR),
+            _resp(401, "wrong or missing token (Authorization: Bearer)", ERROR),
+            _resp(404, "no such migration", ERROR),
+            _resp(409, "that round was already received", ERROR)], tag="migration")},
+    "/migrations/{migration}/restore": {"post": _op(
+        "Target side: restore the received container; answers once it runs", [
+            _resp(201, "the container, running", CONTAINER), *_errors(400),
+            _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration, or its bundle/image is not here", ERROR),
+            _resp(409, "no final dump yet, or the id is taken", ERROR), *_errors(500, 501)],
+        body=_obj({"lazy": B}), tag="migration")},
+    "/migrations/{migration}": {"delete": _op(
+        "Target side: abort, removing what was received", [
+            _resp(204, "aborted"), _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration", ERROR)], tag="migration")},
+    "/checkpoints/import": {"post": _op(
+        "Restore an exported checkpoint archive as a new container", [
+            _resp(201, "the container, running", CONTAINER),
+            _resp(400, "invalid id, or the archive is corrupt, truncated or unsafe "
+                  "(nothing is created)", ERROR),
+            _resp(404, "the bundle the archive names (or bundlePath) does not exist here",
+                  ERROR),
+            _resp(409, "the id is already in use", ERROR), *_errors(500, 501)],
+        params=[("id", ID, "the new container's id", True),
+                ("bundlePath", ABS_PATH, "where the bundle is on this host, if not at "
+                 "the archive's path"), ("name", ID, "the new container's name")],
+        body={"type": "string", "format": "binary"}, body_media="application/x-tar",
+        tag="checkpoints",
+        desc="The body is the archive of GET /containers/{id}/checkpoint/{name}/export "
+             "(application/x-tar). The container gets the archive's labels, runtime and "
+             "restart policy, its filesystem changes as its overlay, and restores from "
+             "the archive's CRIU images.")},
     "/containers/{id}/checkpoints": {"get": _op(
         "Same as GET /containers/{id}/checkpoint", [
             _resp(200, "checkpoints", {"type": "array",
@@ -394,9 +481,37 @@ PATHS = {
             _resp(200, "changes", {"type": "array", "items": _obj({
                 "path": S, "kind": {"type": "string", "enum": ["A", "C", "D"]}})}),
             *_errors(409)], tag="images")},
+    "/pools": {"get": _op("Warm pools and how many members each has ready", [
+        _resp(200, "pools", {"type": "array", "items": POOL})], tag="pools")},
+    "/pools/{name}": {
+        "post": _op(
+            "Keep `size` containers of a bundle or image (or of a checkpoint) ready to be claimed",
+            [_resp(201, "the pool (members are made in the background)", POOL),
+             *_errors(400, 404, 409, 413, 501)],
+            body=_obj({"bundlePath": ABS_PATH, "image": {**IMAGE_REF, "description":
+                                                         "an image of the store instead"},
+                       "checkpoint": ID, "size": {"type": "integer", "minimum": 0,
+                                                  "maximum": POOL_MAX_SIZE},
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"]),
+            desc="A bundle pool's members have had the runtime's create (their init waits "
+                 "to be started); a checkpoint pool's are restored, each on an overlay of "
+                 "its own, and frozen. Claim one with POST /containers/{id} "
+                 '{"pool": NAME}; an empty pool starts one the normal way.', tag="pools"),
+        "get": _op("One pool", [_resp(200, "the pool", POOL), *_errors(400, 404)],
+                   tag="pools"),
+        "delete": _op("Delete a pool and its idle members (claimed containers stay)", [
+            _resp(204, "deleted"), *_errors(400, 404)], tag="pools"),
+    },
 }
-# An archive cannot be generated from a schema: a fuzzer leaves it out.
-PATHS["/images/load"]["post"]["x-opaque-body"] = True
+# An archive cannot be generated from a schema: a fuzzer leaves these out.
+for _path, _method in (("/images/load", "post"), ("/checkpoints/import", "post"),
+                       ("/migrations/{migration}/rounds/{round}", "put")):
+    if _path in PATHS:
+        PATHS[_path][_method]["x-opaque-body"] = True
+# It connects to another daemon (`target`): a fuzzer must not make it call
+# whatever host it generates.
+if "/containers/{id}/migrate" in PATHS:
+    PATHS["/containers/{id}/migrate"]["post"]["x-reaches-out"] = True
 
 # The streamed forms of the log answer.
 PATHS["/containers/{id}/logs"]["get"]["responses"]["200"]["content"].update({
@@ -444,7 +559,8 @@ SCHEMAS = {
         "labels": {"type": "object", "additionalProperties": S}, "created": S,
         "startedAt": S, "exitStatus": I, "exitedAt": S, "oomKilled": B,
         "restartPolicy": {"type": "object"}, "restartCount": I, "autoRemove": B,
-        "checkpoint": S, "resources": {"type": "object"},
+        "checkpoint": S, "resources": {"type": "object"}, "pool": S, "runtimeId": S,
+        "migration": {"type": "object"},
         # The settings in effect (bundle or image, with the create settings).
         "args": STR_LIST, "env": STR_LIST, "cwd": S,
         "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
@@ -459,6 +575,8 @@ SCHEMAS = {
         "bundlePath": ABS_PATH,
         "image": {**IMAGE_REF, "description": "an image of the store instead of bundlePath"},
         "checkpoint": ID, "lazy": B, "labels": STR_MAP,
+        "pool": {**ID, "description": "claim a member of this warm pool "
+                 "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": ID,
         "autoRemove": B, "overlay": B,
         "restartPolicy": {"oneOf": [
@@ -498,8 +616,14 @@ SCHEMAS = {
         allOf=[{"anyOf": [{"properties": {"lazy": {"enum": [False]}}},
                           {"required": ["checkpoint"]}],
                 "description": "`lazy` restores a `checkpoint`: it needs one"},
-               {"oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]}],
-                "description": "give bundlePath or image (not both)"},
+               {"oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]},
+                          {"required": ["pool"]}],
+                "description": "give bundlePath, image or pool (one of them)"},
+               {"anyOf": [{"not": {"required": ["pool"]}},
+                          {"properties": {"pool": {}, "name": {}, "labels": {}},
+                           "additionalProperties": False}],
+                "x-field": "pool", "description": "with pool, only name and labels may "
+                                                  "be given"},
                *[{"not": {"required": [a, b]}, "x-field": b,
                   "description": f"give {a} or {b} (Zun's name for it), not both"}
                  for a, b in (("args", "command"), ("env", "environment"),
@@ -534,6 +658,9 @@ SCHEMAS = {
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,
                    "config": {"type": "object"}}),
+    "Pool": _obj({"name": S, "bundlePath": S, "image": S, "checkpoint": S, "size": I, "runtime": S,
+                  "ready": I, "starting": I, "claimed": I, "fallbacks": I, "created": S,
+                  "lastError": S}),
     "Checkpoint": _obj({"name": S, "exit": B, "tcp": B, "unixSockets": B, "shell": B,
                         "created": S, "size": I, "container": S,
                         "settings": {"type": "object", "description": "the create settings "

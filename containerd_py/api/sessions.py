@@ -33,7 +33,19 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     except ValueError as e:
         raise InvalidArgument(f"cannot parse command: {e}", field="command") from None
     terminal = v.parse_bool(request.query.get("terminal"), "terminal", default=True)
-    process = v.check_process({"args": args, "terminal": terminal}, sup.process_defaults(c.id))
+    spec = {"args": args, "terminal": terminal}
+    # The rest of an exec's process, as `exec -it -e -w -u` gives it.
+    env = request.query.getall("env", [])
+    if env:
+        spec["env"] = sup.process_defaults(c.id).get("env", []) + env
+    if request.query.get("cwd"):
+        spec["cwd"] = request.query["cwd"]
+    if request.query.get("user"):
+        uid, _, gid = request.query["user"].partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise InvalidArgument("user must be UID[:GID]", field="user")
+        spec["user"] = {"uid": int(uid), "gid": int(gid or uid)}
+    process = v.check_process(spec, sup.process_defaults(c.id))
     cols = v.parse_int(request.query.get("w"), "w", default=80, minimum=1)
     rows = v.parse_int(request.query.get("h"), "h", default=24, minimum=1)
     # Started before the upgrade, so a failure is an ordinary JSON error.
@@ -54,6 +66,11 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
             if msg.type == web.WSMsgType.TEXT:
                 await session.write(msg.data.encode())
             elif msg.type == web.WSMsgType.BINARY:
+                if not msg.data:
+                    # An empty binary frame is the end of the client's input
+                    # (a websocket cannot half-close): `echo x | exec -i cat`.
+                    session.close_input()
+                    continue
                 await session.write(msg.data)
         session.close_input()
 

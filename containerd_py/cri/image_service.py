@@ -4,13 +4,14 @@ from ..events import now_ns
 from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
 from .containers import CRIContainerStore
 from .errors import mapped
-from .images import DirImageStore, ImageInfo
+from .images import CRIImages, repo_digests
+from ..images import Image
 
 
-def _image(i: ImageInfo) -> pb.Image:
-    img = pb.Image(id=i.id, repo_tags=i.repo_tags, repo_digests=i.repo_digests, size=i.size,
-                   spec=pb.ImageSpec(image=i.id))
-    user = (i.config.get("config", i.config).get("User") or "").partition(":")[0]
+def _image(i: Image) -> pb.Image:
+    img = pb.Image(id=i.id, repo_tags=[n for n in i.names if "@" not in n],
+                   repo_digests=repo_digests(i), size=i.size, spec=pb.ImageSpec(image=i.id))
+    user = (i.config.get("User") or "").partition(":")[0]
     if user.isdigit():
         img.uid.value = int(user)
     elif user:
@@ -20,7 +21,7 @@ def _image(i: ImageInfo) -> pb.Image:
 
 @mapped
 class ImageService(pbg.ImageServiceServicer):
-    def __init__(self, images: DirImageStore, containers: CRIContainerStore):
+    def __init__(self, images: CRIImages, containers: CRIContainerStore):
         self.images, self.containers = images, containers
 
     async def ListImages(self, request, context):
@@ -43,9 +44,10 @@ class ImageService(pbg.ImageServiceServicer):
         return pb.PullImageResponse(image_ref=info.id)
 
     async def RemoveImage(self, request, context):
-        def in_use(image_id):
-            return any(c.image_id == image_id for c in self.containers.items.values())
-        self.images.remove(request.image.image, in_use)
+        img = self.images.find(request.image.image)
+        if img is not None:
+            users = [c.id for c in self.containers.items.values() if c.image_id == img.id]
+            self.images.remove(request.image.image, users)
         return pb.RemoveImageResponse()
 
     async def ImageFsInfo(self, request, context):

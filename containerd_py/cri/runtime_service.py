@@ -7,7 +7,8 @@ import os
 import uuid
 
 from .. import __version__, bundle as bundle_mod, validation
-from ..errors import Conflict, InvalidArgument, NotFound
+from .. import states
+from ..errors import Conflict, InvalidArgument, NotFound, Unavailable
 from ..events import now_ns, parse_timestamp
 from ..states import Status
 from ..supervisor import Supervisor
@@ -15,8 +16,9 @@ from . import spec as spec_mod
 from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
 from .containers import LABEL_KIND, LABEL_NAME, LABEL_SANDBOX, CRIContainer, CRIContainerStore
 from .errors import DeadlineExceeded, mapped
-from .images import DirImageStore
-from .sandbox import NOTREADY, READY, Sandbox, SandboxStore
+from ..runtime.settings import ContainerSettings
+from .images import CRIImages
+from .sandbox import READY, Sandbox, SandboxStore, connect_in_netns
 
 CRI_API_VERSION = "v1"
 RUNTIME_NAME = "containerd-py"
@@ -32,6 +34,11 @@ def _ns(ts: str | None) -> int:
     return parse_timestamp(ts) if ts else 0
 
 
+def states_check(sup: Supervisor, cid: str, op: str) -> None:
+    """Refuse a streaming URL for a container that cannot serve it now."""
+    states.check(op, sup.get(cid).record.status, cid)
+
+
 def _matches(labels, selector) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -39,7 +46,7 @@ def _matches(labels, selector) -> bool:
 @mapped
 class RuntimeService(pbg.RuntimeServiceServicer):
     def __init__(self, sup: Supervisor, sandboxes: SandboxStore, containers: CRIContainerStore,
-                 images: DirImageStore, streaming=None):
+                 images: CRIImages, streaming=None):
         self.sup, self.sandboxes, self.containers, self.images = sup, sandboxes, containers, images
         self.streaming = streaming
         # Sandbox create/stop/remove and container create under one lock: a
@@ -155,7 +162,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                                status="notready")
             image = self.images.status(cfg.image.image)
             cid = new_id()
-            spec = spec_mod.build(cid, cfg, sb, image)
+            spec = spec_mod.build(cid, cfg, sb, image, self.images.etc_root(image))
             meta = sb.config.metadata
             name = (f"{cfg.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_"
                     f"{cfg.metadata.attempt}")
@@ -167,8 +174,10 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             labels = {**cfg.labels, LABEL_KIND: "container", LABEL_SANDBOX: sb.id,
                       LABEL_NAME: cfg.metadata.name}
             try:
-                c = await self.sup.create(cid, bundle, name=name, labels=labels,
-                                          overlay=not spec["root"]["readonly"], start=False)
+                ro = spec["root"]["readonly"]
+                c = await self.sup.create(
+                    cid, bundle, name=name, labels=labels, image=image.id, start=False,
+                    settings=ContainerSettings(readonly_rootfs=True if ro else None))
                 if log_path:
                     os.makedirs(os.path.dirname(log_path), exist_ok=True)
                     os.makedirs(c.shim.dir, mode=0o700, exist_ok=True)
@@ -351,6 +360,89 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             body["user"] = defaults["user"]
         return validation.check_process(body, defaults)
 
+    # -- streaming ---------------------------------------------------------------
+
+    def _streaming(self):
+        if self.streaming is None:
+            raise Unavailable("the streaming server is not running")
+        return self.streaming
+
+    async def Exec(self, request, context):
+        c = self._get(request.container_id)
+        if not request.cmd:
+            raise InvalidArgument("cmd is required", field="cmd")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, stderr must be true", field="stdin")
+        states_check(self.sup, c.id, "exec")
+        url = self._streaming().url("exec", {
+            "container_id": c.id, "cmd": list(request.cmd), "tty": request.tty,
+            "stdin": request.stdin, "stdout": request.stdout, "stderr": request.stderr})
+        return pb.ExecResponse(url=url)
+
+    async def Attach(self, request, context):
+        c = self._get(request.container_id)
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidArgument("one of stdin, stdout, stderr must be true", field="stdin")
+        states_check(self.sup, c.id, "attach")
+        cfg = c.config
+        url = self._streaming().url("attach", {
+            "container_id": c.id, "tty": cfg.tty, "stdin": request.stdin and cfg.stdin,
+            "stdout": request.stdout, "stderr": request.stderr,
+            "stdin_once": cfg.stdin_once})
+        return pb.AttachResponse(url=url)
+
+    async def PortForward(self, request, context):
+        sb = self.sandboxes.get(request.pod_sandbox_id)
+        netns = sb.ns_path("net")
+
+        async def connect(port):
+            loop = asyncio.get_running_loop()
+            sock = await loop.run_in_executor(None, connect_in_netns, netns, port)
+            return await asyncio.open_connection(sock=sock)
+
+        url = self._streaming().url("portforward", {"sandbox_id": sb.id, "connect": connect})
+        return pb.PortForwardResponse(url=url)
+
+    # -- checkpoint -----------------------------------------------------------------
+
+    async def CheckpointContainer(self, request, context):
+        """KEP-2008, as the kubelet's checkpoint API asks: a checkpoint of
+        the running container (it keeps running) written as one archive at
+        `location` (the CRIU images, the spec, the container's settings and
+        its own filesystem changes: the daemon's checkpoint export)."""
+        c = self._get(request.container_id)
+        location = request.location
+        if not location or not os.path.isabs(location):
+            raise InvalidArgument("location must be an absolute path of the archive to write",
+                                  field="location")
+        if not os.path.isdir(os.path.dirname(location)):
+            raise InvalidArgument(f"the directory of {location!r} does not exist",
+                                  field="location")
+        name = "cri-" + uuid.uuid4().hex[:12]
+        checkpoints = self.sup.checkpointing
+        dump = checkpoints.checkpoint(c.id, name)
+        if request.timeout > 0:
+            try:
+                await asyncio.wait_for(dump, request.timeout)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"checkpoint of {c.id!r} took longer than "
+                                       f"{request.timeout}s", id=c.id) from None
+        else:
+            await dump
+        tmp = f"{location}.{name}.tmp"
+        try:
+            plan = checkpoints.export_plan(c.id, name)
+            with open(tmp, "wb") as f:
+                async def write(data):
+                    f.write(data)
+                await plan.send(write)
+            os.replace(tmp, location)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            checkpoints.delete(c.id, name)
+        return pb.CheckpointContainerResponse()
+
     # -- stats ---------------------------------------------------------------------
 
     def _stats(self, c: CRIContainer, r) -> pb.ContainerStats:
@@ -395,3 +487,41 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                 continue
             out.append(self._stats(c, r))
         return pb.ListContainerStatsResponse(stats=out)
+
+    # -- pod stats: the sum of its containers' -------------------------------------
+
+    def _pod_stats(self, sb: Sandbox) -> pb.PodSandboxStats:
+        cfg = sb.config
+        out = pb.PodSandboxStats(attributes=pb.PodSandboxAttributes(
+            id=sb.id, metadata=cfg.metadata, labels=cfg.labels, annotations=cfg.annotations))
+        linux = out.linux
+        now = now_ns()
+        linux.cpu.timestamp = linux.memory.timestamp = linux.process.timestamp = now
+        cpu = nano = mem = procs = 0
+        for c in self._pod_containers(sb):
+            try:
+                r = self.sup.get(c.id).record
+            except NotFound:
+                continue
+            st = self._stats(c, r)
+            linux.containers.append(st)
+            cpu += st.cpu.usage_core_nano_seconds.value
+            nano += st.cpu.usage_nano_cores.value
+            mem += st.memory.working_set_bytes.value
+            procs += len(r.processes())
+        linux.cpu.usage_core_nano_seconds.value = cpu
+        linux.cpu.usage_nano_cores.value = nano
+        linux.memory.working_set_bytes.value = mem
+        linux.process.process_count.value = procs
+        return out
+
+    async def PodSandboxStats(self, request, context):
+        sb = self.sandboxes.get(request.pod_sandbox_id)
+        return pb.PodSandboxStatsResponse(stats=self._pod_stats(sb))
+
+    async def ListPodSandboxStats(self, request, context):
+        f = request.filter
+        out = [self._pod_stats(sb) for sb in self.sandboxes.sandboxes.values()
+               if (not f.id or sb.id.startswith(f.id))
+               and _matches(sb.config.labels, f.label_selector)]
+        return pb.ListPodSandboxStatsResponse(stats=out)

@@ -20,13 +20,16 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 
 from ..errors import InvalidArgument, NotFound, RuntimeFailure
 from ..events import now_ns
 from ._gen import api_pb2 as pb
 
 MNT_DETACH = 2
+CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 READY, NOTREADY = "ready", "notready"
@@ -113,7 +116,7 @@ class SandboxStore:
         os.makedirs(sb.dir, mode=0o711)
         try:
             _write_etc(sb, config)
-            _pin_namespaces(sb, config.hostname or config.metadata.name)
+            _pin_namespaces(sb, pod_hostname(config))
             self.save(sb)
         except BaseException:
             _release(sb)
@@ -146,6 +149,11 @@ def pod_pid_namespace(config: pb.PodSandboxConfig) -> bool:
     return sc.HasField("namespace_options") and sc.namespace_options.pid == pb.POD
 
 
+def pod_hostname(config: pb.PodSandboxConfig) -> str:
+    """The pod's hostname, else its name cut to what the kernel takes (64)."""
+    return config.hostname or config.metadata.name[:63]
+
+
 def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
     dns = config.dns_config
     if dns.servers or dns.searches or dns.options:
@@ -162,7 +170,7 @@ def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
                 text = f.read()
         except FileNotFoundError:
             text = ""
-    hostname = config.hostname or config.metadata.name
+    hostname = pod_hostname(config)
     if config.linux.security_context.namespace_options.network == pb.NODE:
         hostname = os.uname().nodename
     files = {
@@ -211,3 +219,31 @@ def _release(sb: Sandbox) -> None:
                 if err not in (22,):  # EINVAL: not a mount point (never pinned)
                     raise RuntimeFailure(f"unmounting {path}: {os.strerror(err)}")
     shutil.rmtree(sb.dir, ignore_errors=True)
+
+
+def connect_in_netns(netns: str | None, port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port inside a pod's network namespace
+    (the CRI's PortForward). setns() moves only the calling thread, so a
+    thread of its own enters the namespace, connects, and ends; the socket
+    stays in the namespace it was made in."""
+    result: dict = {}
+
+    def run():
+        try:
+            if netns is not None:
+                with open(netns) as f:
+                    if _libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns {netns}")
+            result["sock"] = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError as e:
+            result["error"] = e
+
+    # Never returned to a pool: the thread's namespace is not the daemon's.
+    t = threading.Thread(target=run, name="cri-portforward")
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    sock = result["sock"]
+    sock.settimeout(None)
+    return sock

@@ -17,8 +17,10 @@ def socket_path(listen: str) -> str:
     return listen[len("unix://"):]
 
 
-def attach(app, config) -> None:
-    """Serve the CRI for the life of `app` (after the supervisor is up)."""
+def attach(app, config, gid: int | None = None) -> None:
+    """Serve the CRI for the life of `app` (after the supervisor is up).
+    The socket is root's and `gid`'s (the daemon's --group), like the REST
+    API's unix socket."""
     from ..api.common import SUPERVISOR
 
     async def cri_ctx(app):
@@ -31,20 +33,24 @@ def attach(app, config) -> None:
                              f"run `make setup` ({e})")
         from .containers import CRIContainerStore
         from .image_service import ImageService
-        from .images import DirImageStore
+        from .images import CRIImages
         from .runtime_service import RuntimeService
         from .sandbox import SandboxStore
+        from .streaming import StreamingServer
 
         sup = app[SUPERVISOR]
         data = os.path.join(config.data_dir, "cri")
         run = os.path.join(config.state_dir, "cri")
         sandboxes = SandboxStore(os.path.join(data, "sandboxes"), os.path.join(run, "sandboxes"))
         containers = CRIContainerStore(os.path.join(data, "containers"))
-        images = DirImageStore(os.path.join(data, "images"), config.image_mirror)
+        images = CRIImages(sup.images, config.image_mirror)
+        streaming = StreamingServer(sup, None)
+        runtime = RuntimeService(sup, sandboxes, containers, images, streaming)
+        streaming.exec_process = runtime._exec_process
+        await streaming.start()
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 << 20),
                                           ("grpc.max_send_message_length", 16 << 20)])
-        pbg.add_RuntimeServiceServicer_to_server(
-            RuntimeService(sup, sandboxes, containers, images), server)
+        pbg.add_RuntimeServiceServicer_to_server(runtime, server)
         pbg.add_ImageServiceServicer_to_server(ImageService(images, containers), server)
         path = socket_path(config.cri_listen)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -57,10 +63,12 @@ def attach(app, config) -> None:
             await server.start()
         finally:
             os.umask(old)
+        os.chown(path, 0, gid if gid is not None else 0)
         os.chmod(path, 0o660)
         log.info("serving the CRI (runtime.v1) on unix://%s", path)
         yield
         await server.stop(grace=2)
+        await streaming.close()
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -6,8 +6,8 @@ import os
 
 from ..errors import InvalidArgument
 from ._gen import api_pb2 as pb
-from .images import ImageInfo
-from .sandbox import Sandbox
+from ..images import Image
+from .sandbox import Sandbox, pod_hostname
 
 # containerd's default capability set for CRI containers (Docker's too).
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -30,29 +30,32 @@ PROPAGATION = {pb.PROPAGATION_PRIVATE: "rprivate", pb.PROPAGATION_HOST_TO_CONTAI
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"
 
 
-def process_args(config: pb.ContainerConfig, image: ImageInfo) -> list[str]:
+def process_args(config: pb.ContainerConfig, image: Image) -> list[str]:
     """Kubernetes' rule: `command` replaces the image's Entrypoint (and its
     Cmd with it), `args` replaces Cmd."""
-    ic = image.config.get("config", image.config)
+    ic = image.config
     if config.command:
         args = list(config.command) + list(config.args)
     else:
         args = list(ic.get("Entrypoint") or []) + (list(config.args) or list(ic.get("Cmd") or []))
     if not args:
         raise InvalidArgument("no command: the config has neither command nor args and "
-                              f"image {image.repo_tags[:1] or image.id} has no Entrypoint/Cmd",
+                              f"image {image.names[:1] or image.id} has no Entrypoint/Cmd",
                               field="config.command")
     return args
 
 
-def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: ImageInfo) -> dict:
-    ic = image.config.get("config", image.config)
+def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: Image,
+          etc_root: str | None) -> dict:
+    """The spec; its root is the image's (the supervisor mounts the
+    container's overlay of the image's layers there)."""
+    ic = image.config
     sc = config.linux.security_context
     privileged = sc.privileged
     env = list(ic.get("Env") or [DEFAULT_PATH])
     for kv in config.envs:
         env = [e for e in env if e.partition("=")[0] != kv.key] + [f"{kv.key}={kv.value}"]
-    user = _user(sc, ic.get("User", ""), image.rootfs)
+    user = _user(sc, ic.get("User", ""), etc_root or "/nonexistent")
     caps = ALL_CAPS if privileged else _caps(sc.capabilities)
     process = {
         "terminal": config.tty,
@@ -79,8 +82,8 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: ImageInfo) -
     spec = {
         "ociVersion": "1.0.2-dev",
         "process": process,
-        "root": {"path": image.rootfs, "readonly": sc.readonly_rootfs},
-        "hostname": sb.config.hostname or sb.config.metadata.name,
+        "root": {"path": "rootfs", "readonly": sc.readonly_rootfs},
+        "hostname": pod_hostname(sb.config),
         "mounts": _mounts(config, sb, privileged),
         "annotations": annotations,
         "linux": {

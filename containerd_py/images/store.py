@@ -341,7 +341,9 @@ class ImageStore:
     # -- containers' root filesystems -------------------------------------------------
 
     def _active(self, key: str, *parts: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", key):
+        # A container's runtime id: a user's id, or a warm-pool member's,
+        # which has a '+' that no user id can have (pools.py).
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$", key):
             raise InvalidArgument(f"invalid container key {key!r}", field="id")
         return self._path("active", key, *parts)
 

@@ -45,6 +45,23 @@ class OCIRuntime:
             argv += ["--console-socket", console_socket]
         return argv + [cid]
 
+    def create_argv(self, cid: str, bundle: str, pid_file: str,
+                    console_socket: str | None = None) -> list[str]:
+        # A warm pool's member: the runtime's create only. Its init waits on
+        # the runtime's exec fifo until a claim starts it.
+        argv = self._base() + ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_socket:
+            argv += ["--console-socket", console_socket]
+        return argv + [cid]
+
+    def exec_fifo(self, cid: str) -> str:
+        """Where runc's and crun's init waits to be started (opened for
+        writing, it blocks until `start` opens it for reading)."""
+        return os.path.join(self.root, cid, "exec.fifo")
+
+    async def start(self, cid: str) -> None:
+        await self.run("start", cid)
+
     def exec_argv(self, cid: str, process_file: str, pid_file: str, *, detach: bool = True,
                   console_socket: str | None = None) -> list[str]:
         # runc only hands a pty master to a console socket when it detaches.
@@ -129,10 +146,19 @@ class OCIRuntime:
         return json.loads(out) or []
 
     async def checkpoint(self, cid: str, image: str, work: str, *, leave_running: bool,
-                         tcp=False, unix_sockets=False, shell=False) -> None:
+                         tcp=False, unix_sockets=False, shell=False, pre_dump: bool = False,
+                         parent: str | None = None) -> None:
+        """`pre_dump`: memory only, the container keeps running (CRIU's
+        pre-dump, with memory change tracking); `parent`: the previous
+        round's image dir, relative to `image`, so that only pages changed
+        since it are dumped."""
         argv = self._criu_base() + ["checkpoint", "--image-path", image, "--work-path", work]
-        if leave_running:
+        if pre_dump:
+            argv.append("--pre-dump")
+        elif leave_running:
             argv.append("--leave-running")
+        if parent:
+            argv += ["--parent-path", parent]
         argv += _criu_flags(tcp, unix_sockets, shell)
         await self.run("checkpoint", argv=argv + [cid], timeout=600)
 

@@ -29,9 +29,11 @@ class ContainerSettings:
         return self != ContainerSettings()
 
     def to_json(self) -> dict:
-        """The API's spelling (camelCase), only what was given."""
+        """The API's spelling (camelCase), only what was given: an explicit
+        `false` (terminal, readonlyRootfs over a bundle that says true) is
+        a setting too."""
         return {_CAMEL.get(k, k): v for k, v in dataclasses.asdict(self).items()
-                if v not in (None, [], {}, False)}
+                if v is not None and v != [] and v != {} and not (k == "init" and not v)}
 
     @classmethod
     def from_json(cls, d: dict | None) -> "ContainerSettings":

@@ -1,113 +1,14 @@
-"""Checkpoints belong to the bundle, as in early containerd: CRIU images in
-`<bundle>/checkpoints/<name>/` plus a small metadata file, so any container
-started from that bundle can restore them.
-
-A checkpoint is written into a hidden temporary directory and renamed into
-place only once CRIU succeeded: a failed dump never appears in the list.
-"""
+"""CRIU itself: whether it works on this host (and what it can dump), its
+logs, what a restore leaves undone, and the `criu lazy-pages` daemon."""
 
 import asyncio
-import dataclasses
-import json
-import os
-import shutil
 import logging
+import os
 import subprocess
 
-from . import restored
-from .errors import Conflict, NotFound
-from .events import now_ns, rfc3339
+from .. import restored
 
-log = logging.getLogger("containerd_py.checkpoints")
-
-META = "containerd-py.json"
-
-
-@dataclasses.dataclass
-class CheckpointMeta:
-    name: str
-    exit: bool = False
-    tcp: bool = False
-    unixSockets: bool = False
-    shell: bool = False
-    created: str = ""
-    size: int = 0
-    container: str = ""
-    # The create settings of the container it was taken from: a clone
-    # restores with them, into the same spec.
-    settings: dict = dataclasses.field(default_factory=dict)
-
-
-class CheckpointStore:
-    def __init__(self, bundle: str):
-        self.root = os.path.join(bundle, "checkpoints")
-
-    def path(self, name: str) -> str:
-        # `name` is validated as an id by the HTTP layer (no '/', no '..'),
-        # so this can never leave the checkpoints directory.
-        return os.path.join(self.root, name)
-
-    def exists(self, name: str) -> bool:
-        return os.path.isfile(os.path.join(self.path(name), META))
-
-    def require(self, name: str) -> str:
-        if not self.exists(name):
-            raise NotFound(f"no checkpoint {name!r} in {self.root}", checkpoint=name)
-        return self.path(name)
-
-    def begin(self, name: str, token: str) -> str:
-        if self.exists(name) or os.path.exists(self.path(name)):
-            raise Conflict(f"checkpoint {name!r} already exists", checkpoint=name)
-        tmp = os.path.join(self.root, f".{name}.{token}.tmp")
-        os.makedirs(tmp)
-        return tmp
-
-    def commit(self, tmp: str, meta: CheckpointMeta) -> CheckpointMeta:
-        meta.size = _du(tmp)
-        meta.created = rfc3339(now_ns())
-        with open(os.path.join(tmp, META), "w") as f:
-            json.dump(dataclasses.asdict(meta), f)
-        final = self.path(meta.name)
-        try:
-            # rename() onto an existing non-empty dir fails: two containers
-            # of one bundle racing for a name cannot both win.
-            if os.path.exists(final):
-                raise FileExistsError(final)
-            os.rename(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise Conflict(f"checkpoint {meta.name!r} already exists",
-                           checkpoint=meta.name) from None
-        return meta
-
-    def meta(self, name: str) -> CheckpointMeta:
-        with open(os.path.join(self.require(name), META)) as f:
-            return CheckpointMeta(**json.load(f))
-
-    def list(self) -> list[CheckpointMeta]:
-        try:
-            names = sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return []
-        return [self.meta(n) for n in names if not n.startswith(".") and self.exists(n)]
-
-    def delete(self, name: str) -> None:
-        path = self.require(name)
-        # Rename first so a half-deleted checkpoint is never listed.
-        doomed = os.path.join(self.root, f".{name}.deleted.{now_ns()}")
-        os.rename(path, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-
-
-def _du(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except FileNotFoundError:
-                pass
-    return total
+log = logging.getLogger("containerd_py.checkpoint")
 
 
 def criu_log_tail(work: str, lines: int = 12) -> str:
@@ -183,26 +84,6 @@ def criu_status(criu: str | None) -> dict:
     return status
 
 
-async def restore_plan(rt, criu: str, cid: str, bundle_path: str, name: str, lazy: bool,
-                       run_bundle: str, shim_dir: str, pid_file: str):
-    """The runtime command that restores checkpoint `name` of the bundle as
-    container `cid`, its CRIU work dir, and the lazy-pages server it needs
-    (already listening) or None."""
-    store = CheckpointStore(bundle_path)
-    image = store.require(name)
-    meta = store.meta(name)
-    work = os.path.join(shim_dir, "criu-work")
-    os.makedirs(work, exist_ok=True)
-    pages = None
-    if lazy:
-        pages = LazyPages(criu, image, work)
-        await pages.start()
-    argv = rt.restore_argv(cid, run_bundle, image, work, pid_file, tcp=meta.tcp,
-                           unix_sockets=meta.unixSockets, shell=meta.shell,
-                           lazy=pages is not None)
-    return argv, work, pages
-
-
 async def after_restore(cid: str, pid: int, writable_root: bool) -> None:
     """What runc's restore leaves undone (see restored.py): the loopback of
     the container's fresh network namespace, and the writable root its
@@ -245,3 +126,19 @@ class LazyPages:
     def kill(self) -> None:
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
+
+
+def memory_tracking(criu: str) -> str | None:
+    """None if CRIU can track which pages a process dirtied since a
+    pre-dump (the kernel's soft-dirty bits, CONFIG_MEM_SOFT_DIRTY), else
+    CRIU's own words for why not. Without it a pre-dump saves nothing: every
+    page would be sent again while the container is frozen."""
+    try:
+        p = subprocess.run([criu, "check", "--feature", "mem_dirty_track"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    out = (p.stdout + p.stderr).strip()
+    if p.returncode == 0 and "OFF" not in out:
+        return None
+    return out.splitlines()[-1] if out else f"criu check exited {p.returncode}"

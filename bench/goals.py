@@ -1,0 +1,359 @@
+"""The start-path, restore and warm-pool goals, each measured against its
+baseline in the same run (`make bench` figure `goals`), and their section
+of docs/benchmarks.md with the start-path breakdown plot.
+
+- start path: bench/startpath.py (alternating pairs with bare `runc run -d`,
+  the runtime's own time from the shim, the daemon's phases);
+- warm pools: claim of a ready member against bare `runc run -d`, pair by
+  pair; a checkpoint pool's member: claim -> first answer of the app;
+- restore of a trivial container against its cold start, pair by pair.
+The 64 MiB app's eager restore and the 8 clones come from figure `ready`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+
+import startpath as SP
+from common import Samples, Unavailable, one_line
+
+COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"]
+# Measured before this work on the same machine (commit bd3d2d5, which only
+# adds the measurement): the daemon's phases of one start, medians of 20
+# alternating pairs (bench/startpath.py), for the before/after plot.
+BEFORE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startpath-before.json")
+
+
+def _wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise Unavailable(f"timed out after {timeout}s waiting for {what}")
+
+
+# -- measurements ----------------------------------------------------------------
+
+def fig_startpath(d, work: str, bundle: str, pairs: int) -> dict:
+    import shutil
+    root = os.path.join(work, "startpath-runc-root")
+    os.makedirs(root, exist_ok=True)
+    return SP.measure(d.port, bundle, shutil.which("runc"), root, pairs, "gsp")
+
+
+def _ping_first_answer(state_dir: str, shim_id: str, client, cid: str, token: str,
+                       t0_ns: int, timeout: float = 30) -> float:
+    """Write a line to the app's stdin through its shim; seconds from t0_ns
+    to the shim's timestamp of the app's answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(os.path.join(state_dir, "shims", shim_id, "shim.sock"))
+        s.sendall(b"stdin\x000\n")
+        _, fds, _, _ = socket.recv_fds(s, 4096, 1)
+    finally:
+        s.close()
+    if not fds:
+        raise Unavailable("shim gave no stdin")
+    try:
+        os.write(fds[0], token.encode() + b"\n")
+    finally:
+        os.close(fds[0])
+    from run import parse_cri_ts
+
+    def answered():
+        for e in client.logs(cid, stderr=False):
+            if e["line"] == f"pong {token}":
+                return parse_cri_ts(e["timestamp"])
+        return None
+    return (_wait(answered, timeout, f"the answer of {cid}") - t0_ns) / 1e9
+
+
+def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) -> dict:
+    """Claims from a bundle pool against bare `runc run -d` (pairs), and
+    claims from a checkpoint pool of the 64 MiB app until its first answer."""
+    import shutil
+    out: dict = {"errors": []}
+    c = d.client
+    rc = SP.RawClient(d.port)
+    root = os.path.join(work, "pools-runc-root")
+    os.makedirs(root, exist_ok=True)
+    runc = shutil.which("runc")
+    err = tempfile.TemporaryFile()
+    claim, bare, server = Samples(), Samples(), Samples()
+    ratios = []
+    try:
+        c.create_pool("bench-web", bundle, 3)
+        for i in range(reps + 2):
+            _wait(lambda: c.pool("bench-web")["ready"] >= 1, 60, "a ready member")
+            pair = {}
+            for who in (("claim", "bare") if i % 2 == 0 else ("bare", "claim")):
+                cid = f"gpool-{who}-{i}"
+                if who == "bare":
+                    pair["bare"] = SP.bare_run(runc, root, bundle, cid, err)
+                    SP.bare_delete(runc, root, cid)
+                    continue
+                t0 = time.perf_counter()
+                st, headers, body = rc.post(f"/containers/{cid}", {"pool": "bench-web"})
+                pair["claim"] = time.perf_counter() - t0
+                if st != 201 or "runtimeId" not in body:
+                    raise Unavailable(f"claim -> {st}: {one_line(body)}")
+                server.add(SP.parse_server_timing(headers.get("Server-Timing", ""))
+                           .get("total", 0))
+                rc.delete(f"/containers/{cid}?force=true")
+            if i >= 2:  # warm-up
+                claim.add(pair["claim"])
+                bare.add(pair["bare"])
+                ratios.append(pair["claim"] / pair["bare"])
+    except Exception as e:  # noqa: BLE001
+        out["errors"].append(one_line(e))
+    finally:
+        try:
+            c.delete_pool("bench-web")
+        except Exception:  # noqa: BLE001
+            pass
+    out["claim"], out["bare"], out["claim_server"] = (claim.to_json(), bare.to_json(),
+                                                      server.to_json())
+    out["ratio_median_of_pairs"] = statistics.median(ratios) if ratios else None
+
+    if pyapp_bundle:
+        first = Samples()
+        claim_cp = Samples()
+        try:
+            src = "gpool-src"
+            c.create(src, pyapp_bundle)
+            from run import wait_log
+            wait_log(c, src, "ready", 60)
+            c.checkpoint(src, "gpool", exit=True)
+            c.delete(src, force=True)
+            c.create_pool("bench-app", pyapp_bundle, 2, checkpoint="gpool")
+            for i in range(reps):
+                _wait(lambda: c.pool("bench-app")["ready"] >= 1, 120, "a ready app member")
+                time.sleep(0.2)  # let the refill's restore not compete with this claim
+                cid = f"gpool-app-{i}"
+                t0_ns = time.time_ns()
+                t0 = time.perf_counter()
+                st, _, body = rc.post(f"/containers/{cid}", {"pool": "bench-app"})
+                claim_cp.add(time.perf_counter() - t0)
+                if st != 201 or "runtimeId" not in body:
+                    raise Unavailable(f"claim -> {st}: {one_line(body)}")
+                first.add(_ping_first_answer(d.state, body["runtimeId"], c, cid, f"p{i}",
+                                             t0_ns))
+                rc.delete(f"/containers/{cid}?force=true")
+        except Exception as e:  # noqa: BLE001
+            out["errors"].append(one_line(e))
+        finally:
+            try:
+                c.delete_pool("bench-app")
+            except Exception:  # noqa: BLE001
+                pass
+            shutil.rmtree(os.path.join(pyapp_bundle, "checkpoints", "gpool"),
+                          ignore_errors=True)
+        out["checkpoint_claim"] = claim_cp.to_json()
+        out["checkpoint_first_answer"] = first.to_json()
+    return out
+
+
+def fig_restore_trivial(d, work: str, reps: int) -> dict:
+    """Cold start of the busybox counter against a restore of its
+    checkpoint (request -> 201), pair by pair."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "bundles"))
+    from build import write_bundle
+    bundle = str(write_bundle(os.path.join(work, "bundle-counter"), COUNTER))
+    c = d.client
+    rc = SP.RawClient(d.port)
+    cold, restore = Samples(), Samples()
+    phases: dict[str, list[float]] = {}
+    out: dict = {"errors": []}
+    try:
+        c.create("grs-src", bundle)
+        time.sleep(0.5)
+        c.checkpoint("grs-src", "trivial")
+        c.delete("grs-src", force=True)
+        for i in range(reps + 1):
+            for who in (("cold", "restore") if i % 2 == 0 else ("restore", "cold")):
+                cid = f"grs-{who}-{i}"
+                body = {"bundlePath": bundle}
+                if who == "restore":
+                    body["checkpoint"] = "trivial"
+                t0 = time.perf_counter()
+                st, headers, resp = rc.post(f"/containers/{cid}", body)
+                dt = time.perf_counter() - t0
+                if st != 201:
+                    raise Unavailable(f"{who} -> {st}: {one_line(resp)}")
+                if i >= 1:
+                    (cold if who == "cold" else restore).add(dt)
+                    if who == "restore":
+                        for k, v in SP.parse_server_timing(
+                                headers.get("Server-Timing", "")).items():
+                            phases.setdefault(k, []).append(v)
+                rc.delete(f"/containers/{cid}?force=true")
+    except Exception as e:  # noqa: BLE001
+        out["errors"].append(one_line(e))
+    out["cold"], out["restore"] = cold.to_json(), restore.to_json()
+    out["restore_phases"] = {k: statistics.median(v) for k, v in phases.items()}
+    return out
+
+
+# -- report ----------------------------------------------------------------------------
+
+def _ms(v, digits=1):
+    return "—" if v is None else f"{v * 1000:.{digits}f} ms"
+
+
+def _spread(s: dict) -> str:
+    if not s or not s.get("n"):
+        return "—"
+    return f"{_ms(s['median'])} (p5–p95 {_ms(_p(s, 5))}–{_ms(s.get('p95'))}, n={s['n']})"
+
+
+def _p(s, p):
+    xs = sorted(s.get("values") or [])
+    if not xs:
+        return None
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def _verdict(ok) -> str:
+    return "—" if ok is None else ("**met**" if ok else "not met")
+
+
+def rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(goal, measured, baseline, verdict) of every goal of this work."""
+    g = results.get("goals") or {}
+    out = []
+    sp = g.get("startpath") or {}
+    if sp.get("added"):
+        a = sp["added"]["median"]
+        out.append(("daemon's added time on the start path ≤ 2 ms (request → 201 minus "
+                    "the runtime's own time, as the shim saw it)", _spread(sp["added"]),
+                    f"runtime inside the daemon: {_spread(sp['runtime'])}",
+                    _verdict(a <= 0.002)))
+        r = sp["ratio_median_of_pairs"]
+        out.append(("request → running ≤ 1.05× bare `runc run -d`", _spread(sp["daemon"])
+                    + f"; **{r:.3f}×** (pairs p25–p75 {sp['ratio_p25_p75'][0]:.3f}–"
+                    f"{sp['ratio_p25_p75'][1]:.3f})",
+                    f"bare `runc run -d`: {_spread(sp['bare'])}", _verdict(r <= 1.05)))
+    rs = g.get("restore") or {}
+    if (rs.get("restore") or {}).get("n"):
+        a, b = rs["restore"]["median"], rs["cold"]["median"]
+        out.append(("trivial container: restore ≤ cold start", _spread(rs["restore"]),
+                    f"cold start: {_spread(rs['cold'])}", _verdict(a <= b)))
+    ready = (results.get("ready") or {}).get("64") or {}
+    eager = (ready.get("eager") or {}).get("pong") or {}
+    if eager.get("n"):
+        out.append(("64 MiB app ready ≤ 120 ms after the request (eager restore)",
+                    _spread(eager), f"cold start: {_spread(ready['cold']['pong'])}",
+                    _verdict(eager["median"] <= 0.120)))
+    clones = ((ready.get("clones") or {}).get("8") or {}).get("wall") or {}
+    if clones.get("n"):
+        one = ((ready.get("clones") or {}).get("1") or {}).get("wall") or {}
+        out.append(("8 clones restored at once all answer ≤ 400 ms", _spread(clones),
+                    f"one clone: {_spread(one)}", _verdict(clones["median"] <= 0.400)))
+    po = g.get("pools") or {}
+    if (po.get("claim") or {}).get("n"):
+        r = po.get("ratio_median_of_pairs")
+        out.append(("warm pool: request → running ≤ 5 ms with a member ready",
+                    _spread(po["claim"]) + (f"; {1 / r:.1f}× faster than bare" if r else ""),
+                    f"bare `runc run -d`: {_spread(po['bare'])}",
+                    _verdict(po["claim"]["median"] <= 0.005)))
+    fa = po.get("checkpoint_first_answer") or {}
+    if fa.get("n"):
+        out.append(("checkpoint pool (64 MiB app): first answer ≤ 10 ms after the claim",
+                    _spread(fa), f"eager restore, request → answer: {_spread(eager)}",
+                    _verdict(fa["median"] <= 0.010)))
+    return out
+
+
+PHASE_ORDER = ["http", "parse", "read-spec", "prepare", "write-spec", "shim-start",
+               "shim-reply", "cgroups", "save", "event", "watch", "respond"]
+
+
+def breakdown(sp: dict) -> dict[str, float]:
+    """The daemon's part of one start by phase (s), `http` being the client's
+    round trip outside the handler (client total − server total)."""
+    ph = dict(sp.get("phases") or {})
+    out = {k: ph[k] for k in PHASE_ORDER if k in ph}
+    if sp.get("daemon") and "total" in ph:
+        out["http"] = max(sp["daemon"]["median"] - ph["total"], 0)
+    return out
+
+
+def plot_breakdown(before: dict, after: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    cmap = plt.get_cmap("tab20")
+    labels = [("before", before), ("after", after)]
+    for row, (name, b) in enumerate(labels):
+        left = 0.0
+        for i, k in enumerate(PHASE_ORDER):
+            v = b.get(k, 0) * 1000
+            if v <= 0:
+                continue
+            ax.barh(row, v, left=left, color=cmap(i), label=k if row == 0 else None,
+                    edgecolor="white")
+            if v > 0.25:
+                ax.text(left + v / 2, row, f"{v:.1f}", ha="center", va="center", fontsize=7)
+            left += v
+        ax.text(left + 0.05, row, f"{left:.2f} ms", va="center", fontsize=9)
+    ax.set_yticks(range(len(labels)), [n for n, _ in labels])
+    ax.set_xlabel("ms added by the daemon to one start (median per phase; the runtime's "
+                  "own time excluded)")
+    ax.legend(ncol=6, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_title("Where the daemon's time on the start path goes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict, docs: str) -> list[str]:
+    g = results.get("goals") or {}
+    md = ["## Start path, restore and warm pools: the goals", ""]
+    if not g:
+        return md + ["Not run.", ""]
+    md += ["Each goal against its baseline, measured in this run (medians, with p5–p95 "
+           "and the number of samples).", "",
+           "| goal | measured | baseline | |", "| --- | --- | --- | --- |"]
+    md += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(results)]
+    md.append("")
+    sp = g.get("startpath") or {}
+    if sp.get("phases"):
+        after = breakdown(sp)
+        before = {}
+        try:
+            with open(BEFORE_JSON) as f:
+                before = breakdown(json.load(f))
+        except (OSError, ValueError):
+            pass
+        try:
+            plot_breakdown(before, after, os.path.join(docs, "bench-startpath.png"))
+            md += ["![start path breakdown](bench-startpath.png)", ""]
+        except Exception as e:  # noqa: BLE001
+            md += [f"(plot failed: {one_line(e)})", ""]
+        md += ["| phase | before | after |", "| --- | --- | --- |"]
+        for k in PHASE_ORDER:
+            if k in before or k in after:
+                md.append(f"| {k} | {_ms(before.get(k), 2)} | {_ms(after.get(k), 2)} |")
+        md += [f"| **sum** | {_ms(sum(before.values()), 2)} | {_ms(sum(after.values()), 2)} |",
+               "", "*http* is the client's round trip outside the route handler (client "
+               "time − the handler's total); *shim-start* from the daemon's spawn of the "
+               "shim to the shim's fork of the runtime; *shim-reply* from the runtime's "
+               "exit (reaped by the shim) to the daemon holding the shim's answer.", ""]
+    for key, what in (("startpath", "start path"), ("restore", "restore"), ("pools", "pools")):
+        errs = (g.get(key) or {}).get("errors")
+        if errs:
+            md += [f"Errors ({what}): " + "; ".join(errs), ""]
+    return md
