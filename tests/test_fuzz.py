@@ -41,12 +41,27 @@ EXEC_COMMANDS = [["true"], ["ls", "/"], ["id"], ["echo", "fuzz"], ["sh", "-c", "
 ENVS = [["PATH=/usr/bin:/bin"], ["PATH=/bin", "FUZZ=1"]]
 
 
+def _only_runc(node) -> None:
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and props.get("runtime", {}).get("enum"):
+            props["runtime"] = {"type": "string", "enum": ["runc"]}
+        for v in node.values():
+            _only_runc(v)
+    elif isinstance(node, list):
+        for v in node:
+            _only_runc(v)
+
+
 def narrowed(doc: dict, bundle: str) -> dict:
     doc = copy.deepcopy(doc)
     schemas = doc["components"]["schemas"]
     create = schemas["CreateRequest"]["properties"]
     create["bundlePath"] = {"type": "string", "enum": [bundle]}
     create.pop("image", None)  # image containers: tests/test_images.py
+    # The host's default runtime: another one may not work here at all (crun
+    # refuses hybrid cgroup hierarchies), which is the runtime's 500 to report.
+    _only_runc(doc)
     for key, value in (("args", {"enum": COMMANDS}), ("command", {"enum": ["true"]}),
                        ("entrypoint", {"enum": [[]]}), ("env", {"enum": ENVS}),
                        ("cwd", {"enum": ["/"]}), ("workdir", {"enum": ["/"]}),
@@ -122,9 +137,23 @@ def fuzz_daemon():
     shutil.rmtree(state, ignore_errors=True)
 
 
+# GET and DELETE /images/{ref} take refs with slashes, so one that ends in
+# /tag is theirs too: a 405 for /images/x/tag lists their methods as well as
+# the tag route's POST (tests/test_images.py relies on that GET).
+CONFIG = """
+[[operations]]
+include-path = "/images/{ref}/tag"
+checks.allow_header_conformance.enabled = false
+"""
+
+
 def _run(spec, daemon, mode: str, phases: str, skip: list[str], cwd) -> tuple[int, str]:
+    config = os.path.join(cwd, "schemathesis.toml")
+    with open(config, "w") as f:
+        f.write(CONFIG)
     out = subprocess.run(
-        [SCHEMATHESIS, "run", str(spec), "--url", f"http://{daemon.address}",
+        [SCHEMATHESIS, "--config-file", config, "run", str(spec),
+         "--url", f"http://{daemon.address}",
          *[a for op in skip for a in ("--exclude-operation-id", op)],
          "--checks", "all", "--mode", mode, "--phases", phases,
          "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",

@@ -131,5 +131,5 @@ def test_signals_by_name_in_the_api_and_the_cli(daemon, api, bundle, cid):
     assert api.wait(c)["exitStatus"] == 137
     out = subprocess.run([DAEMON, "--address", daemon.address, "kill", "-s", "NOPE", c],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0 and "invalid signal" in out.stderr
+    assert out.returncode != 0 and "unknown signal" in out.stderr
     api.delete(c)

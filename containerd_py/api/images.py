@@ -173,10 +173,8 @@ ROUTES = [
     web.post("/images/load", load_images),
     web.get("/images", list_images),
     web.post("/images/{ref:.+}/tag", tag_image),
-    # Not a name ending in /tag: that is the tag route's (POST only), and a
-    # GET of it would otherwise look for an image called ".../tag".
-    web.get("/images/{ref:(?!.+/tag$).+}", get_image),
-    web.delete("/images/{ref:(?!.+/tag$).+}", delete_image),
+    web.get("/images/{ref:.+}", get_image),
+    web.delete("/images/{ref:.+}", delete_image),
     web.post("/containers/{id}/commit", commit_container),
     web.get("/containers/{id}/export", export_container),
     web.get("/containers/{id}/changes", container_changes),

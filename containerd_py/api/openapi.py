@@ -18,7 +18,7 @@ import re
 from .. import __version__
 from ..states import Status
 from ..pools import MAX_SIZE as POOL_MAX_SIZE
-from ..validation import ID_RE, SIGNAL_NAMES
+from ..validation import ID_RE, SIGNAL_NAMES, SIGNALS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONTAINER = {"$ref": "#/components/schemas/Container"}
@@ -492,7 +492,10 @@ PATHS = {
                                                          "an image of the store instead"},
                        "checkpoint": ID, "size": {"type": "integer", "minimum": 0,
                                                   "maximum": POOL_MAX_SIZE},
-                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"]),
+                       "runtime": {"type": "string", "enum": ["runc", "crun"]}}, ["size"],
+                      closed=True, allOf=[{
+                          "oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]}],
+                          "description": "give bundlePath or image (one of them)"}]),
             desc="A bundle pool's members have had the runtime's create (their init waits "
                  "to be started); a checkpoint pool's are restored, each on an overlay of "
                  "its own, and frozen. Claim one with POST /containers/{id} "
@@ -538,6 +541,14 @@ SCHEMAS = {
                "description": "a number, or a name with or without SIG (SIGTERM, TERM)",
                "x-error": "unknown signal: use a number from 1 to 64 or a name such as "
                           "SIGTERM or TERM"},
+    # A stop signal is kept by name (SIGUSR1): only signals that have one.
+    "StopSignal": {"oneOf": [{"type": "integer", "enum": sorted(set(SIGNALS.values()))},
+                             {"type": "string", "enum": SIGNAL_NAMES},
+                             {"type": "string",
+                              "enum": [str(n) for n in sorted(set(SIGNALS.values()))]}],
+                   "description": "a signal that has a name: SIGTERM, TERM or 15",
+                   "x-error": "unknown signal: use a name such as SIGTERM or TERM, or its "
+                              "number"},
     "ProcessSpec": _obj(_PROCESS_FIELDS, ["args"], closed=True),
     "ExecRequest": _obj({
         **_PROCESS_FIELDS,
@@ -601,7 +612,7 @@ SCHEMAS = {
              "SRC:DST[:ro]"}]}},
         "resources": {"$ref": "#/components/schemas/Resources"},
         "annotations": STR_MAP,
-        "stopSignal": SIGNAL,
+        "stopSignal": {"$ref": "#/components/schemas/StopSignal"},
         "init": {"type": "boolean", "description": "tini as PID 1 (docker run --init)"},
         # Zun's names.
         "command": {"oneOf": [{"type": "string", "minLength": 1, "pattern": NO_NUL},
@@ -616,14 +627,14 @@ SCHEMAS = {
         allOf=[{"anyOf": [{"properties": {"lazy": {"enum": [False]}}},
                           {"required": ["checkpoint"]}],
                 "description": "`lazy` restores a `checkpoint`: it needs one"},
-               {"oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]},
-                          {"required": ["pool"]}],
-                "description": "give bundlePath, image or pool (one of them)"},
                {"anyOf": [{"not": {"required": ["pool"]}},
                           {"properties": {"pool": {}, "name": {}, "labels": {}},
                            "additionalProperties": False}],
-                "x-field": "pool", "description": "with pool, only name and labels may "
-                                                  "be given"},
+                "description": "with pool, only name and labels may be given"},
+               {"oneOf": [{"required": ["bundlePath"]}, {"required": ["image"]},
+                          {"required": ["pool"]}], "x-field": "image",
+                "description": "give bundlePath, image or pool (one of them)"},
+
                *[{"not": {"required": [a, b]}, "x-field": b,
                   "description": f"give {a} or {b} (Zun's name for it), not both"}
                  for a, b in (("args", "command"), ("env", "environment"),

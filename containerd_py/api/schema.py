@@ -129,9 +129,12 @@ def check(value, schema: dict, where: str) -> None:
         errors = _failures(value, schema["oneOf"], where)
         passed = len(schema["oneOf"]) - len(errors)
         if passed == 0:
-            raise _combined(where, schema, errors)
+            raise _combined(where, schema, errors, field=None)
         if passed > 1:
-            raise Invalid(where, f"{where} is ambiguous: it matches more than one form")
+            text = schema.get("x-error") or schema.get("description") \
+                or "it matches more than one form"
+            raise Invalid(where, f"{where or 'the body'}: {text}",
+                          field=schema.get("x-field"))
 
 
 def _check_object(value: dict, schema: dict, where: str) -> None:
@@ -166,11 +169,18 @@ def _failures(value, options: list, where: str) -> list[Invalid]:
     return out
 
 
-def _combined(where: str, schema: dict, errors: list[Invalid]) -> Invalid:
+def _combined(where: str, schema: dict, errors: list[Invalid], field: str | None = "") -> Invalid:
+    """One error for a value that matched no alternative. `x-field` names
+    the field for anyOf; for oneOf it names the one given too many."""
     text = schema.get("x-error") or schema.get("description")
     if text:
+        named = [e.field for e in errors if e.field]
+        chosen = schema.get("x-field") if field == "" else None
         return Invalid(where or errors[0].where, f"{where or 'the body'}: {text}",
-                       field=schema.get("x-field"))
+                       # none of oneOf's forms: the first one's field; an
+                       # anyOf's condition: the field that broke it (the last)
+                       field=chosen or ((named[0] if field is None else named[-1])
+                                        if named and not where else None))
     # The deepest complaint is usually the one that says what to fix.
     best = max(errors, key=lambda e: e.where.count(".") + e.where.count("["))
     if best.where == where:
