@@ -117,6 +117,9 @@ def test_head_wherever_get(daemon, api, bundle, cid):
             assert headers["Content-Type"].startswith(("application/", "text/")), path
         status, _, _ = _raw(daemon, "HEAD", "/containers/nosuch")
         assert status == 404
+        # A streamed answer too (a handler that writes its body itself).
+        status, _, body = _raw(daemon, "HEAD", f"/containers/{c}/logs?format=text")
+        assert status == 200 and body == b""
         # A websocket route answers HEAD and a plain GET without starting anything.
         status, _, body = _raw(daemon, "GET", f"/containers/{c}/exec/ws?command=sleep+100")
         assert status == 400 and b"websocket" in body

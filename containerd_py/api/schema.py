@@ -300,7 +300,21 @@ async def validation_middleware(request: web.Request, handler):
     await validate_request(request)
     if request.method == "HEAD":
         request = _without_streaming(request)
+        _discard_body(request)
     return await handler(request)
+
+
+def _discard_body(request: web.Request) -> None:
+    """aiohttp leaves a Response's body out of a HEAD answer, but not what
+    a handler writes to a StreamResponse (a log, an export's tar): that
+    would go out after the headers and be read as the next answer on the
+    connection. The writer is this request's own, so only it is muted."""
+    writer = request._payload_writer
+
+    async def nothing(chunk, *args, **kwargs) -> None:
+        return None
+
+    writer.write = nothing
 
 
 def _without_streaming(request: web.Request) -> web.Request:
