@@ -244,7 +244,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append(("request → running ≤ 1.05× bare `runc run -d`", _spread(sp["daemon"])
                     + f"; **{r:.3f}×** (pairs p25–p75 {sp['ratio_p25_p75'][0]:.3f}–"
                     f"{sp['ratio_p25_p75'][1]:.3f})",
-                    f"bare `runc run -d`: {_spread(sp['bare'])}", _verdict(r <= 1.05)))
+                    f"bare `runc run -d`: {_spread(sp['bare'])}; the same with pipes as its "
+                    f"stdio (as a supervisor that captures output must): "
+                    f"{_spread(sp.get('bare_pipes'))}", _verdict(r <= 1.05)))
     rs = g.get("restore") or {}
     if (rs.get("restore") or {}).get("n"):
         a, b = rs["restore"]["median"], rs["cold"]["median"]
@@ -297,14 +299,16 @@ def plot_breakdown(before: dict, after: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     cmap = plt.get_cmap("tab20")
     labels = [("before", before), ("after", after)]
+    seen = set()
     for row, (name, b) in enumerate(labels):
         left = 0.0
         for i, k in enumerate(PHASE_ORDER):
             v = b.get(k, 0) * 1000
             if v <= 0:
                 continue
-            ax.barh(row, v, left=left, color=cmap(i), label=k if row == 0 else None,
+            ax.barh(row, v, left=left, color=cmap(i), label=None if k in seen else k,
                     edgecolor="white")
+            seen.add(k)
             if v > 0.25:
                 ax.text(left + v / 2, row, f"{v:.1f}", ha="center", va="center", fontsize=7)
             left += v

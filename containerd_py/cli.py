@@ -43,6 +43,15 @@ def run_daemon(args) -> int:
                           if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
+    if args.default_subnet:
+        from .errors import InvalidArgument
+        from .network.networks import parse_subnet
+        try:
+            parse_subnet(args.default_subnet)
+        except InvalidArgument as e:
+            print(f"--default-subnet: {e.message}", file=sys.stderr)
+            return 1
+        config.default_subnet = args.default_subnet
     if config.shim_name_budget() < MIN_SHIM_NAME:
         print(f"--state-dir {state_dir} is too long: the shims' unix sockets below it would "
               f"not fit in {SUN_PATH_MAX} bytes", file=sys.stderr)
@@ -120,6 +129,9 @@ def _add_daemon_parser(sub) -> None:
                         " that is unix:///run/containerd-py/cri.sock; '' for none)")
     d.add_argument("--image-mirror", default=None, metavar="DIR",
                    help="where the CRI's PullImage finds images the local store lacks")
+    d.add_argument("--default-subnet", default=None, metavar="CIDR",
+                   help="subnet of the `default` network when it is first made "
+                        "(default 10.88.0.0/16)")
     d.add_argument("--debug", action="store_true", help="log every request")
     d.set_defaults(func=None, offline=True)
 
@@ -148,6 +160,7 @@ def main(argv=None) -> int:
         return run_daemon(args)
 
     from .client import APIError, Client
+    from .commands.terminal import SessionRefused
     cl = Client(args.address)
     try:
         return args.func(cl, args) or 0
@@ -155,6 +168,9 @@ def main(argv=None) -> int:
         # One line, the daemon's own words; podman's 125 for "the engine said no".
         print(f"error: {err.body.get('error', err) if isinstance(err.body, dict) else err}",
               file=sys.stderr)
+        return 125
+    except SessionRefused as err:
+        print(f"error: {err}", file=sys.stderr)
         return 125
     except (ConnectionRefusedError, FileNotFoundError, socket.gaierror) as err:
         print(f"error: cannot reach the daemon at {args.address} ({err.strerror or err}); "

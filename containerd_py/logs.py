@@ -50,11 +50,11 @@ def log_files(path: str) -> list[str]:
 
 
 def read_entries(path: str, *, streams=("stdout", "stderr"), since_ns: int = 0,
-                 tail: int | None = None) -> list[LogEntry]:
+                 tail: int | None = None, partial: bool = False) -> list[LogEntry]:
     out = []
     for p in log_files(path):
         with open(p, errors="replace") as f:
-            for e in parse_lines(f):
+            for e in parse_lines(f, partial=partial):
                 if e.stream in streams and e.ns >= since_ns:
                     out.append(e)
     if tail is not None:
@@ -68,7 +68,8 @@ async def follow(path: str, stopped, *, streams=("stdout", "stderr"), since_ns: 
     `stopped()` is true and everything written has been read. Survives
     rotation (the file is renamed to `.1` and a new one started)."""
     if tail != 0:
-        for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail):
+        for e in read_entries(path, streams=streams, since_ns=since_ns, tail=tail,
+                              partial=partial):
             yield e
     f, ino = _open(path)
     if f is not None:

@@ -25,7 +25,7 @@ import os
 import shutil
 import uuid
 
-from . import bundle as bundle_mod
+from . import bundle as bundle_mod, timing
 from .errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from .events import now_ns, rfc3339
 from .shim import Shim, pid_alive
@@ -217,6 +217,7 @@ class WarmPools:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         sup._check_name_free(container_name)
         member = self._take(pool)
+        timing.mark("take")
         if member is None:
             pool.fallbacks += 1
             c = await sup.create(cid, pool.spec.bundle_path or None, name=container_name,
@@ -234,6 +235,7 @@ class WarmPools:
         async with c.lock:
             try:
                 await self._start_member(pool, c)
+                timing.mark("start")
             except BaseException:
                 sup.containers.pop(cid, None)
                 await sup._teardown(c)
@@ -407,33 +409,43 @@ def _spec_has_start_hooks(spec: dict) -> bool:
 async def _open_exec_fifo(fifo: str) -> None:
     """What `runc start` does, without starting a Go binary (~10 ms): open
     the exec fifo for reading, which lets the waiting init go on; its one
-    byte and then EOF (the fd is close-on-exec) mean it has exec'd the
+    byte and then EOF (its end is close-on-exec) mean it has exec'd the
     container's process. Then remove the fifo, which is how the runtime
-    tells `created` from `running`."""
-    def start():
-        fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = b""
-            while chunk := os.read(fd, 64):
-                data += chunk
-        finally:
-            os.close(fd)
-        if not data:
-            raise RuntimeFailure(f"container init closed {fifo} without starting")
-        os.unlink(fifo)
+    tells `created` from `running`.
 
-    task = asyncio.ensure_future(asyncio.to_thread(start))
-    try:
-        await asyncio.wait_for(asyncio.shield(task), FIFO_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        # No writer (init died meanwhile): the blocked open returns once
-        # something opens the other end.
+    Opened non-blocking and watched by the event loop, not a thread: a
+    FIFO's reader is woken only by data or by a writer that came and went
+    (Linux pipe_poll), so an init that has not opened its end yet is simply
+    waited for."""
+    loop = asyncio.get_running_loop()
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    data = bytearray()
+    done = loop.create_future()
+
+    def readable():
         try:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
-        await asyncio.gather(task, return_exceptions=True)
+            while chunk := os.read(fd, 64):
+                data.extend(chunk)
+        except BlockingIOError:
+            return  # the init is still between its write and its exec
+        except OSError as e:
+            if not done.done():
+                done.set_exception(e)
+            return
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, FIFO_TIMEOUT_S)
+    except asyncio.TimeoutError:
         raise RuntimeFailure(f"container init did not start within {FIFO_TIMEOUT_S}s") from None
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    if not data:
+        raise RuntimeFailure(f"container init closed {fifo} without starting")
+    os.unlink(fifo)
 
 
 def _thaw(cgroups: dict | None) -> bool:

@@ -71,23 +71,46 @@ class Shim:
         """Start the shim, which runs `runtime_argv`; return (shim pid, init
         pid). `runtime_ns` is then (start, end) of the runtime command as the
         shim saw it."""
-        argv = [SHIM_BINARY, "-s", self.dir, "-l", str(log_max)]
+        # -F: the process started is the shim itself, answering on its
+        # stdout (no foreground and double fork: the daemon is the
+        # subreaper of its shims anyway); it setsid()s at once, so a Ctrl-C
+        # of a foreground daemon does not reach it.
+        argv = [SHIM_BINARY, "-F", "-s", self.dir, "-l", str(log_max)]
         if console_socket:
             argv += ["-c", console_socket]
         argv += ["--"] + runtime_argv
-        # start_new_session: the shim must not share the daemon's process
-        # group, or a Ctrl-C of a foreground daemon would reach it.
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            text = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            # posix_spawn (a vfork): neither a copy of the daemon's page
+            # tables nor a child-watcher thread per start, which asyncio's
+            # subprocess costs.
+            pid = os.posix_spawn(SHIM_BINARY, argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+        except OSError as e:
+            os.close(out_r)
+            os.close(err_r)
+            raise RuntimeFailure(f"cannot start the shim {SHIM_BINARY}: {e}") from None
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            out, err = await asyncio.gather(_read_to_eof(out_r), _read_to_eof(err_r))
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+        if not out.startswith(b"O"):
+            # 'E' and the runtime's words, or nothing: the shim has
+            # cleaned up and exits.
+            returncode = await _wait_exit(pid)
+            text = (out[1:] if out.startswith(b"E") else out) or err
+            text = text.decode(errors="replace").strip()
             raise RuntimeFailure(f"{os.path.basename(runtime_argv[0])} failed: "
                                  f"{_one_line(text) or 'no output'}",
-                                 exitCode=proc.returncode)
+                                 exitCode=returncode or 1)
         try:
-            shim_pid, init_pid, t0, t1 = (int(x) for x in out.split())
+            shim_pid, init_pid, t0, t1 = (int(x) for x in out[1:].split())
         except ValueError:
             raise RuntimeFailure(f"shim answered {out!r}, expected "
                                  "'SHIMPID INITPID START_NS END_NS'") from None
@@ -135,6 +158,26 @@ class Shim:
         if fd is None:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
+
+    async def attach(self, pid: int = 0) -> "AttachedOutput":
+        """The process's raw output from now on, as the shim reads it (not
+        cut into log lines: a prompt without a newline comes at once)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.sock_path)
+        except OSError as e:
+            raise RuntimeFailure(f"shim at {self.sock_path} unreachable: {e}") from None
+        try:
+            writer.write(f"attach\0{pid}\n".encode())
+            await writer.drain()
+            line = (await reader.readline()).decode(errors="replace").strip()
+        except OSError as e:
+            writer.close()
+            raise RuntimeFailure(f"shim at {self.sock_path} unreachable: {e}") from None
+        if not line.startswith("ok"):
+            writer.close()
+            raise RuntimeFailure(line[4:] if line.startswith("err") else
+                                 f"shim said {line!r}")
+        return AttachedOutput(reader, writer)
 
     async def close_stdin(self, pid: int = 0) -> None:
         await self._request("closestdin", str(pid))
@@ -187,6 +230,27 @@ class Shim:
         return pid_alive(pid) and os.path.exists(self.sock_path)
 
 
+class AttachedOutput:
+    """One `attach` connection to the shim (docs/shim.md)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    async def chunks(self):
+        """Yield ("stdout" | "stderr", bytes) until the process has no
+        output left (EOF from the shim). A terminal's output is stdout."""
+        try:
+            while True:
+                head = await self.reader.readexactly(5)
+                data = await self.reader.readexactly(int.from_bytes(head[1:], "big"))
+                yield ("stderr" if head[:1] == b"2" else "stdout"), data
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def _readable(loop, sock) -> None:
     fut = loop.create_future()
     loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
@@ -194,6 +258,50 @@ async def _readable(loop, sock) -> None:
         await fut
     finally:
         loop.remove_reader(sock.fileno())
+
+
+async def _read_to_eof(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    done = loop.create_future()
+    chunks = []
+
+    def readable():
+        try:
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        except BlockingIOError:
+            return
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return b"".join(chunks)
+
+
+async def _wait_exit(pid: int) -> int:
+    """Exit code of our child `pid`: its pidfd becomes readable when it has
+    exited (the shim's foreground exits right after its answer)."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = None
+    if pidfd is not None:
+        exited = loop.create_future()
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0) if pidfd is None \
+        else os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _one_line(text: str) -> str:

@@ -81,20 +81,34 @@ class ContainerRecord:
     # member, fixed when it was created, and the pool's name.
     runtime_id: str | None = None
     pool: str | None = None
+    # Networks asked for at create (None: what the bundle's config.json
+    # says), the ports to publish, and what network/ set up for this run.
+    networks: list | None = None
+    ports: list = dataclasses.field(default_factory=list)
+    network: dict = dataclasses.field(default_factory=dict)
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
             return []
         return [self.init] + self.execs
 
+    def display_status(self) -> str:
+        """What a user sees: a container made with `start: false` that has
+        never run is `created` (podman's word), not `stopped`; to the state
+        table it is stopped all the same, so `start` and `delete` apply."""
+        if self.status == Status.STOPPED and not self.started_at and self.exit_status is None:
+            return "created"
+        return self.status.value
+
     def to_api(self) -> dict:
+        status = self.display_status()
         obj = {
             "id": self.id,
             "name": self.name or self.id,
             "bundlePath": self.bundle_path,
             "runtime": self.runtime,
-            "state": {"status": self.status.value},
-            "status": self.status.value,
+            "state": {"status": status},
+            "status": status,
             "processes": [p.to_api() for p in self.processes()],
             "labels": self.labels,
             "created": self.created,
@@ -125,6 +139,8 @@ class ContainerRecord:
         if self.image:
             obj["image"] = self.image
         obj.update(self.config)
+        if self.networks is not None:
+            obj.update(network_api(self))
         return obj
 
     def to_json(self) -> dict:
@@ -140,6 +156,21 @@ class ContainerRecord:
         d["execs"] = [ProcessRecord(**p) for p in d.get("execs", [])]
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def network_api(r: ContainerRecord) -> dict:
+    """Each network's address, and the ports; also as Zun's `addresses`."""
+    attachments = (r.network or {}).get("attachments") or {}
+    ports = [{"hostPort": m["hostPort"], "containerPort": m["containerPort"],
+              "protocol": m["protocol"], "hostIp": m["hostIP"]} for m in r.ports]
+    return {
+        "networks": {name: dict(a) for name, a in attachments.items()},
+        "requestedNetworks": r.networks,
+        "ports": ports,
+        "addresses": {name: [{"addr": a.get("ip"), "version": 4, "port": a.get("interface"),
+                              "preserve_on_delete": False, "subnet_id": name}]
+                      for name, a in attachments.items()},
+    }
 
 
 class ContainerStore:

@@ -29,6 +29,8 @@ from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFai
 from .events import EventJournal, now_ns, rfc3339
 from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
+from .network import DEFAULT_NETWORK, NetworkService
+from .network_ops import NetworkOperations
 from .pools import WarmPools
 from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
 from .runtime.settings import ContainerSettings
@@ -76,7 +78,7 @@ class Container:
         return self.record.runtime_id or self.record.id
 
 
-class Supervisor:
+class Supervisor(NetworkOperations):
     def __init__(self, config: DaemonConfig):
         self.config = config
         self.store = ContainerStore(config.containers_dir)
@@ -87,6 +89,7 @@ class Supervisor:
         self._runtimes: dict[str, OCIRuntime] = {}
         self.checkpointing = CheckpointService(self)
         self.default_runtime = self.runtime(config.runtime).name
+        self.networks = NetworkService(config.data_dir, config.state_dir, config.default_subnet)
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
         self.pools = WarmPools(self)
 
@@ -121,7 +124,9 @@ class Supervisor:
         for record in self.store.load_all():
             c = Container(record, Shim(self.config.shim_dir(record.runtime_id or record.id)))
             self.containers[record.id] = c
+            self.networks.restore(record)
             if record.status == Status.STOPPED:
+                await self._release_network(c)  # the previous daemon died before it did
                 # A restart the previous daemon had scheduled but not done.
                 if self._should_restart(record):
                     c.restart_task = asyncio.create_task(self._policy_restart(c))
@@ -141,6 +146,7 @@ class Supervisor:
         # Root filesystems are keyed by the runtime id; pool members have theirs.
         self.images.prune(keep={c.rid for c in self.containers.values()}
                           | self.pools.member_ids())
+        await self.networks.collect_orphans(c.record for c in self.containers.values())
         log.info("recovered %d containers", len(self.containers))
         self.checkpointing.recover(set(self.containers))
         await self.pools.recover()
@@ -190,7 +196,9 @@ class Supervisor:
                      lazy: bool = False, settings: ContainerSettings | None = None,
                      resources: dict | None = None, start: bool = True,
                      image: str | None = None,
-                     checkpoint_home: str | None = None) -> Container:
+                     checkpoint_home: str | None = None,
+                     networks: list[str] | None = None,
+                     ports: list[dict] | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
         it (the CRI's CreateContainer): its first `start` runs it. From a
         bundle, or from `image` (a ref of the image store). `checkpoint_home`
@@ -200,6 +208,11 @@ class Supervisor:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
         self.store.check_space(self.config.state_dir)
+        if image and bundle is None and networks is None:
+            # As podman's. A bundle keeps its config.json's, and the CRI's
+            # containers (a spec of their own) join their pod's namespace.
+            networks = [DEFAULT_NETWORK]
+        self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
         # An image's container runs the image's bundle, unless the caller
         # wrote the whole spec itself (the CRI): then only the root
@@ -221,7 +234,7 @@ class Supervisor:
             settings = ContainerSettings.from_json(
                 CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
         if image and not own_spec:
-            settings = runspec.over(runspec.image_settings(img.image_config), settings)
+            settings = runspec.over(runspec.image_settings(img.image_config, cid), settings)
         record = ContainerRecord(
             id=cid, name=name, bundle_path=bundle, runtime=rt.name,
             created=rfc3339(now_ns()), labels=labels or {}, auto_remove=auto_remove,
@@ -231,7 +244,8 @@ class Supervisor:
             overlay=overlay or checkpoint is not None, lazy=lazy,
             settings=settings.to_json(), resources=dict(resources or {}),
             image={"ref": image, "id": img.id} if image else None,
-            checkpoint_home=checkpoint_home)
+            checkpoint_home=checkpoint_home,
+            networks=networks, ports=ports or [])
         # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
@@ -264,6 +278,23 @@ class Supervisor:
 
     async def _launch(self, c: Container, spec: dict | None = None,
                       prestart: bool = False) -> None:
+        """Networks first (the runtime joins their netns), then the
+        processes; a failed start leaves no network behind."""
+        if spec is None:
+            spec = bundle_mod.read_config(c.record.bundle_path)
+        if c.cleanup is not None:
+            await c.cleanup  # the previous run's `runtime delete` and CNI DEL
+            c.cleanup = None
+        await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
+            c.record.settings).hostname or spec.get("hostname"))
+        try:
+            await self._launch_processes(c, spec, prestart)
+        except BaseException:
+            await self._release_network(c)
+            raise
+
+    async def _launch_processes(self, c: Container, spec: dict | None = None,
+                                prestart: bool = False) -> None:
         """Start the container's processes (fresh, or restored from its
         checkpoint) under a new shim. Caller holds the lock. `prestart`
         (warm pools): only the runtime's create, or the restore, with the
@@ -294,6 +325,9 @@ class Supervisor:
         else:
             argv = (rt.create_argv if prestart else rt.run_argv)(c.rid, run_bundle, pid_file,
                                                                  console)
+        # Taken before the spawn: the process may write before spawn returns,
+        # and `attach?logs=true` replays this run's output from here.
+        started = now_ns()
         try:
             shim_pid, init_pid = await c.shim.spawn(argv, console_socket=console,
                                                     log_max=self.config.log_max_bytes)
@@ -311,26 +345,23 @@ class Supervisor:
             asyncio.create_task(self.checkpointing.lazy_done(c, lazy))
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
+            timing.mark("after-restore")
         failpoints.hit("create-after-shim")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
-            self._mark_running(c, init_pid)
+            self._mark_running(c, init_pid, started)
 
-    def _mark_running(self, c: Container, init_pid: int) -> None:
+    def _mark_running(self, c: Container, init_pid: int, started_ns: int | None = None) -> None:
         r = c.record
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
         r.exit_reason = None
-        r.started_at = rfc3339(now_ns())
+        r.started_at = rfc3339(started_ns or now_ns())
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
-        try:
-            c.cgroups = stats_mod.cgroup_paths(init_pid)
-        except OSError:  # init already exited (ESRCH for a zombie)
-            c.cgroups = None
-        timing.mark("cgroups")
+        c.cgroups = None  # read by the watcher, off the start path
         # Watched before it is saved: if the save fails (a full disk) the
         # container still runs, and its exit must still be seen.
         c.watcher = asyncio.create_task(self._watch(c, init_pid))
@@ -363,6 +394,11 @@ class Supervisor:
     # -- exits ---------------------------------------------------------------
 
     async def _watch(self, c: Container, init_pid: int) -> None:
+        if c.cgroups is None:
+            try:
+                c.cgroups = stats_mod.cgroup_paths(init_pid)
+            except OSError:  # init already exited (ESRCH for a zombie)
+                pass
         try:
             async for ex in c.shim.subscribe():
                 if c.record.init is None or c.record.init.pid != init_pid:
@@ -436,6 +472,7 @@ class Supervisor:
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
             deleted = False
+        await self._release_network(c)
         if self.containers.get(c.id) is c:
             if c.record.auto_remove:
                 asyncio.create_task(self._auto_remove(c))
@@ -601,6 +638,7 @@ class Supervisor:
             c.watcher.cancel()
         if not runtime_done:
             await self.runtime(c.record.runtime).delete(c.rid, force=True)
+        await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
         self.checkpointing.forget(c.record)
@@ -612,6 +650,8 @@ class Supervisor:
         async with c.lock:
             states.check("stop", c.record.status, c.id)
             await self._stop_locked(c, timeout)
+            if c.cleanup:  # a stopped container has released its networks
+                await asyncio.shield(c.cleanup)
             self.events.emit("stop", c.id, status=c.record.exit_status)
         return c
 
@@ -779,6 +819,12 @@ class Supervisor:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
         await c.shim.close_stdin(0)
+
+    async def output_of_init(self, ref: str):
+        """init's raw output from now on (an AttachedOutput to close)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        return await c.shim.attach(0)
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)

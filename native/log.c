@@ -115,8 +115,11 @@ void stream_feed(struct stream *s)
 		emit(s, 'F', p, nl - p);
 		p = nl + 1;
 	}
-	if (p == s->buf && s->len == CDPY_LINE_MAX) {
-		emit(s, 'P', p, s->len);
+	/* A terminal's output is what a person is typing at: a prompt has no
+	 * newline, so log what is left at once (a CRI partial record) rather
+	 * than hold it until the line ends. Pipes keep whole lines. */
+	if (p < end && (s->pty || (p == s->buf && s->len == CDPY_LINE_MAX))) {
+		emit(s, 'P', p, end - p);
 		p = end;
 	}
 	s->len = end - p;

@@ -1,11 +1,14 @@
 /*
  * containerd-py-shim: one small process per container (docs/shim.md).
  *
- *   containerd-py-shim -s STATEDIR [-c CONSOLESOCK] [-l LOGMAX] -- RUNTIME-ARGV...
+ *   containerd-py-shim -s STATEDIR [-c CONSOLESOCK] [-l LOGMAX] [-F] -- RUNTIME-ARGV...
  *
  * The foreground forks twice and waits on a sync pipe for the real shim's
  * answer; the real shim runs the runtime command, then lives in a poll()
- * loop until init has exited and its output is drained.
+ * loop until init has exited and its output is drained. With -F the
+ * process started is the real shim itself and its stdout is the sync pipe
+ * (the daemon reads the answer, 'O...' or 'E...', and is the shim's
+ * subreaper anyway): two forks and a wait fewer on every start.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -122,6 +125,7 @@ static void proc_kill(struct proc *p)
 {
 	int i;
 
+	ctl_detach(p);
 	for (i = 0; i < S_N; i++) {
 		stream_close(&p->st[i]);
 		free(p->st[i].buf);
@@ -147,7 +151,7 @@ static void proc_sweep(void)
 	}
 }
 
-static int proc_streams_open(const struct proc *p)
+int proc_streams_open(const struct proc *p)
 {
 	int i;
 
@@ -186,6 +190,8 @@ static void proc_exited(struct proc *p, int status, long long ns)
 static void stream_eof(struct proc *p, struct stream *s)
 {
 	stream_close(s);
+	if (!proc_streams_open(p))
+		ctl_detach(p);	/* attached clients see EOF: no more output */
 	if (!p->capture) {
 		stream_flush(s);
 		if (p->exited && !p->is_init && !proc_streams_open(p))
@@ -215,6 +221,8 @@ static void stream_read(struct proc *p, struct stream *s)
 		stream_eof(p, s);
 		return;
 	}
+	if (!p->capture)
+		ctl_forward(p, (int)(s - p->st), s->buf + s->len, (size_t)n);
 	s->len += n;
 	if (!p->capture)
 		stream_feed(s);
@@ -604,7 +612,8 @@ static void loop(void)
 		watch(g_sig_fd, K_SIG, NULL, 0);
 		watch(g_ctl_fd, K_CTL, NULL, 0);
 		for (c = g_clients; c; c = c->next)
-			if (!c->dead && (c->state == C_READ || c->state == C_SUB))
+			if (!c->dead && (c->state == C_READ || c->state == C_SUB ||
+					 c->state == C_ATTACH))
 				watch(c->fd, K_CLIENT, c, 0);
 		for (p = g_procs; p; p = p->next)
 			for (n = 0; n < S_N; n++)
@@ -675,7 +684,8 @@ static void shim_main(char *const argv[], long long logmax)
 	sigset_t set;
 	int fd, n;
 
-	if (setsid() < 0)
+	/* Already a session leader when the daemon spawned us so (-F). */
+	if (setsid() < 0 && getsid(0) != getpid())
 		die(errno, "setsid");
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		die(errno, "prctl PR_SET_CHILD_SUBREAPER");
@@ -777,13 +787,13 @@ static int foreground(int rfd)
 static void usage(void)
 {
 	die(0, "usage: containerd-py-shim -s STATEDIR [-c CONSOLESOCK] "
-	       "[-l LOGMAX] -- RUNTIME-ARGV...");
+	       "[-l LOGMAX] [-F] -- RUNTIME-ARGV...");
 }
 
 int main(int argc, char *argv[])
 {
 	long long logmax = 0;
-	int opt, sync[2], fd, ws;
+	int opt, sync[2], fd, ws, direct = 0;
 	pid_t pid;
 
 	/* pipe() must not hand out 0, 1 or 2. */
@@ -794,7 +804,7 @@ int main(int argc, char *argv[])
 	} while (fd <= 2);
 	close(fd);
 
-	while ((opt = getopt(argc, argv, "+s:c:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "+s:c:l:F")) != -1) {
 		switch (opt) {
 		case 's':
 			g_state_dir = optarg;
@@ -806,6 +816,9 @@ int main(int argc, char *argv[])
 			if (parse_ll(optarg, &logmax) < 0)
 				die(0, "bad -l %s", optarg);
 			break;
+		case 'F':
+			direct = 1;
+			break;
 		default:
 			usage();
 		}
@@ -814,6 +827,14 @@ int main(int argc, char *argv[])
 		usage();
 
 	close_inherited();
+	if (direct) {
+		/* Off fd 1, which shim_main points at /dev/null. */
+		g_sync_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		if (g_sync_fd < 0)
+			die(errno, "dup stdout");
+		shim_main(&argv[optind], logmax);
+		return 0;
+	}
 	if (pipe2(sync, O_CLOEXEC) < 0)
 		die(errno, "pipe");
 	pid = fork();

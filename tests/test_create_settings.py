@@ -516,7 +516,8 @@ def test_image_container_entrypoint_user_and_readonly(api, cid, app_image):
                readonlyRootfs=True, cwd="/")
     try:
         assert runs(init_pid(api, c), ["sleep", "1000"])
-        assert out(api, c, "id -u; pwd").split() == ["0", "/"]
+        # Without a hostname setting, the container's id, as Docker's.
+        assert out(api, c, "id -u; pwd; hostname").split() == ["0", "/", c]
         r = sh(api, c, "touch /srv/x")
         assert r["exitStatus"] != 0 and "Read-only file system" in r["stderr"]
     finally:

@@ -202,6 +202,16 @@ def test_bad_bodies_and_refs(api, tmp_path):
     with pytest.raises(APIError) as e:
         _load(api, empty)
     assert e.value.status == 400 and "manifest.json" in e.value.body["error"]
+    # Half an archive: refused, and nothing of it kept.
+    whole = build.docker_archive(tmp_path / "whole.tar", [build.layer(
+        [("f", "x" * 200000)])], KEEP_ALIVE, [_name("half")])
+    with open(whole, "rb") as f:
+        half = f.read()[:150000]
+    before = {i["id"] for i in api.images()}
+    with pytest.raises(APIError) as e:
+        api.upload("/images/load", io.BytesIO(half))
+    assert e.value.status == 400
+    assert {i["id"] for i in api.images()} == before
     with pytest.raises(APIError) as e:
         api.image("Bad_Name")
     assert e.value.status == 400 and e.value.body["ref"] == "Bad_Name"
@@ -486,3 +496,94 @@ def test_an_image_container_checkpoint_clones_with_its_own_upper_dir(
         _lowerdirs(os.path.join(active, clone, "merged"))
     for x in (clone, c):
         api.delete(x, force=True)
+
+
+# -- archives written by a real tool ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def podman_archives(tmp_path_factory):
+    """An image built by podman itself (busybox-static imported, then two
+    RUN steps whose layers delete a file and replace a directory), saved in
+    both formats. Podman runs on private storage and is cleaned up after."""
+    import shutil
+    import subprocess
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (optional: `make bench` installs it)")
+    d = tmp_path_factory.mktemp("podman")
+    podman = ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"),
+              "--tmpdir", str(d / "tmp"), "--cgroup-manager", "cgroupfs",
+              "--events-backend", "file", "--storage-driver", "overlay", "--runtime", "runc"]
+
+    def run(*args):
+        p = subprocess.run(podman + list(args), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
+
+    base = d / "base.tar"
+    with tarfile.open(base, "w") as t:
+        t.add(str(build.BUSYBOX_ROOTFS), arcname=".")
+    ctx = d / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        "FROM localhost/cdpy-pm-base:1\n"
+        "RUN mkdir -p /olddir/sub && echo a > /olddir/a && echo g > /etc/gone\n"
+        "RUN rm /etc/gone && rm -rf /olddir && mkdir /olddir && echo new > /olddir/f\n"
+        'CMD ["tail", "-f", "/dev/null"]\n')
+    name = "localhost/cdpy-pm-app:1"
+    try:
+        run("import", str(base), "localhost/cdpy-pm-base:1")
+        run("build", "--network", "none", "--ulimit", "nofile=1024:1024", "-t", name, str(ctx))
+        run("save", "--format", "docker-archive", "-o", str(d / "docker.tar"), name)
+        run("save", "--format", "oci-archive", "-o", str(d / "oci.tar"), name)
+        yield {"docker": d / "docker.tar", "oci": d / "oci.tar", "name": name}
+    finally:
+        subprocess.run(podman + ["rmi", "-a", "-f"], capture_output=True, timeout=120)
+        for fields in _mounts_of(str(d)):
+            subprocess.run(["umount", "-l", fields[1]], capture_output=True)
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_an_archive_podman_saved_loads_and_runs(api, cid, podman_archives, fmt):
+    name = podman_archives["name"]
+    [img] = _load(api, podman_archives[fmt])
+    assert img["names"] == [name] and len(img["layers"]) == 3
+    c = cid()
+    api.create(c, image=name)
+    assert _sh(api, c, "ls -A /olddir; cat /olddir/f; test -e /etc/gone || echo gone") \
+        == "f\nnew\ngone\n"
+    api.delete(c, force=True)
+    api.rmi(name)
+
+
+def test_a_layer_twice_and_docker_save_symlinked_layers(api, tmp_path, cid, base_layer):
+    """`docker save` writes a repeated layer once and symlinks the other
+    place to it; the same layer at two places of an image is one snapshot."""
+    name = _name("twice")
+    again = build.layer([("etc/again", "top copy\n")])
+    middle = build.layer([("etc/.wh.again", None), ("etc/middle", "m\n")])
+    layers_ = [base_layer, again, middle, again]
+    cfg = build.image_config(layers_, KEEP_ALIVE)
+    path = tmp_path / "twice.tar"
+    with tarfile.open(path, "w") as t:
+        names = []
+        for i, data in enumerate(layers_):
+            lname = f"l{i}/layer.tar"
+            names.append(lname)
+            if i == 3:  # the repeat: a symlink to the first copy, as docker writes it
+                ti = tarfile.TarInfo(lname)
+                ti.type, ti.linkname = tarfile.SYMTYPE, "../l1/layer.tar"
+                t.addfile(ti)
+                continue
+            ti = tarfile.TarInfo(lname)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        for member, data in (("c.json", cfg), ("manifest.json", json.dumps(
+                [{"Config": "c.json", "RepoTags": [name], "Layers": names}]).encode())):
+            ti = tarfile.TarInfo(member)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    [img] = _load(api, path)
+    assert len(img["layers"]) == 4 and img["layers"][1] == img["layers"][3]
+    c = cid()
+    api.create(c, image=name)
+    assert _sh(api, c, "cat /etc/again /etc/middle") == "top copy\nm\n"
+    api.delete(c, force=True)

@@ -13,6 +13,7 @@ from ..supervisor import Supervisor
 from . import create_body
 from .common import (bool_field, check_fields, container_id, json_response, read_body,
                      supervisor_of)
+from .networks import create_fields as network_fields
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
@@ -39,7 +40,8 @@ async def _create_container(request: web.Request) -> web.Response:
         cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
         checkpoint=req.checkpoint, auto_remove=req.auto_remove,
         restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
-        settings=req.settings, resources=req.resources, image=req.image)
+        settings=req.settings, resources=req.resources, image=req.image, start=req.start,
+        **network_fields(body))
     return json_response(c.record.to_api(), 201)
 
 
@@ -74,13 +76,13 @@ async def list_containers(request: web.Request) -> web.Response:
 
 def _filtered(request: web.Request):
     status = request.query.get("status")
-    if status is not None and status not in {s.value for s in Status}:
-        raise InvalidArgument(f"unknown status {status!r}: use running, paused or stopped",
-                              field="status")
+    if status is not None and status not in {s.value for s in Status} | {"created"}:
+        raise InvalidArgument(f"unknown status {status!r}: use created, running, paused or "
+                              "stopped", field="status")
     labels = request.query.getall("label", [])
     out = []
     for c in supervisor_of(request).all():
-        if status and c.record.status.value != status:
+        if status and c.record.display_status() != status:
             continue
         if not all(_label_matches(c.record.labels, sel) for sel in labels):
             continue

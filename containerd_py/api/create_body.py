@@ -21,8 +21,11 @@ SETTINGS_FIELDS = {"args", "entrypoint", "env", "cwd", "user", "hostname", "term
                    "readonlyRootfs", "mounts", "resources", "annotations", "stopSignal",
                    "init"}
 ZUN_FIELDS = {"command", "environment", "workdir", "cpu", "memory", "interactive"}
+# Checked by api/networks.py (create_fields).
+NETWORK_FIELDS = {"networks", "nets", "ports"}
 CREATE_FIELDS = {"bundlePath", "image", "checkpoint", "lazy", "labels", "runtime", "name",
-                 "autoRemove", "restartPolicy", "overlay"} | SETTINGS_FIELDS | ZUN_FIELDS
+                 "autoRemove", "restartPolicy", "overlay", "start"} | SETTINGS_FIELDS | ZUN_FIELDS \
+    | NETWORK_FIELDS
 # The same thing under two names: giving both is ambiguous.
 _ALIASES = [("args", "command"), ("env", "environment"), ("cwd", "workdir"),
             ("terminal", "interactive")]
@@ -46,6 +49,8 @@ class CreateRequest:
     settings: ContainerSettings
     resources: dict
     image: str | None = None
+    # False: only create it (podman's and docker's `create`); `start` runs it.
+    start: bool = True
 
 
 def parse(body: dict) -> CreateRequest:
@@ -80,7 +85,12 @@ def parse(body: dict) -> CreateRequest:
         checkpoint=checkpoint, lazy=lazy, auto_remove=bool_field(body, "autoRemove"),
         restart_policy=restart_policy(body.get("restartPolicy")),
         overlay=bool_field(body, "overlay"), settings=settings(body), resources=resources,
-        image=image)
+        image=image, start=body.get("start", True) if isinstance(body.get("start", True), bool)
+        else _not_bool("start"))
+
+
+def _not_bool(key: str):
+    raise InvalidArgument(f"{key} must be a boolean", field=key)
 
 
 def settings(body: dict) -> ContainerSettings:

@@ -17,6 +17,7 @@ import re
 
 from .. import __version__
 from ..states import Status
+from ..network.networks import NAME_RE as NETWORK_NAME_RE
 from ..pools import MAX_SIZE as POOL_MAX_SIZE
 from ..validation import ID_RE, SIGNAL_NAMES, SIGNALS
 
@@ -113,6 +114,11 @@ ENV_ITEM = {"type": "string", "pattern": r"^[^=\u0000]+=[^\u0000]*$", "maxLength
 ABS_PATH = {"type": "string", "pattern": r"^/[^\u0000]*$", "maxLength": 4096,
             "x-error": "must be an absolute path"}
 BOOL_Q = {"type": "boolean"}
+PORT_NUMBER = {"type": "integer", "minimum": 1, "maximum": 65535}
+NETWORK_NAME = {"type": "string", "pattern": NETWORK_NAME_RE.pattern}
+CIDR4 = {"type": "string", "pattern": IPV4["pattern"][:-1] + "/([0-9]|[12][0-9]|3[0-2])$"}
+IPV4 = {"type": "string", "pattern": r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+                                     r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$"}
 # At least 6 MiB (Docker's minimum, below which runc's init cannot start): 6-999999 M
 # or 1-9999 G.
 MEMORY_PATTERN = ("^(([6-9]|[1-9][0-9]{1,5})[mM]|[1-9][0-9]{0,3}[gG])(i?[bB])?$")
@@ -169,7 +175,8 @@ PATHS = {
              "image-load, image-tag, image-delete, commit, export-checkpoint, "
              "import-checkpoint, migrate-start, migrate-round, migrate-precopy-skipped, "
              "migrate-freeze, migrate-done, migrate-failed, migration-open, migrated-in, "
-             "migration-aborted.",
+             "migration-aborted, create-network, delete-network, network-attach, "
+             "network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}, ["ok"]))],
                          tag="daemon")},
@@ -308,8 +315,12 @@ PATHS = {
     "/containers/{id}/attach": {"get": _op(
         "Attach to init's stdin/stdout over a websocket", [
             _resp(101, "websocket"), *_errors(*CONTAINER_ERRORS)],
+        params=[("logs", BOOL_Q, "replay this run's output first (default false)"),
+                ("stdin", BOOL_Q, "connect init's stdin (default true)")],
         desc="Frames from the client are written to init's stdin; init's output "
-             "(as logged) is sent as text frames, until the container stops.")},
+             "(as logged) is sent as text frames, until the container stops. A terminal's "
+             "output comes as it is written (a prompt without its newline), with CR LF "
+             "line ends for the client's raw terminal.")},
     "/containers/{id}/logs": {"get": _op(
         "Captured output of the container's processes", [
             _resp(200, "JSON list (or ndjson / text when streaming)",
@@ -533,6 +544,58 @@ _PROCESS_FIELDS = {
     "cwd": ABS_PATH, "terminal": B, "user": _USER,
 }
 
+# -- networks (containerd_py/api/networks.py) --------------------------------
+NETWORK = {"$ref": "#/components/schemas/Network"}
+ATTACHMENT = {"$ref": "#/components/schemas/NetworkAttachment"}
+_NET_ERRORS = {
+    400: "invalid network name, bad CIDR or gateway, or a subnet overlapping another "
+         "network's or a host interface's",
+    404: "no such network (or container)",
+    409: "the network exists, or is in use by containers (listed in `containers`)",
+}
+
+
+def _net_errors(*codes: int) -> list[tuple]:
+    return [_resp(c, _NET_ERRORS[c], ERROR) if c in _NET_ERRORS else _errors(c)[0]
+            for c in codes]
+
+
+PATHS.update({
+    "/networks": {
+        "get": _op("List networks", [_resp(200, "networks", {"type": "array",
+                                                              "items": NETWORK})],
+                   tag="networks"),
+        "post": _op("Create a bridge network (a CNI conflist under the data dir)", [
+            _resp(201, "the network", NETWORK), *_net_errors(400, 409, 413)],
+            body=_obj({"name": NETWORK_NAME, "subnet": CIDR4, "gateway": IPV4, "internal": B},
+                      ["name"], closed=True),
+            desc="subnet: default the first free 10.89.N.0/24. internal: no masquerade and "
+                 "no default route out of the container.",
+            tag="networks"),
+    },
+    "/networks/{name}": {
+        "get": _op("One network, with the containers on it", [
+            _resp(200, "the network", NETWORK), *_net_errors(400, 404)], tag="networks"),
+        "delete": _op("Delete a network no container uses", [
+            _resp(204, "deleted"), *_net_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/networks/{name}": {
+        "post": _op("Attach a running container to a network (a new interface appears)", [
+            _resp(201, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+            tag="networks"),
+        "delete": _op("Detach a running container from a network", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/network_attach": {"post": _op(
+        "Zun's attach: POST /containers/{id}/networks/{name}", [
+            _resp(200, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+    "/containers/{id}/network_detach": {"post": _op(
+        "Zun's detach: DELETE /containers/{id}/networks/{name}", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+})
+
 SCHEMAS = {
     "Error": _obj({"error": S, "field": S}, ["error"]),
     "Signal": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 64},
@@ -578,7 +641,11 @@ SCHEMAS = {
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
         "annotations": STR_MAP, "stopSignal": S, "init": B,
-        "image": _obj({"ref": S, "id": S})},
+        "image": _obj({"ref": S, "id": S}),
+        "networks": {"type": "object", "additionalProperties": ATTACHMENT},
+        "requestedNetworks": {"type": "array", "items": S},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
+        "addresses": {"type": "object", "description": "Zun's form of `networks`"}},
         ["id", "name", "state", "status", "processes", "labels", "created"]),
     # The create body's fields: a new create-time setting adds its entry here
     # (the daemon refuses fields this does not list).
@@ -590,6 +657,8 @@ SCHEMAS = {
                  "(then only name and labels may be given)"},
         "runtime": {"type": "string", "enum": ["runc", "crun"]}, "name": ID,
         "autoRemove": B, "overlay": B,
+        "start": {"type": "boolean", "description": "false: only create it (status "
+                  "`created`); `POST /containers/{id}/start` runs it (default true)"},
         "restartPolicy": {"oneOf": [
             {"type": "string", "enum": ["no", "on-failure", "always"]},
             _obj({"name": {"type": "string", "enum": ["no", "on-failure", "always"]},
@@ -622,7 +691,15 @@ SCHEMAS = {
         "environment": STR_MAP, "workdir": ABS_PATH,
         "cpu": {"$ref": "#/components/schemas/Cpus"},
         "memory": {"$ref": "#/components/schemas/Memory"},
-        "interactive": {"type": "boolean", "description": "Zun: terminal"}},
+        "interactive": {"type": "boolean", "description": "Zun: terminal"},
+        # Networks (network/).
+        "networks": {"type": "array", "maxItems": 16, "items": NETWORK_NAME,
+                     "description": '[] loopback only, ["host"] the host\'s namespace'},
+        "nets": {"type": "array", "maxItems": 16,
+                 "items": _obj({"network": NETWORK_NAME}, ["network"]),
+                 "description": "Zun: networks"},
+        "ports": {"type": "array", "maxItems": 64,
+                  "items": {"$ref": "#/components/schemas/Port"}}},
         closed=True,
         allOf=[{"anyOf": [{"properties": {"lazy": {"enum": [False]}}},
                           {"required": ["checkpoint"]}],
@@ -638,7 +715,8 @@ SCHEMAS = {
                *[{"not": {"required": [a, b]}, "x-field": b,
                   "description": f"give {a} or {b} (Zun's name for it), not both"}
                  for a, b in (("args", "command"), ("env", "environment"),
-                              ("cwd", "workdir"), ("terminal", "interactive"))]],
+                              ("cwd", "workdir"), ("terminal", "interactive"),
+                              ("networks", "nets"))]],
         description="A bundle (`bundlePath`) or an image (`image`), with settings over "
                     "its own; `lazy` needs a `checkpoint`."),
     "Mount": _obj({"destination": ABS_PATH, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
@@ -665,6 +743,13 @@ SCHEMAS = {
                   ["type", "id", "timestamp", "ns"]),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Network": _obj({"name": S, "subnet": S, "gateway": S, "internal": B, "bridge": S,
+                     "driver": S, "containers": {"type": "object"}}),
+    "NetworkAttachment": _obj({"network": S, "interface": S, "ip": S, "prefixLen": I,
+                               "gateway": S, "mac": S}),
+    "Port": _obj({"hostPort": PORT_NUMBER, "containerPort": PORT_NUMBER,
+                  "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                  "hostIp": IPV4, "hostIP": IPV4}, ["containerPort"], closed=True),
     "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,

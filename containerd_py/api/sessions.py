@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .. import logs, validation as v
 from ..errors import InvalidArgument
+from ..events import parse_timestamp
 from .common import container_id, supervisor_of
 
 def _require_upgrade(request: web.Request) -> web.WebSocketResponse:
@@ -92,21 +93,40 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
+    """Attach to init: its output as text frames (pieces of a terminal's
+    lines as they come, so prompts show), frames from the client to its
+    stdin. `?logs=true` first replays this run's output, so a client that
+    starts a container and then attaches (`run`, `start -a`) misses none."""
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     ws = _require_upgrade(request)
-    stdin_fd = await sup.stdin_of_init(c.id)
+    replay = v.parse_bool(request.query.get("logs"), "logs")
+    want_stdin = v.parse_bool(request.query.get("stdin"), "stdin", default=True)
+    stdin_fd = await sup.stdin_of_init(c.id) if want_stdin else None
+    record = c.record
+    since = parse_timestamp(record.started_at) if replay and record.started_at else 0
+    # A terminal's lines end in CR LF for the client's raw-mode terminal.
+    newline = "\r\n" if record.init is not None and record.init.terminal else "\n"
     await ws.prepare(request)
     loop = asyncio.get_running_loop()
 
     async def to_client():
-        async for e in logs.follow(c.shim.log_path, sup.output_done(c), tail=0):
-            await ws.send_str(e.line + "\n")
+        async for e in logs.follow(c.shim.log_path, sup.output_done(c), since_ns=since,
+                                   tail=None if replay else 0, partial=True):
+            await ws.send_str(e.line + newline if e.complete else e.line)
+        # The output is done when init has exited: say how, as exec does, so a
+        # client of an autoRemove container still learns its status.
+        try:
+            await asyncio.wait_for(c.exited.wait(), 5)
+        except asyncio.TimeoutError:
+            return
+        if c.record.exit_status is not None:
+            await ws.send_str(json.dumps({"exitStatus": c.record.exit_status}))
 
     async def from_client():
         async for msg in ws:
             data = msg.data.encode() if msg.type == web.WSMsgType.TEXT else msg.data
-            if isinstance(data, bytes):
+            if isinstance(data, bytes) and stdin_fd is not None:
                 await loop.run_in_executor(None, os.write, stdin_fd, data)
 
     out = asyncio.create_task(to_client())
@@ -116,11 +136,11 @@ async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         out.cancel()
         inp.cancel()
-        os.close(stdin_fd)
+        if stdin_fd is not None:
+            os.close(stdin_fd)
         if not ws.closed:
             await ws.close()
     return ws
-
 
 
 ROUTES = [

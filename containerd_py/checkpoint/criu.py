@@ -76,6 +76,12 @@ def criu_status(criu: str | None) -> dict:
               "inetSockets": inet}
     if not ok:
         status["reason"] = out.splitlines()[-1] if out else f"criu check exited {check.returncode}"
+    else:
+        from . import kdat
+        try:
+            status["kernelCache"] = kdat.prime(criu)
+        except (OSError, subprocess.SubprocessError) as e:
+            status["kernelCache"] = f"not made: {e}"
     if not inet:
         status["warning"] = (
             f"criu {version} cannot checkpoint a process with an internet socket on "
@@ -89,9 +95,14 @@ async def after_restore(cid: str, pid: int, writable_root: bool) -> None:
     the container's fresh network namespace, and the writable root its
     runtime config asks for. A failure is logged, not raised: the restored
     processes run, and only that part of their surroundings is amiss."""
-    problems = [("lo is not up in its network namespace", await restored.loopback_up(pid))]
+    # Both at once: each is a process start (nsenter + ip, a Python child),
+    # on the restore's path.
+    whats = ["lo is not up in its network namespace"]
+    steps = [restored.loopback_up(pid)]
     if writable_root:
-        problems.append(("its root stays read-only", await restored.root_writable(pid)))
+        whats.append("its root stays read-only")
+        steps.append(restored.root_writable(pid))
+    problems = zip(whats, await asyncio.gather(*steps))
     for what, why in problems:
         if why:
             log.warning("container %s: restored, but %s: %s", cid, what, why)

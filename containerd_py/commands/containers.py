@@ -214,8 +214,6 @@ def create_body(args) -> tuple[str, dict]:
         body["ports"] = [parse_publish(x) for x in args.publish]
     if getattr(args, "tty", False):
         body["terminal"] = True
-    if getattr(args, "interactive", False):
-        body["interactive"] = True
     if getattr(args, "rm", False):
         body["autoRemove"] = True
     return args.id, body
@@ -233,25 +231,61 @@ def cmd_create(cl, args) -> int:
 
 def cmd_run(cl, args) -> int:
     cid, body = create_body(args)
+    # A foreground run without a terminal may end before the client has
+    # attached; the daemon's autoRemove would then take its exit status with
+    # it. So the client removes it itself once it has the status.
+    remove_here = body.get("autoRemove") and not args.detach and not args.tty
+    if remove_here:
+        body["autoRemove"] = False
     c = cl.request("POST", f"/containers/{cid}", body)
     if args.detach:
         emit_object(args, c, c["id"])
         return 0
-    return _follow_to_exit(cl, args, c["id"], tty_mode=args.tty, stdin=args.interactive)
+    try:
+        return _follow_to_exit(cl, args, c["id"], tty_mode=args.tty, stdin=args.interactive)
+    finally:
+        if remove_here:
+            cl.delete(c["id"], True)
 
 
-def _follow_to_exit(cl, args, cid: str, *, tty_mode: bool, stdin: bool) -> int:
+def _follow_to_exit(cl, args, cid: str, *, tty_mode: bool, stdin: bool,
+                    replay: bool = True) -> int:
     """Foreground run and attach: show the container's output (and feed its
     stdin) until it exits; the command's status is the container's."""
-    from .terminal import Detached, run_session
+    from .terminal import Detached, SessionRefused, run_session
+    query = {"logs": str(replay).lower(), "stdin": str(stdin).lower()}
+
+    async def resize(w, h):
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: cl.request("POST", f"/containers/{cid}/resize",
+                                     query={"w": w, "h": h}))
+
+    if tty_mode:
+        from .terminal import terminal_size
+        w, h = terminal_size()
+        try:
+            cl.request("POST", f"/containers/{cid}/resize", query={"w": w, "h": h})
+        except Exception:
+            pass  # exited already: the attach below says so
     try:
-        run_session(cl.address, f"/containers/{cid}/attach", {}, tty_mode=tty_mode,
-                    stdin=stdin)
+        status = run_session(cl.address, f"/containers/{cid}/attach", query,
+                             tty_mode=tty_mode, stdin=stdin, resize=resize)
+        if status is not None:
+            return status
     except Detached:
         print(f"\r\ndetached from {cid}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         return 130
+    except SessionRefused as e:
+        if e.status != 409:
+            cl.get(cid)  # the daemon's own words for what is wrong (404 ...)
+            raise
+        # Exited before the attach could begin: its whole output is logged.
+        if replay:
+            for entry in cl.logs(cid):
+                stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+                print(entry["line"], file=stream)
     try:
         status = cl.wait(cid).get("exitStatus")
     except Exception:  # --rm: gone already
@@ -270,37 +304,21 @@ def cmd_start(cl, args) -> int:
     return 0
 
 
-def cmd_stop(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.stop(cid, args.time)
-        emit_object(args, c, c["id"])
-    return 0
+def _each(op):
+    """A verb applied to each id in turn (stop, kill, pause...): prints each
+    id, or each container with --format json, as podman does."""
+    def run(cl, args) -> int:
+        for cid in args.ids:
+            emit_object(args, op(cl, args, cid), cid)
+        return 0
+    return run
 
 
-def cmd_restart(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.restart(cid, args.time)
-        emit_object(args, c, c["id"])
-    return 0
-
-
-def cmd_kill(cl, args) -> int:
-    for cid in args.ids:
-        c = cl.kill(cid, args.signal)
-        emit_object(args, c, c["id"])
-    return 0
-
-
-def cmd_pause(cl, args) -> int:
-    for cid in args.ids:
-        emit_object(args, cl.pause(cid), cid)
-    return 0
-
-
-def cmd_unpause(cl, args) -> int:
-    for cid in args.ids:
-        emit_object(args, cl.resume(cid), cid)
-    return 0
+cmd_stop = _each(lambda cl, args, cid: cl.stop(cid, args.time))
+cmd_restart = _each(lambda cl, args, cid: cl.restart(cid, args.time))
+cmd_kill = _each(lambda cl, args, cid: cl.kill(cid, args.signal))
+cmd_pause = _each(lambda cl, args, cid: cl.pause(cid))
+cmd_unpause = _each(lambda cl, args, cid: cl.resume(cid))
 
 
 def cmd_rm(cl, args) -> int:
@@ -355,9 +373,7 @@ def cmd_update(cl, args) -> int:
 
 
 def cmd_ps(cl, args) -> int:
-    status = None if args.all else (args.status or "running")
-    if args.all and args.status:
-        status = args.status
+    status = args.status if args.status or args.all else "running"
     items = cl.list(status=status, label=args.filter_label or None)
 
     def row(c):
@@ -557,8 +573,9 @@ def cmd_exec(cl, args) -> int:
 
 
 def cmd_attach(cl, args) -> int:
-    return _follow_to_exit(cl, args, args.id, tty_mode=sys.stdin.isatty() and not args.no_stdin,
-                           stdin=not args.no_stdin)
+    terminal = bool((cl.get(args.id).get("processes") or [{}])[0].get("terminal"))
+    return _follow_to_exit(cl, args, args.id, tty_mode=terminal and sys.stdin.isatty()
+                           and not args.no_stdin, stdin=not args.no_stdin, replay=False)
 
 
 def cmd_diff(cl, args) -> int:
@@ -596,7 +613,8 @@ def register(reg) -> None:
     g = "containers"
     p = reg.add(g, "ps", "list containers (running ones; -a for all)", cmd_ps, ["list"])
     p.add_argument("-a", "--all", action="store_true", help="stopped containers too")
-    p.add_argument("--status", choices=["running", "paused", "stopped"], help="only these")
+    p.add_argument("--status", choices=["created", "running", "paused", "stopped"],
+                   help="only these")
     p.add_argument("--filter-label", "--label", action="append", metavar="KEY[=VALUE]",
                    help="only containers with this label (repeatable: all must match)")
     add_format_flags(p)
@@ -617,7 +635,7 @@ def register(reg) -> None:
     add_create_flags(p)
 
     p = reg.add(g, "start", "start stopped or created containers", cmd_start)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-a", "--attach", action="store_true", help="attach to its output")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
     p.add_argument("--checkpoint", help="start from this checkpoint (restore in place)")
@@ -626,13 +644,13 @@ def register(reg) -> None:
     for name, func, text in (("stop", cmd_stop, "stop containers: stop signal, then SIGKILL"),
                              ("restart", cmd_restart, "stop and start containers")):
         p = reg.add(g, name, text, func)
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
         p.add_argument("-t", "--time", "--timeout", type=int, default=None,
                        help="seconds to wait before SIGKILL (default 10)")
         add_format_flags(p, quiet=False)
 
     p = reg.add(g, "kill", "send a signal to containers' init (default SIGKILL)", cmd_kill)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-s", "--signal", type=parse_signal, default=signal_mod.SIGKILL.value,
                    help="name (TERM, SIGTERM) or number")
     add_format_flags(p, quiet=False)
@@ -640,26 +658,26 @@ def register(reg) -> None:
     for name, func, text in (("pause", cmd_pause, "freeze all processes of containers"),
                              ("unpause", cmd_unpause, "thaw paused containers")):
         p = reg.add(g, name, text, func, ["resume"] if name == "unpause" else ())
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
         add_format_flags(p, quiet=False)
 
     p = reg.add(g, "rm", "delete containers", cmd_rm, ["delete"])
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-f", "--force", action="store_true", help="kill running ones first")
 
     reg.add(g, "prune", "delete all stopped containers", cmd_prune)
 
     p = reg.add(g, "wait", "wait for containers to exit; print their exit statuses", cmd_wait)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "rename", "give a container a new name", cmd_rename)
-    p.add_argument("id", metavar="ID")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
+    p.add_argument("name", metavar="NAME", help="its new name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "update", "change running containers' resource limits", cmd_update)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("-m", "--memory", help="memory limit, e.g. 256m")
     p.add_argument("--cpus", type=float, help="number of CPUs")
     p.add_argument("--cpu-shares", type=int, help="relative CPU weight")
@@ -674,28 +692,29 @@ def register(reg) -> None:
                    help="set an environment variable (repeatable)")
     p.add_argument("-w", "--workdir", help="working directory")
     p.add_argument("-u", "--user", help="UID[:GID]")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND...",
+                   help="the command and its arguments")
 
     p = reg.add(g, "attach", "attach to a running container's output and input "
                 "(ctrl-p ctrl-q detaches)", cmd_attach)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("--no-stdin", action="store_true", help="do not send input")
 
     p = reg.add(g, "logs", "print a container's output", cmd_logs)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     p.add_argument("--tail", help="only the last N lines (or all)")
     p.add_argument("--since", help="only after this time (RFC 3339 or unix seconds)")
     p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
 
     p = reg.add(g, "inspect", "everything about containers (or images)", cmd_inspect)
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help="containers, by id or name")
     p.add_argument("--type", choices=["auto", "container", "image"], default="auto",
                    help="what the names refer to")
 
     p = reg.add(g, "top", "the processes of a container", cmd_top)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "stats", "live resource use (refreshes in place; ctrl-c ends)", cmd_stats)
@@ -704,18 +723,18 @@ def register(reg) -> None:
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "port", "a container's published ports", cmd_port)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
 
     p = reg.add(g, "diff", "files added (A), changed (C) or deleted (D) in a container",
                 cmd_diff)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "commit", "make an image of a container's filesystem changes", cmd_commit)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("name", metavar="IMAGE", nargs="?", help="the new image's name[:tag]")
     add_format_flags(p, quiet=False)
 
     p = reg.add(g, "export", "write a container's filesystem as a tar", cmd_export)
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the container, by id or name")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")

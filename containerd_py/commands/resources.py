@@ -287,6 +287,12 @@ def cmd_pool_rm(cl, args) -> int:
     return 0
 
 
+def _sub(subparsers, name: str, text: str, aliases=()):
+    """A subcommand of a group verb (`network create`): its text both in
+    the group's list and in its own --help."""
+    return subparsers.add_parser(name, aliases=list(aliases), help=text, description=text)
+
+
 def register(reg) -> None:
     g = "images"
     p = reg.add(g, "images", "list images", cmd_images)
@@ -296,69 +302,69 @@ def register(reg) -> None:
     p.add_argument("-i", "--input", help="archive file (default: standard input)")
     add_format_flags(p, quiet=False)
     p = reg.add(g, "tag", "give an image more names", cmd_tag)
-    p.add_argument("ref", metavar="IMAGE")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("ref", metavar="IMAGE", help="the image: a name, id or digest")
+    p.add_argument("names", nargs="+", metavar="NAME", help="new names (name:tag)")
     p = reg.add(g, "rmi", "remove images", cmd_rmi)
-    p.add_argument("refs", nargs="+", metavar="IMAGE")
+    p.add_argument("refs", nargs="+", metavar="IMAGE", help="images: names, ids or digests")
     p.add_argument("-f", "--force", action="store_true", help="even if containers use it")
 
     g = "networks"
     net = reg.add(g, "network", "manage networks: create, ls, inspect, rm, connect, "
                   "disconnect", None)
     nsub = net.add_subparsers(dest="network_cmd", metavar="SUBCOMMAND", required=True)
-    p = nsub.add_parser("create", help="create a bridge network")
+    p = _sub(nsub, "create", "create a bridge network")
     p.set_defaults(func=cmd_network_create)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the network's name")
     p.add_argument("--subnet", help="CIDR, e.g. 10.89.1.0/24")
     p.add_argument("--gateway", help="the bridge's address (default: first of the subnet)")
     p.add_argument("--internal", action="store_true", help="no traffic out of the host")
     add_format_flags(p, quiet=False)
-    p = nsub.add_parser("ls", aliases=["list"], help="list networks")
+    p = _sub(nsub, "ls", "list networks", aliases=["list"])
     p.set_defaults(func=cmd_network_ls)
     add_format_flags(p)
-    p = nsub.add_parser("inspect", help="a network with its containers")
+    p = _sub(nsub, "inspect", "a network with its containers")
     p.set_defaults(func=cmd_network_inspect)
-    p.add_argument("names", nargs="+", metavar="NAME")
-    p = nsub.add_parser("rm", aliases=["remove"], help="remove networks")
+    p.add_argument("names", nargs="+", metavar="NAME", help="network names")
+    p = _sub(nsub, "rm", "remove networks", aliases=["remove"])
     p.set_defaults(func=cmd_network_rm)
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="network names")
     for verb, func, text in (("connect", cmd_network_connect, "attach a running container"),
                              ("disconnect", cmd_network_disconnect, "detach a container")):
-        p = nsub.add_parser(verb, help=text)
+        p = _sub(nsub, verb, text)
         p.set_defaults(func=func)
-        p.add_argument("network", metavar="NETWORK")
-        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("network", metavar="NETWORK", help="the network's name")
+        p.add_argument("container", metavar="CONTAINER", help="the container, by id or name")
         add_format_flags(p, quiet=False)
 
     g = "checkpoints"
     cp = reg.add(g, "checkpoint", "manage checkpoints: create, ls, rm, export, import", None)
     csub = cp.add_subparsers(dest="checkpoint_cmd", metavar="SUBCOMMAND", required=True)
-    p = csub.add_parser("create", help="checkpoint a running container (CRIU)")
+    p = _sub(csub, "create", "checkpoint a running container (CRIU)")
     p.set_defaults(func=cmd_checkpoint_create)
-    p.add_argument("id", metavar="CONTAINER")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
+    p.add_argument("name", metavar="NAME", help="the checkpoint's name")
     p.add_argument("--exit", action="store_true", help="stop the container after the dump")
     p.add_argument("--leave-running", action="store_true", default=True,
                    help="keep it running (the default)")
     p.add_argument("--tcp", action="store_true", help="include established TCP connections")
     add_format_flags(p, quiet=False)
-    p = csub.add_parser("ls", aliases=["list"], help="a container's checkpoints")
+    p = _sub(csub, "ls", "a container's checkpoints", aliases=["list"])
     p.set_defaults(func=cmd_checkpoint_ls)
-    p.add_argument("id", metavar="CONTAINER")
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
     add_format_flags(p)
-    p = csub.add_parser("rm", aliases=["remove"], help="delete checkpoints")
+    p = _sub(csub, "rm", "delete checkpoints", aliases=["remove"])
     p.set_defaults(func=cmd_checkpoint_rm)
-    p.add_argument("id", metavar="CONTAINER")
-    p.add_argument("names", nargs="+", metavar="NAME")
-    p = csub.add_parser("export", help="write a checkpoint as one archive (for import "
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
+    p.add_argument("names", nargs="+", metavar="NAME", help="checkpoint names")
+    p = _sub(csub, "export", "write a checkpoint as one archive (for import "
                         "elsewhere)")
     p.set_defaults(func=cmd_checkpoint_export)
-    p.add_argument("id", metavar="CONTAINER")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
+    p.add_argument("name", metavar="NAME", help="the checkpoint's name")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p = csub.add_parser("import", help="restore an exported checkpoint as a new container")
+    p = _sub(csub, "import", "restore an exported checkpoint as a new container")
     p.set_defaults(func=cmd_checkpoint_import)
-    p.add_argument("id", metavar="NEW_ID")
+    p.add_argument("id", metavar="NEW_ID", help="the new container's id")
     p.add_argument("input", nargs="?", metavar="FILE", help="the archive (default or -: "
                    "standard input)")
     p.add_argument("--bundle", help="the bundle's path on this host, if not the archive's")
@@ -366,14 +372,14 @@ def register(reg) -> None:
     add_format_flags(p, quiet=False)
     p = reg.add(g, "restore", "restore a checkpoint, in place or as a clone (--as)",
                 cmd_restore)
-    p.add_argument("id", metavar="CONTAINER")
-    p.add_argument("name", metavar="CHECKPOINT")
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
+    p.add_argument("name", metavar="CHECKPOINT", help="the checkpoint's name")
     p.add_argument("--as", dest="as_id", metavar="NEW_ID", help="restore into a new container")
     p.add_argument("--lazy", action="store_true", help="pages arrive on fault")
     add_format_flags(p, quiet=False)
     p = reg.add(g, "migrate", "move a running container to another daemon (live)",
                 cmd_migrate)
-    p.add_argument("id", metavar="CONTAINER")
+    p.add_argument("id", metavar="CONTAINER", help="the container, by id or name")
     p.add_argument("--to", required=True, metavar="http://HOST:PORT",
                    help="the target daemon")
     p.add_argument("--pre-copy", type=int, default=2, metavar="N",
@@ -388,17 +394,17 @@ def register(reg) -> None:
     g = "pools"
     pool = reg.add(g, "pool", "manage warm pools: create, ls, rm", None)
     psub = pool.add_subparsers(dest="pool_cmd", metavar="SUBCOMMAND", required=True)
-    p = psub.add_parser("create", help="keep N containers ready to claim")
+    p = _sub(psub, "create", "keep N containers ready to claim")
     p.set_defaults(func=cmd_pool_create)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("bundle", nargs="?", metavar="BUNDLE")
-    p.add_argument("--image", metavar="REF")
+    p.add_argument("name", metavar="NAME", help="the pool's name")
+    p.add_argument("bundle", nargs="?", metavar="BUNDLE", help="an OCI bundle directory")
+    p.add_argument("--image", metavar="REF", help="an image instead of a bundle")
     p.add_argument("--checkpoint", help="members are restored from this checkpoint, frozen")
     p.add_argument("--size", type=int, default=1, help="how many to keep ready")
     add_format_flags(p, quiet=False)
-    p = psub.add_parser("ls", aliases=["list"], help="list pools")
+    p = _sub(psub, "ls", "list pools", aliases=["list"])
     p.set_defaults(func=cmd_pool_ls)
     add_format_flags(p)
-    p = psub.add_parser("rm", aliases=["remove"], help="remove pools and their idle members")
+    p = _sub(psub, "rm", "remove pools and their idle members", aliases=["remove"])
     p.set_defaults(func=cmd_pool_rm)
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="pool names")

@@ -142,7 +142,7 @@ def register(reg) -> None:
     p = reg.add(g, "completion", "print a bash completion script "
                 '(eval "$(containerd-py completion bash)")',
                 lambda cl, a: cmd_completion(cl, a, reg.names()), offline=True)
-    p.add_argument("shell", choices=["bash"])
+    p.add_argument("shell", choices=["bash"], help="the shell to complete for")
     p = reg.sub.add_parser("__complete")
     p.set_defaults(func=cmd_complete, offline=False)
     p.add_argument("kind", choices=["containers", "images", "networks", "pools"])

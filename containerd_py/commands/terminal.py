@@ -40,7 +40,9 @@ def raw_terminal(enabled: bool):
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSANOW, not setraw's default TCSAFLUSH: what the user typed while the
+    # client was starting is sent, not thrown away.
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:
@@ -48,6 +50,14 @@ def raw_terminal(enabled: bool):
 
 
 def terminal_size() -> tuple[int, int]:
+    # The terminal itself first: COLUMNS/LINES in the environment (which
+    # shutil prefers) may be stale, and the remote pty must match the screen.
+    for fd in (sys.stdin.fileno(), sys.stdout.fileno()):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.columns, size.lines
+        except OSError:
+            continue
     size = shutil.get_terminal_size((80, 24))
     return size.columns, size.lines
 
@@ -130,8 +140,20 @@ async def _session(address: str, path: str, query: dict, *, tty_mode: bool, stdi
     return status[0]
 
 
+class SessionRefused(Exception):
+    """The daemon answered the websocket upgrade with an error status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def run_session(address: str, path: str, query: dict, *, tty_mode: bool, stdin: bool,
                 on_pid=None, resize=None) -> int | None:
-    with raw_terminal(tty_mode):
-        return asyncio.run(_session(address, path, query, tty_mode=tty_mode, stdin=stdin,
-                                    on_pid=on_pid, resize=resize))
+    import aiohttp
+    try:
+        with raw_terminal(tty_mode):
+            return asyncio.run(_session(address, path, query, tty_mode=tty_mode, stdin=stdin,
+                                        on_pid=on_pid, resize=resize))
+    except aiohttp.WSServerHandshakeError as e:
+        raise SessionRefused(e.status, e.message) from None

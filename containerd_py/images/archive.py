@@ -1,24 +1,30 @@
 """Reading image archives: docker-archive (`docker save`, `podman save`)
 and oci-archive (an OCI image layout in a tar).
 
-The archive is read as a stream, once: every file in it is written to a
-staging dir while its sha256 is computed, so nothing is held in memory and
-no blob is read twice to verify it. Then the archive's manifests say which
-staged file is which blob, and every digest they claim is checked against
-what was computed: a config must hash to its id, an OCI blob to its name,
-a layer to the config's diff id. Any mismatch refuses the whole archive.
+The archive is read as a stream, once: a member that is a layer (a tar,
+or a gzip) is unpacked as it arrives, into a staging dir, while both its
+blob digest and its diff id (the digest of the uncompressed tar) are
+computed; any other file is written to the staging dir while its sha256 is
+computed. So nothing is held in memory and no byte is read twice. Then the
+archive's manifests say which staged member is which blob, and every digest
+they claim is checked against what was computed: a config must hash to its
+id, an OCI blob to its name, a layer to the config's diff id. Any mismatch
+refuses the whole archive, and the staging dir goes with it.
 """
 
 import dataclasses
+import gzip
 import hashlib
+import io
 import json
 import os
 import platform
 import posixpath
 import tarfile
+import zlib
 
 from ..errors import InvalidArgument
-from . import refs
+from . import layers as layers_mod, refs
 from .layers import CHUNK, safe_name
 
 MANIFEST_V2 = "application/vnd.oci.image.manifest.v1+json"
@@ -42,16 +48,57 @@ GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "pp
 
 @dataclasses.dataclass
 class Staged:
-    path: str
+    path: str | None        # a file of the staging dir, or None for a layer:
     digest: str
     size: int
+    unpacked: str | None = None   # ...unpacked into this dir (fs/ and size)
+    diff_id: str | None = None    # the digest of its uncompressed tar
 
 
 @dataclasses.dataclass
 class LayerPlan:
-    path: str          # the staged blob
+    path: str          # the staged blob (when not unpacked while staging)
     diff_id: str       # what the uncompressed tar must hash to
     blob_digest: str
+    staged: Staged | None = None
+
+
+class _Chain(io.RawIOBase):
+    """`head` (bytes already read from `rest`), then the rest of `rest`."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        return self.rest.readinto(b) or 0
+
+
+def _is_layer(head: bytes) -> bool:
+    """A tar (ustar/GNU magic at 257) or a gzip stream (layers are tar or
+    tar+gzip; configs, manifests and indexes are JSON)."""
+    return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"
+
+
+def _unpack_member(head: bytes, src, dest: str, name: str) -> Staged:
+    os.makedirs(os.path.join(dest, "fs"))
+    raw = layers_mod.HashingReader(_Chain(head, src))
+    tar = gzip.GzipFile(fileobj=raw, mode="rb") if head[:2] == b"\x1f\x8b" else raw
+    try:
+        diff_id, tar_size = layers_mod.unpack(tar, os.path.join(dest, "fs"))
+    except (OSError, EOFError, zlib.error) as e:
+        raise InvalidArgument(f"layer {name!r} cannot be read: {e}", member=name) from None
+    while raw.read(CHUNK):  # what gzip leaves after its stream, so the digest is whole
+        pass
+    with open(os.path.join(dest, "size"), "w") as f:
+        f.write(str(tar_size))
+    return Staged(None, raw.digest(), raw.size, unpacked=dest, diff_id=diff_id)
 
 
 @dataclasses.dataclass
@@ -79,10 +126,15 @@ def stage(fileobj, dest: str) -> dict[str, Staged]:
         for n, m in enumerate(tar):
             name = safe_name(m.name, "archive member")
             if m.isreg():
-                path = os.path.join(dest, f"f{n}")
-                h, size = hashlib.sha256(), 0
                 src = tar.extractfile(m)
+                head = src.read(512)
+                if _is_layer(head):
+                    files[name] = _unpack_member(head, src, os.path.join(dest, f"u{n}"), name)
+                    continue
+                path = os.path.join(dest, f"f{n}")
+                h, size = hashlib.sha256(head), len(head)
                 with open(path, "wb") as out:
+                    out.write(head)
                     while chunk := src.read(CHUNK):
                         h.update(chunk)
                         size += len(chunk)
@@ -117,8 +169,8 @@ def _json(files: dict[str, Staged], name: str, what: str):
     st = files.get(name)
     if st is None:
         raise InvalidArgument(f"the archive lacks {what} {name!r}", member=name)
-    if st.size > JSON_MAX:
-        raise InvalidArgument(f"{what} {name!r} is too large", member=name)
+    if st.size > JSON_MAX or st.path is None:
+        raise InvalidArgument(f"{what} {name!r} is not a JSON document", member=name)
     with open(st.path, "rb") as f:
         raw = f.read()
     try:
@@ -193,7 +245,7 @@ def _docker(files: dict[str, Staged]) -> list[ImagePlan]:
                 raise InvalidArgument(f"the archive lacks layer {lname!r}", member=lname)
             if lname.startswith("blobs/sha256/"):
                 _check(files, lname, "sha256:" + lname.rsplit("/", 1)[1], "layer")
-            layers.append(LayerPlan(st.path, diff_id, st.digest))
+            layers.append(LayerPlan(st.path, diff_id, st.digest, st))
         out.append(ImagePlan(raw, digest, None, layers, _names(entry.get("RepoTags"), where)))
     return out
 
@@ -252,7 +304,7 @@ def _oci_manifest(files: dict[str, Staged], desc: dict, depth: int = 0) -> Image
         lst = _check(files, lname, ldigest, "layer")
         if "size" in ld and ld["size"] != lst.size:
             raise InvalidArgument(f"size mismatch for layer {ldigest}", member=lname)
-        layers.append(LayerPlan(lst.path, diff_id, ldigest))
+        layers.append(LayerPlan(lst.path, diff_id, ldigest, lst))
     return ImagePlan(craw, cdigest, raw, layers, [])
 
 

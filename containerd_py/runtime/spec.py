@@ -71,10 +71,11 @@ def default_spec() -> dict:
 
 # -- image config -> settings ---------------------------------------------------
 
-def image_settings(config: dict) -> ContainerSettings:
+def image_settings(config: dict, hostname: str | None = None) -> ContainerSettings:
     """What an OCI image config says about running it, as settings (its
     `config` object: Entrypoint, Cmd, Env, WorkingDir, User, Labels,
-    StopSignal)."""
+    StopSignal), with the default `hostname` (Docker's is the container's
+    id) rather than runc's "runc"."""
     c = config.get("config", config) or {}
     stop = c.get("StopSignal")
     return ContainerSettings(
@@ -85,7 +86,8 @@ def image_settings(config: dict) -> ContainerSettings:
         # The image spec lets a runtime copy labels into annotations;
         # CRI-O and podman do, so tools reading the spec see them.
         annotations=dict(c.get("Labels") or {}),
-        stop_signal=signal_number(stop) if stop else None)
+        stop_signal=signal_number(stop) if stop else None,
+        hostname=hostname[:63] if hostname else None)
 
 
 def over(base: ContainerSettings, req: ContainerSettings) -> ContainerSettings:
