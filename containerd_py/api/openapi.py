@@ -116,9 +116,9 @@ ABS_PATH = {"type": "string", "pattern": r"^/[^\u0000]*$", "maxLength": 4096,
 BOOL_Q = {"type": "boolean"}
 PORT_NUMBER = {"type": "integer", "minimum": 1, "maximum": 65535}
 NETWORK_NAME = {"type": "string", "pattern": NETWORK_NAME_RE.pattern}
-CIDR4 = {"type": "string", "pattern": IPV4["pattern"][:-1] + "/([0-9]|[12][0-9]|3[0-2])$"}
 IPV4 = {"type": "string", "pattern": r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
                                      r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$"}
+CIDR4 = {"type": "string", "pattern": IPV4["pattern"][:-1] + "/([0-9]|[12][0-9]|3[0-2])$"}
 # At least 6 MiB (Docker's minimum, below which runc's init cannot start): 6-999999 M
 # or 1-9999 G.
 MEMORY_PATTERN = ("^(([6-9]|[1-9][0-9]{1,5})[mM]|[1-9][0-9]{0,3}[gG])(i?[bB])?$")
