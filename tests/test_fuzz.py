@@ -2,11 +2,14 @@
 included (it follows the document's links from a create to real
 containers), and no failure.
 
-The document the fuzzer gets is the daemon's own, narrowed only where a
-valid request would legitimately take long: creates use one real bundle,
-operations that wait for a container to stop (`x-blocks`) and websockets
-are left out, streams are off (`x-streams`), and stop timeouts are short.
-Everything it generates is still valid against the daemon's document.
+Two runs. Invalid requests (--mode negative) against the daemon's document
+exactly as it serves it: each must be refused, and since validation refuses
+them before any handler runs they need no real bundle. Valid requests
+(--mode positive, all phases) against a narrowed copy: creates use one real
+bundle and commands it has, streams are off and stop timeouts short, and
+what would touch the host beyond containers (networks, published ports,
+connections to other daemons) is left out. Narrowing only ever removes valid
+inputs, so each of these is still valid against the real document.
 
 A new endpoint is fuzzed as soon as it is in the document; when it fails,
 this test prints schemathesis' own account of each failure (the request to
