@@ -146,6 +146,9 @@ def _check_object(value: dict, schema: dict, where: str) -> None:
     if len(value) < schema.get("minProperties", 0):
         raise Invalid(where, f"{where or 'the body'} must have at least one of "
                              f"{sorted(props)}" if props else f"{where} must not be empty")
+    for a, b in schema.get("x-exclusive", ()):
+        if a in value and b in value:
+            raise Invalid(prefix + b, f"give {a} or {b} (another name for it), not both")
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in props:
