@@ -228,11 +228,12 @@ class Supervisor(NetworkOperations):
             bundle_mod.check_runnable(bundle, spec)
         timing.mark("read-spec")
         settings = settings or ContainerSettings()
-        if checkpoint and not settings.given():
+        if checkpoint:
             # The checkpoint was taken with its container's settings (mounts,
-            # args, user): a clone restores into the same spec.
-            settings = ContainerSettings.from_json(
-                CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings)
+            # args, user): a clone restores into the same spec, with what the
+            # request adds over it.
+            settings = runspec.over(ContainerSettings.from_json(
+                CheckpointStore(checkpoint_home or bundle).meta(checkpoint).settings), settings)
         if image and not own_spec:
             settings = runspec.over(runspec.image_settings(img.image_config, cid), settings)
         record = ContainerRecord(
@@ -287,6 +288,7 @@ class Supervisor(NetworkOperations):
             c.cleanup = None
         await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
             c.record.settings).hostname or spec.get("hostname"))
+        timing.mark("network")
         try:
             await self._launch_processes(c, spec, prestart)
         except BaseException:

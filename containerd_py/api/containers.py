@@ -124,9 +124,9 @@ async def patch_container(request: web.Request) -> web.Response:
     cid = container_id(request)
     body = await read_body(request)
     known = {"status", "signal", "resources", "cpu", "memory"}
-    unknown = set(body) - known
-    if unknown or not body:
-        raise InvalidArgument(f"PATCH takes one of {sorted(known)}; got {sorted(body)}")
+    check_fields(body, known, "the PATCH body")
+    if not body:
+        raise InvalidArgument(f"PATCH takes one of {sorted(known)}; got none")
     if "status" in body:
         status = body["status"]
         if status == "paused":
@@ -152,6 +152,7 @@ async def add_process(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     body = await read_body(request)
+    check_fields(body, v.PROCESS_FIELDS, "the process")
     process = v.check_process(body, sup.process_defaults(c.id))
     p = await sup.exec(c.id, process)
     return json_response(p.to_api(), 201)
@@ -160,6 +161,7 @@ async def add_process(request: web.Request) -> web.Response:
 async def signal_process(request: web.Request) -> web.Response:
     pid = v.parse_int(request.match_info["pid"], "pid", minimum=1)
     body = await read_body(request)
+    check_fields(body, {"signal"}, "the signal body")
     sig = v.check_signal(body.get("signal"))
     await supervisor_of(request).signal_process(container_id(request), pid, sig)
     return json_response({"pid": pid, "signal": sig})
@@ -202,6 +204,7 @@ async def restart_container(request: web.Request) -> web.Response:
 
 async def kill_container(request: web.Request) -> web.Response:
     body = await read_body(request, required=False)
+    check_fields(body, {"signal"}, "the kill body")
     await supervisor_of(request).kill(container_id(request), v.check_signal(body.get("signal", 9)))
     return json_response(supervisor_of(request).get(container_id(request)).record.to_api())
 
@@ -224,6 +227,7 @@ async def exec_sync(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     body = await read_body(request)
+    check_fields(body, v.PROCESS_FIELDS | {"timeout", "outputLimit"}, "the exec body")
     process = v.check_process(body, supervisor_of(request).process_defaults(c.id))
     if process["terminal"]:
         raise InvalidArgument("exec runs to completion without a terminal; use the "

@@ -83,6 +83,11 @@ def _op(summary: str, responses: list[tuple], body=None, params=(), desc: str = 
     return op
 
 
+def _closed(props: dict, required=(), **more) -> dict:
+    """An object whose unknown fields are a 400 (the daemon says which)."""
+    return _obj(props, required, closed=True, **more)
+
+
 def _obj(props: dict, required=(), closed: bool = False, **more) -> dict:
     out = {"type": "object", "properties": props}
     if required:
@@ -350,7 +355,9 @@ PATHS = {
             *_errors(*CONTAINER_ERRORS)])},
     "/containers/{id}/rename": {"post": _op(
         "Rename (the id stays)", [_resp(200, "the container", CONTAINER), *_errors(409)],
-        params=[("name", ID, "the new name", True)])},
+        params=[("name", ID, "the new name", True)],
+        body=_closed({"name": {**ID, "description": "the query's name (the query decides)"}}),
+        body_required=False)},
     "/containers/{id}/resize": {"post": _op(
         "Resize the pty of init (or of `pid`)", [_resp(200, "resized", _obj({"w": I, "h": I})),
                                                  *_errors(*CONTAINER_ERRORS)],
@@ -416,6 +423,14 @@ PATHS = {
             _resp(401, "wrong or missing token (Authorization: Bearer)", ERROR),
             _resp(404, "no such migration", ERROR),
             _resp(409, "that round was already received", ERROR)], tag="migration")},
+    "/migrations/{migration}/page-server": {"post": _op(
+        "Target side: start a one-session criu page-server for the final dump's memory", [
+            _resp(201, "where the source's CRIU sends the pages", _obj({"address": S,
+                                                                       "port": I})),
+            _resp(400, "not over TCP", ERROR),
+            _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration", ERROR),
+            _resp(409, "already started", ERROR), *_errors(500)], tag="migration")},
     "/migrations/{migration}/restore": {"post": _op(
         "Target side: restore the received container; answers once it runs", [
             _resp(201, "the container, running", CONTAINER), *_errors(400),
@@ -542,6 +557,14 @@ _PROCESS_FIELDS = {
              "items": {"type": "string", "pattern": NO_NUL, "maxLength": 32768}},
     "env": {"type": "array", "maxItems": 1024, "items": ENV_ITEM},
     "cwd": ABS_PATH, "terminal": B, "user": _USER,
+    # As in an OCI process; init's are used when not given (validation.py).
+    "capabilities": _closed({k: {"type": "array", "maxItems": 64,
+                                 "items": {"type": "string", "pattern": "^CAP_[A-Z_]{1,32}$"}}
+                             for k in ("bounding", "effective", "inheritable", "permitted",
+                                       "ambient")}),
+    "noNewPrivileges": B,
+    "apparmorProfile": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+    "selinuxLabel": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
 }
 
 # -- networks (containerd_py/api/networks.py) --------------------------------

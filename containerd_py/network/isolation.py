@@ -63,8 +63,7 @@ class Isolation:
             "iptables", "-w", "-S", self.stage1, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
         out, _ = await proc.communicate()
-        if proc.returncode == 0 and out.decode().count("\n-A ") == 0 \
-                and "-A " not in out.decode():
+        if proc.returncode == 0 and "-A " not in out.decode():
             while await _iptables("-D", "FORWARD", "-j", self.stage1, check=False):
                 pass
             for chain in (self.stage1, self.stage2):
