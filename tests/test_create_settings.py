@@ -3,6 +3,7 @@ or on the host, and every way to get them wrong answered with a 400 that
 leaves nothing behind.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -75,6 +76,8 @@ def assert_nothing_left(api, daemon, c):
     assert not os.path.exists(os.path.join(daemon.state_dir, "shims", c))
     with open("/proc/mounts") as f:
         assert f"/shims/{c}/" not in f.read()
+    assert not glob.glob(f"/sys/fs/cgroup/*/containerd-py*/{c}") + \
+        glob.glob(f"/sys/fs/cgroup/containerd-py*/{c}")
 
 
 @pytest.fixture
