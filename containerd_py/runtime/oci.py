@@ -8,10 +8,13 @@ children (it is their subreaper), not the daemon's.
 """
 
 import asyncio
+
+from .. import failpoints
 import json
 import os
 import shutil
 
+from .. import failpoints
 from ..errors import NotFound, RuntimeFailure
 
 SUPPORTED = ("runc", "crun")
@@ -97,6 +100,8 @@ class OCIRuntime:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        if args and args[0] == "checkpoint":
+            failpoints.hit("checkpoint-during-dump")
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
