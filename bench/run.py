@@ -655,7 +655,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready,images,goals,migrate (default: all)")
+                    "start,throughput,scale,ready,images,goals,migrate,network (default: all)")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -666,7 +666,7 @@ def main(argv=None) -> int:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
     only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
-                                                     "images", "goals", "migrate"}
+                                                     "images", "goals", "migrate", "network"}
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -769,6 +769,10 @@ def main(argv=None) -> int:
                     "pools": G.fig_pools(d, work, bundles["sleep"], pyapp, cfg["pool_reps"])}
         figure("goals", goals)
         figure("migrate", lambda: migrate_bench.fig_migrate(work, q))
+        import network as network_bench
+        figure("network", lambda: network_bench.fig_network(
+            d, work, bundles, by_key.get("runc") or S.BareRuntime("runc", work, bundles),
+            by_key.get("podman"), q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"
@@ -789,6 +793,8 @@ def main(argv=None) -> int:
     import report
     S.json_dump(results, os.path.join(a.docs, "benchmarks.json"))
     report.write(results, a.docs)
+    import network as network_bench
+    network_bench.append_report(results, a.docs)
     log(f"done in {results['duration_s']}s: {os.path.join(a.docs, 'benchmarks.md')}")
     return 130 if "interrupted" in results else 0
 

@@ -12,7 +12,8 @@ in a tar).
     archives.docker_archive("app.tar", [base, top], {"Cmd": ["sh"]}, ["localhost/app:1"])
 
 Run as a script it writes one: `bundles/archives.py OUT.tar [--oci] [--name REF]
-[--pad-mib N]` (a busybox image; --pad-mib adds a layer of N MiB of data).
+[--pad-mib N]` (a busybox image running a counter, like the example bundle;
+--pad-mib adds a layer of N MiB of data).
 """
 
 from __future__ import annotations
@@ -175,10 +176,13 @@ def main(argv=None) -> int:
     layers = [dir_layer(BUSYBOX_ROOTFS)]
     if args.pad_mib:
         layers.append(pad_layer(args.pad_mib))
+    # The example bundle's counter: a number a second, and a graceful stop.
+    config = {"Cmd": ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do echo $i; "
+                      "i=$((i+1)); sleep 1; done"]}
     if args.oci:
-        oci_archive(args.out, layers, ref_name=args.name)
+        oci_archive(args.out, layers, config, ref_name=args.name)
     else:
-        docker_archive(args.out, layers, repo_tags=[args.name])
+        docker_archive(args.out, layers, config, repo_tags=[args.name])
     print(args.out)
     return 0
 

@@ -15,6 +15,8 @@ It makes:
   tmpfs at ``/tmp``), so any number of them can share it.
 * ``bundles/busybox/config.json``: an OCI runtime spec like ``runc spec``
   makes, running a counter loop (one number a second on stdout).
+* ``bundles/web/config.json``: busybox ``httpd`` on port 80 (the README's
+  web server walk-through), on the same rootfs.
 * ``bundles/pyapp/config.json``: a slow-starting Python service
   (``bundles/pyapp/app.py``) run by the host's ``/usr/bin/python3``, which is
   bind-mounted read-only into the busybox rootfs (host ``/usr``, plus
@@ -48,6 +50,7 @@ BUSYBOX_BUNDLE = HERE / "busybox"
 BUSYBOX_ROOTFS = BUSYBOX_BUNDLE / "rootfs"
 PYAPP_BUNDLE = HERE / "pyapp"
 PYAPP_APP = PYAPP_BUNDLE / "app.py"
+WEB_BUNDLE = HERE / "web"
 
 HOST_BUSYBOX = Path("/bin/busybox")
 HOST_PYTHON = "/usr/bin/python3"
@@ -61,6 +64,13 @@ HOSTNAME = "containerd-py"
 # otherwise ignore SIGTERM and only SIGKILL (after the timeout) would end it.
 COUNTER_ARGS = ["sh", "-c",
                 "trap 'exit 0' TERM; i=0; while true; do echo $i; i=$((i+1)); sleep 1; done"]
+# bundles/web: busybox httpd on port 80 with a page saying when it started (a
+# clone restored from a checkpoint shows its original's time). httpd forks
+# into the background; sh stays PID 1 so that SIGTERM (the trap) stops it.
+WEB_ARGS = ["sh", "-c",
+            "trap 'exit 0' TERM; mkdir -p /tmp/www && "
+            "echo \"hello from $(hostname), started $(date -u +%T)\" > /tmp/www/index.html && "
+            "httpd -p 80 -h /tmp/www && tail -f /dev/null & wait"]
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "TERM": "xterm",
@@ -377,6 +387,11 @@ def build(force: bool = False) -> None:
     spec = make_spec(COUNTER_ARGS, rootfs="rootfs")
     if _write_if_changed(BUSYBOX_BUNDLE / "config.json", json.dumps(spec, indent="\t") + "\n"):
         print(f"bundles: wrote {(BUSYBOX_BUNDLE / 'config.json').relative_to(HERE.parent)}")
+    web = WEB_BUNDLE / "config.json"
+    before = web.read_text() if web.exists() else None
+    write_bundle(WEB_BUNDLE, WEB_ARGS)
+    if web.read_text() != before:
+        print(f"bundles: wrote {web.relative_to(HERE.parent)}")
     # bundles/pyapp: the busybox rootfs + the host's Python
     if not Path(HOST_PYTHON).exists():
         raise BuildError(f"{HOST_PYTHON} not found: install python3 (make setup)")

@@ -43,6 +43,15 @@ def run_daemon(args) -> int:
                           if args.image_mirror else None)
     if args.criu:
         config.criu = args.criu
+    if args.default_subnet:
+        from .errors import InvalidArgument
+        from .network.networks import parse_subnet
+        try:
+            parse_subnet(args.default_subnet)
+        except InvalidArgument as e:
+            print(f"--default-subnet: {e.message}", file=sys.stderr)
+            return 1
+        config.default_subnet = args.default_subnet
     if config.shim_name_budget() < MIN_SHIM_NAME:
         print(f"--state-dir {state_dir} is too long: the shims' unix sockets below it would "
               f"not fit in {SUN_PATH_MAX} bytes", file=sys.stderr)
@@ -120,6 +129,9 @@ def _add_daemon_parser(sub) -> None:
                         " that is unix:///run/containerd-py/cri.sock; '' for none)")
     d.add_argument("--image-mirror", default=None, metavar="DIR",
                    help="where the CRI's PullImage finds images the local store lacks")
+    d.add_argument("--default-subnet", default=None, metavar="CIDR",
+                   help="subnet of the `default` network when it is first made "
+                        "(default 10.88.0.0/16)")
     d.add_argument("--debug", action="store_true", help="log every request")
     d.set_defaults(func=None, offline=True)
 

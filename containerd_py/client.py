@@ -274,6 +274,29 @@ class Client:
     def info(self):
         return self.request("GET", "/info")
 
+    # -- networks --------------------------------------------------------------
+
+    def networks(self):
+        return self.request("GET", "/networks")
+
+    def network(self, name):
+        return self.request("GET", f"/networks/{name}")
+
+    def create_network(self, name, subnet, gateway=None, internal=False):
+        body = {"name": name, "subnet": subnet, "internal": internal}
+        if gateway is not None:
+            body["gateway"] = gateway
+        return self.request("POST", "/networks", body)
+
+    def delete_network(self, name):
+        return self.request("DELETE", f"/networks/{name}")
+
+    def attach_network(self, cid, name):
+        return self.request("POST", f"/containers/{cid}/networks/{name}")
+
+    def detach_network(self, cid, name):
+        return self.request("DELETE", f"/containers/{cid}/networks/{name}")
+
     # -- images ------------------------------------------------------------------
 
     def load(self, fileobj):

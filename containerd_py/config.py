@@ -39,6 +39,8 @@ class DaemonConfig:
     log_max_bytes: int = 64 * 1024 * 1024
     events_journal_max: int = 10000
     cgroup_parent: str = "containerd-py"
+    # The subnet of the `default` network, made on the first start.
+    default_subnet: str = "10.88.0.0/16"
     init_binary: str = TINI
     # The CRI's gRPC socket ("" serves none); None: cri.sock in the state dir,
     # which is /run/containerd-py/cri.sock for the default state dir.

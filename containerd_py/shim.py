@@ -159,6 +159,26 @@ class Shim:
             raise RuntimeFailure("shim sent no stdin descriptor")
         return fd
 
+    async def attach(self, pid: int = 0) -> "AttachedOutput":
+        """The process's raw output from now on, as the shim reads it (not
+        cut into log lines: a prompt without a newline comes at once)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.sock_path)
+        except OSError as e:
+            raise RuntimeFailure(f"shim at {self.sock_path} unreachable: {e}") from None
+        try:
+            writer.write(f"attach\0{pid}\n".encode())
+            await writer.drain()
+            line = (await reader.readline()).decode(errors="replace").strip()
+        except OSError as e:
+            writer.close()
+            raise RuntimeFailure(f"shim at {self.sock_path} unreachable: {e}") from None
+        if not line.startswith("ok"):
+            writer.close()
+            raise RuntimeFailure(line[4:] if line.startswith("err") else
+                                 f"shim said {line!r}")
+        return AttachedOutput(reader, writer)
+
     async def close_stdin(self, pid: int = 0) -> None:
         await self._request("closestdin", str(pid))
 
@@ -208,6 +228,27 @@ class Shim:
     def alive(self) -> bool:
         pid = self.shim_pid()
         return pid_alive(pid) and os.path.exists(self.sock_path)
+
+
+class AttachedOutput:
+    """One `attach` connection to the shim (docs/shim.md)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    async def chunks(self):
+        """Yield ("stdout" | "stderr", bytes) until the process has no
+        output left (EOF from the shim). A terminal's output is stdout."""
+        try:
+            while True:
+                head = await self.reader.readexactly(5)
+                data = await self.reader.readexactly(int.from_bytes(head[1:], "big"))
+                yield ("stderr" if head[:1] == b"2" else "stdout"), data
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 async def _readable(loop, sock) -> None:

@@ -69,6 +69,11 @@ class ContainerRecord:
     # member, fixed when it was created, and the pool's name.
     runtime_id: str | None = None
     pool: str | None = None
+    # Networks asked for at create (None: what the bundle's config.json
+    # says), the ports to publish, and what network/ set up for this run.
+    networks: list | None = None
+    ports: list = dataclasses.field(default_factory=list)
+    network: dict = dataclasses.field(default_factory=dict)
 
     def processes(self) -> list[ProcessRecord]:
         if self.status == Status.STOPPED or self.init is None:
@@ -120,6 +125,8 @@ class ContainerRecord:
         if self.image:
             obj["image"] = self.image
         obj.update(self.config)
+        if self.networks is not None:
+            obj.update(network_api(self))
         return obj
 
     def to_json(self) -> dict:
@@ -135,6 +142,21 @@ class ContainerRecord:
         d["execs"] = [ProcessRecord(**p) for p in d.get("execs", [])]
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def network_api(r: ContainerRecord) -> dict:
+    """Each network's address, and the ports; also as Zun's `addresses`."""
+    attachments = (r.network or {}).get("attachments") or {}
+    ports = [{"hostPort": m["hostPort"], "containerPort": m["containerPort"],
+              "protocol": m["protocol"], "hostIp": m["hostIP"]} for m in r.ports]
+    return {
+        "networks": {name: dict(a) for name, a in attachments.items()},
+        "requestedNetworks": r.networks,
+        "ports": ports,
+        "addresses": {name: [{"addr": a.get("ip"), "version": 4, "port": a.get("interface"),
+                              "preserve_on_delete": False, "subnet_id": name}]
+                      for name, a in attachments.items()},
+    }
 
 
 class ContainerStore:

@@ -28,6 +28,8 @@ from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFai
 from .events import EventJournal, now_ns, rfc3339
 from .images import ImageStore, spec as image_spec
 from .interactive import ExecSession
+from .network import DEFAULT_NETWORK, NetworkService
+from .network_ops import NetworkOperations
 from .pools import WarmPools
 from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
 from .runtime.settings import ContainerSettings
@@ -75,7 +77,7 @@ class Container:
         return self.record.runtime_id or self.record.id
 
 
-class Supervisor:
+class Supervisor(NetworkOperations):
     def __init__(self, config: DaemonConfig):
         self.config = config
         self.store = ContainerStore(config.containers_dir)
@@ -86,6 +88,7 @@ class Supervisor:
         self._runtimes: dict[str, OCIRuntime] = {}
         self.checkpointing = CheckpointService(self)
         self.default_runtime = self.runtime(config.runtime).name
+        self.networks = NetworkService(config.data_dir, config.state_dir, config.default_subnet)
         os.makedirs(os.path.join(config.state_dir, "shims"), mode=0o700, exist_ok=True)
         self.pools = WarmPools(self)
 
@@ -120,7 +123,9 @@ class Supervisor:
         for record in self.store.load_all():
             c = Container(record, Shim(self.config.shim_dir(record.runtime_id or record.id)))
             self.containers[record.id] = c
+            self.networks.restore(record)
             if record.status == Status.STOPPED:
+                await self._release_network(c)  # the previous daemon died before it did
                 # A restart the previous daemon had scheduled but not done.
                 if self._should_restart(record):
                     c.restart_task = asyncio.create_task(self._policy_restart(c))
@@ -140,6 +145,7 @@ class Supervisor:
         # Root filesystems are keyed by the runtime id; pool members have theirs.
         self.images.prune(keep={c.rid for c in self.containers.values()}
                           | self.pools.member_ids())
+        await self.networks.collect_orphans(c.record for c in self.containers.values())
         log.info("recovered %d containers", len(self.containers))
         self.checkpointing.recover(set(self.containers))
         await self.pools.recover()
@@ -176,7 +182,9 @@ class Supervisor:
                      lazy: bool = False, settings: ContainerSettings | None = None,
                      resources: dict | None = None, start: bool = True,
                      image: str | None = None,
-                     checkpoint_home: str | None = None) -> Container:
+                     checkpoint_home: str | None = None,
+                     networks: list[str] | None = None,
+                     ports: list[dict] | None = None) -> Container:
         """Create a container and start it; with `start=False` only record
         it (the CRI's CreateContainer): its first `start` runs it. From a
         bundle, or from `image` (a ref of the image store). `checkpoint_home`
@@ -185,6 +193,11 @@ class Supervisor:
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
+        if image and bundle is None and networks is None:
+            # As podman's. A bundle keeps its config.json's, and the CRI's
+            # containers (a spec of their own) join their pod's namespace.
+            networks = [DEFAULT_NETWORK]
+        self.networks.check_request(networks, ports or [])
         rt = self.runtime(runtime or self.default_runtime)
         # An image's container runs the image's bundle, unless the caller
         # wrote the whole spec itself (the CRI): then only the root
@@ -212,7 +225,8 @@ class Supervisor:
             overlay=overlay or checkpoint is not None, lazy=lazy,
             settings=settings.to_json(), resources=dict(resources or {}),
             image={"ref": image, "id": img.id} if image else None,
-            checkpoint_home=checkpoint_home)
+            checkpoint_home=checkpoint_home,
+            networks=networks, ports=ports or [])
         # The bundle's process until the first launch writes the spec.
         record.init = bundle_mod.process_record(spec.get("process", {}), 0)
         c = Container(record, Shim(self.config.shim_dir(cid)))
@@ -245,6 +259,24 @@ class Supervisor:
 
     async def _launch(self, c: Container, spec: dict | None = None,
                       prestart: bool = False) -> None:
+        """Networks first (the runtime joins their netns), then the
+        processes; a failed start leaves no network behind."""
+        if spec is None:
+            spec = bundle_mod.read_config(c.record.bundle_path)
+        if c.cleanup is not None:
+            await c.cleanup  # the previous run's `runtime delete` and CNI DEL
+            c.cleanup = None
+        await self.networks.prepare(c.record, spec, hostname=ContainerSettings.from_json(
+            c.record.settings).hostname or spec.get("hostname"))
+        timing.mark("network")
+        try:
+            await self._launch_processes(c, spec, prestart)
+        except BaseException:
+            await self._release_network(c)
+            raise
+
+    async def _launch_processes(self, c: Container, spec: dict | None = None,
+                                prestart: bool = False) -> None:
         """Start the container's processes (fresh, or restored from its
         checkpoint) under a new shim. Caller holds the lock. `prestart`
         (warm pools): only the runtime's create, or the restore, with the
@@ -415,6 +447,7 @@ class Supervisor:
         except RuntimeFailure as e:
             log.warning("container %s: %s", c.id, e.message)
             deleted = False
+        await self._release_network(c)
         if self.containers.get(c.id) is c:
             if c.record.auto_remove:
                 asyncio.create_task(self._auto_remove(c))
@@ -573,6 +606,7 @@ class Supervisor:
             c.watcher.cancel()
         if not runtime_done:
             await self.runtime(c.record.runtime).delete(c.rid, force=True)
+        await self._release_network(c, save=False)
         rootfs.remove_overlay(os.path.join(c.shim.dir, "overlay"))
         shutil.rmtree(c.shim.dir, ignore_errors=True)
         self.checkpointing.forget(c.record)
@@ -584,6 +618,8 @@ class Supervisor:
         async with c.lock:
             states.check("stop", c.record.status, c.id)
             await self._stop_locked(c, timeout)
+            if c.cleanup:  # a stopped container has released its networks
+                await asyncio.shield(c.cleanup)
             self.events.emit("stop", c.id, status=c.record.exit_status)
         return c
 
@@ -751,6 +787,12 @@ class Supervisor:
         c = self.get(ref)
         states.check("attach", c.record.status, c.id)
         await c.shim.close_stdin(0)
+
+    async def output_of_init(self, ref: str):
+        """init's raw output from now on (an AttachedOutput to close)."""
+        c = self.get(ref)
+        states.check("attach", c.record.status, c.id)
+        return await c.shim.attach(0)
 
     async def stdin_of_init(self, ref: str) -> int:
         c = self.get(ref)

@@ -40,6 +40,22 @@ def _str_list(value, what: str) -> list[str]:
     return value
 
 
+def check_fields(body: dict, allowed, what: str) -> None:
+    """An unknown field is a mistake (a misspelt setting would otherwise be
+    silently dropped): name it and list what is allowed."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"in {what}; allowed: {', '.join(sorted(allowed))}",
+            field=unknown[0], unknown=unknown, allowed=sorted(allowed))
+
+
+# What an OCI process of a request may say (PUT /process, exec).
+PROCESS_FIELDS = {"args", "env", "cwd", "terminal", "user", "capabilities",
+                  "noNewPrivileges", "apparmorProfile", "selinuxLabel"}
+
+
 def check_process(body, defaults: dict) -> dict:
     """Validate an OCI process from a request and fill it from `defaults`
     (the init process of the container), as `runc exec --process` needs a

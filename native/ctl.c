@@ -98,7 +98,7 @@ void ctl_reply(struct client *c, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		send_all(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
-	if (c->state != C_SUB)
+	if (c->state != C_SUB && c->state != C_ATTACH)
 		ctl_close(c);
 }
 
@@ -162,6 +162,41 @@ void ctl_notify(pid_t pid, int status, long long ns)
 			send_all(c, buf, n);
 }
 
+/* Raw output of `p` to the clients attached to it, as it is read and
+ * before it is cut into log lines: a prompt without a newline reaches an
+ * attached terminal at once. Frames: stream byte ('1' stdout or pty, '2'
+ * stderr), 4-byte big-endian length, bytes. */
+void ctl_forward(struct proc *p, int idx, const char *buf, size_t n)
+{
+	struct client *c;
+	unsigned char hdr[5];
+
+	hdr[0] = idx == S_ERR ? '2' : '1';
+	hdr[1] = (unsigned char)(n >> 24);
+	hdr[2] = (unsigned char)(n >> 16);
+	hdr[3] = (unsigned char)(n >> 8);
+	hdr[4] = (unsigned char)n;
+	for (c = g_clients; c; c = c->next) {
+		if (c->state != C_ATTACH || c->dead || c->attached != p)
+			continue;
+		/* The container's output never waits for a reader: one that
+		 * lets its socket buffer fill is disconnected (send_all). */
+		send_all(c, (const char *)hdr, sizeof(hdr));
+		if (!c->dead)
+			send_all(c, buf, n);
+	}
+}
+
+/* `p` will write no more output: its attached clients get EOF. */
+void ctl_detach(struct proc *p)
+{
+	struct client *c;
+
+	for (c = g_clients; c; c = c->next)
+		if (c->state == C_ATTACH && c->attached == p && !c->dead)
+			ctl_close(c);
+}
+
 void ctl_shutdown(void)
 {
 	struct client *c;
@@ -206,6 +241,23 @@ static void req_stdin(struct client *c)
 	if (send_fd(c->fd, "ok\n", fd) < 0)
 		warn(errno, "send stdin of %d", p->pid);
 	ctl_close(c);
+}
+
+static void req_attach(struct client *c)
+{
+	struct proc *p = req_proc(c, c->f[1]);
+	int sz = 4 << 20;
+
+	if (!p)
+		return;
+	/* Room for bursts while the daemon is busy; root may exceed wmem_max. */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	c->state = C_ATTACH;
+	c->attached = p;
+	ctl_reply(c, "ok\n");
+	if (!c->dead && !proc_streams_open(p))
+		ctl_close(c);	/* nothing more will come */
 }
 
 static void req_resize(struct client *c)
@@ -263,6 +315,8 @@ static void dispatch(struct client *c)
 		exec_kick();
 	} else if (!strcmp(cmd, "subscribe") && c->nf == 1) {
 		c->state = C_SUB;
+	} else if (!strcmp(cmd, "attach") && c->nf == 2) {
+		req_attach(c);
 	} else if (!strcmp(cmd, "stdin") && c->nf == 2) {
 		req_stdin(c);
 	} else if (!strcmp(cmd, "resize") && c->nf == 4) {

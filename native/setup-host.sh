@@ -84,7 +84,9 @@ apt_install() {
 # tini (its static binary is the `init: true` of a container, as `docker run
 # --init`), and what the Python dependencies need to build (python-prctl:
 # libcap-dev; cffi: libffi-dev; both: gcc, python3-dev).
-apt_install runc crun busybox-static iptables iproute2 tini \
+# containernetworking-plugins: the CNI plugins (bridge, host-local, portmap,
+# firewall, loopback, tuning) the daemon runs for its networks, in /usr/lib/cni.
+apt_install runc crun busybox-static iptables iproute2 tini containernetworking-plugins \
     gcc libc6-dev libcap-dev libffi-dev pkg-config \
     python3 python3-dev python3-venv ca-certificates
 

@@ -125,6 +125,7 @@ static void proc_kill(struct proc *p)
 {
 	int i;
 
+	ctl_detach(p);
 	for (i = 0; i < S_N; i++) {
 		stream_close(&p->st[i]);
 		free(p->st[i].buf);
@@ -150,7 +151,7 @@ static void proc_sweep(void)
 	}
 }
 
-static int proc_streams_open(const struct proc *p)
+int proc_streams_open(const struct proc *p)
 {
 	int i;
 
@@ -189,6 +190,8 @@ static void proc_exited(struct proc *p, int status, long long ns)
 static void stream_eof(struct proc *p, struct stream *s)
 {
 	stream_close(s);
+	if (!proc_streams_open(p))
+		ctl_detach(p);	/* attached clients see EOF: no more output */
 	if (!p->capture) {
 		stream_flush(s);
 		if (p->exited && !p->is_init && !proc_streams_open(p))
@@ -218,6 +221,8 @@ static void stream_read(struct proc *p, struct stream *s)
 		stream_eof(p, s);
 		return;
 	}
+	if (!p->capture)
+		ctl_forward(p, (int)(s - p->st), s->buf + s->len, (size_t)n);
 	s->len += n;
 	if (!p->capture)
 		stream_feed(s);
@@ -607,7 +612,8 @@ static void loop(void)
 		watch(g_sig_fd, K_SIG, NULL, 0);
 		watch(g_ctl_fd, K_CTL, NULL, 0);
 		for (c = g_clients; c; c = c->next)
-			if (!c->dead && (c->state == C_READ || c->state == C_SUB))
+			if (!c->dead && (c->state == C_READ || c->state == C_SUB ||
+					 c->state == C_ATTACH))
 				watch(c->fd, K_CLIENT, c, 0);
 		for (p = g_procs; p; p = p->next)
 			for (n = 0; n < S_N; n++)

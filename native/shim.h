@@ -31,7 +31,7 @@ struct proc {
 	struct stream st[S_N];
 };
 
-enum client_state { C_READ, C_QUEUED, C_RUNNING, C_SUB };
+enum client_state { C_READ, C_QUEUED, C_RUNNING, C_SUB, C_ATTACH };
 
 struct client {
 	struct client *next;
@@ -42,6 +42,7 @@ struct client {
 	size_t len, cap;
 	char **f;		/* request fields, NULL-terminated */
 	int nf;
+	struct proc *attached;	/* C_ATTACH: whose output it receives */
 };
 
 /* util.c */
@@ -76,6 +77,9 @@ void ctl_reply(struct client *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void ctl_reply_err(struct client *c, const char *msg, size_t len);
 void ctl_notify(pid_t pid, int status, long long ns);
+void ctl_forward(struct proc *p, int idx, const char *buf, size_t n);
+void ctl_detach(struct proc *p);
+int proc_streams_open(const struct proc *p);
 void ctl_close(struct client *c);
 void ctl_sweep(void);
 void ctl_shutdown(void);

@@ -41,6 +41,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_subnet() -> str:
+    """A /24 in 10.128.0.0/9 that no interface of the host is on."""
+    import ipaddress
+    import random
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    used = [ipaddress.IPv4Network(f.split()[3], strict=False) for f in out.splitlines()]
+    while True:
+        net = ipaddress.IPv4Network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+
+
 def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -69,7 +81,7 @@ class Daemon:
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [DAEMON, "daemon", "--listen", self.address, "--state-dir", self.state_dir,
-             "--runtime", self.runtime, *self.extra_args],
+             "--runtime", self.runtime, *self.extra_args, *self._default_subnet()],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
         def up():
@@ -82,6 +94,16 @@ class Daemon:
 
         wait_until(up, 30, what="daemon to answer /ping")
         return self
+
+    def _default_subnet(self) -> list[str]:
+        """Each test daemon's `default` network on a subnet of its own (image
+        containers join it), so that daemons running side by side never
+        make two bridges for one subnet. Kept across restarts."""
+        if "--default-subnet" in self.extra_args:
+            return []
+        if not getattr(self, "default_subnet", None):
+            self.default_subnet = free_subnet()
+        return ["--default-subnet", self.default_subnet]
 
     def log(self) -> str:
         with open(self.log_path) as f:

@@ -176,9 +176,6 @@ KNOWN = {
                                        "page from the pod's IP",
     "portforward": "the port-forward itself works (tests/test_cri.py), but the spec first "
                    "fetches the page from the pod's IP, which needs CNI networking",
-    "attach": "the spec writes `echo -n hello` and waits for `hello` without a newline; "
-              "attach streams init's output from the shim's log, where a partial line "
-              "appears only when the line ends or the stream closes",
     "with digest": "pinned to upstream's manifest digest sha256:9700f9a2...; an archive "
                    "built offline cannot have that digest",
 }

@@ -348,6 +348,30 @@ def test_unknown_fields(api, bundle, cid):
         api.delete(c, force=True)
 
 
+def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
+    c = cid()
+    api.create(c, bundle())
+    try:
+        pid = init_pid(api, c)
+        for method, path, body, field in (
+                ("PUT", f"/containers/{c}/process", {"args": ["true"], "evn": []}, "evn"),
+                ("POST", f"/containers/{c}/exec", {"args": ["true"], "timout": 1}, "timout"),
+                ("PATCH", f"/containers/{c}", {"status": "paused", "colour": 1}, "colour"),
+                ("POST", f"/containers/{c}/kill", {"sig": 9}, "sig"),
+                ("POST", f"/containers/{c}/process/{pid}", {"signal": 9, "x": 1}, "x"),
+                ("POST", f"/containers/{c}/rename", {"name": "n", "old": "o"}, "old")):
+            with pytest.raises(APIError) as e:
+                api.request(method, path, body)
+            assert e.value.status == 400 and e.value.body["field"] == field, (path, e.value.body)
+            assert field in e.value.body["error"] and e.value.body["allowed"]
+        # Nothing of it happened: still running, same pid, same name.
+        obj = api.get(c)
+        assert obj["status"] == "running" and init_pid(api, c) == pid and obj["name"] == c
+        assert len(obj["processes"]) == 1
+    finally:
+        api.delete(c, force=True)
+
+
 @pytest.mark.parametrize("options, field, words", [
     ({"args": []}, "args", "must not be empty"),
     ({"args": "ls"}, "args", None),  # a string is a command line only for Zun's `command`

@@ -202,6 +202,16 @@ def test_bad_bodies_and_refs(api, tmp_path):
     with pytest.raises(APIError) as e:
         _load(api, empty)
     assert e.value.status == 400 and "manifest.json" in e.value.body["error"]
+    # Half an archive: refused, and nothing of it kept.
+    whole = build.docker_archive(tmp_path / "whole.tar", [build.layer(
+        [("f", "x" * 200000)])], KEEP_ALIVE, [_name("half")])
+    with open(whole, "rb") as f:
+        half = f.read()[:150000]
+    before = {i["id"] for i in api.images()}
+    with pytest.raises(APIError) as e:
+        api.upload("/images/load", io.BytesIO(half))
+    assert e.value.status == 400
+    assert {i["id"] for i in api.images()} == before
     with pytest.raises(APIError) as e:
         api.image("Bad_Name")
     assert e.value.status == 400 and e.value.body["ref"] == "Bad_Name"
@@ -541,3 +551,38 @@ def test_an_archive_podman_saved_loads_and_runs(api, cid, podman_archives, fmt):
         == "f\nnew\ngone\n"
     api.delete(c, force=True)
     api.rmi(name)
+
+
+def test_a_layer_twice_and_docker_save_symlinked_layers(api, tmp_path, cid, base_layer):
+    """`docker save` writes a repeated layer once and symlinks the other
+    place to it; the same layer at two places of an image is one snapshot."""
+    name = _name("twice")
+    again = build.layer([("etc/again", "top copy\n")])
+    middle = build.layer([("etc/.wh.again", None), ("etc/middle", "m\n")])
+    layers_ = [base_layer, again, middle, again]
+    cfg = build.image_config(layers_, KEEP_ALIVE)
+    path = tmp_path / "twice.tar"
+    with tarfile.open(path, "w") as t:
+        names = []
+        for i, data in enumerate(layers_):
+            lname = f"l{i}/layer.tar"
+            names.append(lname)
+            if i == 3:  # the repeat: a symlink to the first copy, as docker writes it
+                ti = tarfile.TarInfo(lname)
+                ti.type, ti.linkname = tarfile.SYMTYPE, "../l1/layer.tar"
+                t.addfile(ti)
+                continue
+            ti = tarfile.TarInfo(lname)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        for member, data in (("c.json", cfg), ("manifest.json", json.dumps(
+                [{"Config": "c.json", "RepoTags": [name], "Layers": names}]).encode())):
+            ti = tarfile.TarInfo(member)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    [img] = _load(api, path)
+    assert len(img["layers"]) == 4 and img["layers"][1] == img["layers"][3]
+    c = cid()
+    api.create(c, image=name)
+    assert _sh(api, c, "cat /etc/again /etc/middle") == "top copy\nm\n"
+    api.delete(c, force=True)

@@ -217,11 +217,13 @@ def test_target_killed_mid_transfer_source_resumes(hosts):
     h.a.client.create(c, b)
     who = say(h.a, c, "whoami", "whoami", 120)
     o = offer(h, c)
-    # The target stops reading: the 64 MiB transfer stalls half-way (the
-    # socket buffers hold far less), and then the target dies.
-    h.b.signal(signal.SIGSTOP)
     t, out = _migrate_in_thread(h, c, **o)
     try:
+        # Once the container is frozen the target daemon stops answering
+        # (its page server still takes the memory), so the final transfer
+        # stalls; then the target dies.
+        _wait_frozen(h, c)
+        h.b.signal(signal.SIGSTOP)
         wait_until(lambda: (h.a.client.get(c).get("migration") or {}).get("phase")
                    == "transferring", 60, 0.01, what="the final transfer to start")
     finally:
@@ -248,10 +250,10 @@ def test_container_that_exits_during_migration(hosts, tmp_path):
     pid = h.a.client.create(c, b)["processes"][0]["pid"]
     wait_until(lambda: count(pid) >= 3, 10, what="start")
     o = offer(h, c)
-    h.b.signal(signal.SIGSTOP)  # holds the migration while the container is frozen
     t, out = _migrate_in_thread(h, c, **o)
     try:
         _wait_frozen(h, c)
+        h.b.signal(signal.SIGSTOP)  # holds the migration while the container is frozen
         os.kill(pid, signal.SIGKILL)  # delivered when thawed
     finally:
         h.b.kill9()

@@ -49,9 +49,9 @@ def mounts_under(path: str) -> list[str]:
 
 
 class Host:
-    def __init__(self, netns: str, addr: str):
+    def __init__(self, netns: str, addr: str, base: str | None = None):
         self.netns, self.addr = netns, addr
-        self.state_dir = tempfile.mkdtemp(prefix="cdpy-")
+        self.state_dir = tempfile.mkdtemp(prefix="cdpy-", dir=base)
         self.sock = os.path.join(self.state_dir, "api.sock")
         self.client = Client(f"unix:{self.sock}", timeout=300)
         self.url = f"http://{addr}:{PEER_PORT}"
@@ -134,7 +134,11 @@ class Host:
 
 
 class TwoHosts:
-    def __init__(self):
+    """`base`: where the daemons' state and data dirs go (default the
+    temporary dir; the benchmark puts them on tmpfs, as /run is)."""
+
+    def __init__(self, base: str | None = None):
+        self.base = base
         tag = uuid.uuid4().hex[:6]
         self.names = (f"cdpy-mig-{tag}-a", f"cdpy-mig-{tag}-b")
         self.veths = (f"cdm{tag}a", f"cdm{tag}b")
@@ -150,8 +154,8 @@ class TwoHosts:
             for ns, veth, addr in zip(self.names, self.veths, ADDRS):
                 ip("-n", ns, "addr", "add", f"{addr}/30", "dev", veth)
                 ip("-n", ns, "link", "set", veth, "up")
-            self.a = Host(self.names[0], ADDRS[0]).start()
-            self.b = Host(self.names[1], ADDRS[1]).start()
+            self.a = Host(self.names[0], ADDRS[0], self.base).start()
+            self.b = Host(self.names[1], ADDRS[1], self.base).start()
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -7,8 +7,9 @@ APP_MEMORY_MB megabytes of touched memory.  That takes ~1-3 s cold.  It then
 prints ``ready`` and answers each line read from stdin with ``pong <line>``.
 
 Everything it holds survives a CRIU checkpoint/restore: no threads (but the
-optional heartbeat), no sockets, no inotify, no deleted or temporary files, no ctypes/ffi closures;
-only stdin/stdout/stderr pipes and anonymous memory.
+optional heartbeat), no inotify, no deleted or temporary files, no ctypes/ffi closures;
+only stdin/stdout/stderr pipes, anonymous memory and, with APP_HTTP_PORT, one
+listening TCP socket.
 
 Environment:
   APP_MEMORY_MB  extra memory to allocate and touch (default 0), e.g. 64/256/1024
@@ -149,6 +150,25 @@ if beat_ms:
             prev = now
 
     threading.Thread(target=heartbeat, daemon=True).start()
+
+# APP_HTTP_PORT: answer HTTP GETs on that port (a listening TCP socket, which
+# CRIU checkpoints too), for the time-to-first-200 benchmark; else stdin.
+http_port = int(os.environ.get("APP_HTTP_PORT", "0") or 0)
+if http_port:
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"pong %d keys\n" % len(index)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("0.0.0.0", http_port), Handler).serve_forever()
 
 stdin = sys.stdin.buffer
 stdout = sys.stdout.buffer

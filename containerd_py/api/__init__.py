@@ -12,14 +12,14 @@ from aiohttp import web
 from .. import __version__
 from ..errors import DaemonError, TooLarge
 from ..supervisor import Supervisor
-from . import checkpoints, containers, images, migrations, pools, sessions, system
+from . import checkpoints, containers, images, migrations, networks, pools, sessions, system
 from .access import AccessPolicy
 from .common import MAX_BODY, SUPERVISOR, json_response
 
 log = logging.getLogger("containerd_py.api")
 
 ROUTES = [*system.ROUTES, *containers.ROUTES, *checkpoints.ROUTES, *sessions.ROUTES,
-          *images.ROUTES, *migrations.ROUTES, *pools.ROUTES]
+          *images.ROUTES, *migrations.ROUTES, *pools.ROUTES, *networks.ROUTES]
 
 
 @web.middleware

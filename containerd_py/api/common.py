@@ -7,6 +7,7 @@ from aiohttp import web
 from ..errors import InvalidArgument
 from ..supervisor import Supervisor
 from .. import validation as v
+from ..validation import check_fields  # noqa: F401  (the route modules' import)
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 MAX_BODY = 1024 * 1024
@@ -47,13 +48,3 @@ def bool_field(body: dict, key: str) -> bool:
         raise InvalidArgument(f"{key} must be a boolean", field=key)
     return value
 
-
-def check_fields(body: dict, allowed: set, what: str) -> None:
-    """An unknown field is a mistake (a misspelt setting would otherwise be
-    silently dropped): name it and list what is allowed."""
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise InvalidArgument(
-            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"in {what}; allowed: {', '.join(sorted(allowed))}",
-            field=unknown[0], unknown=unknown, allowed=sorted(allowed))

@@ -13,6 +13,7 @@ from ..supervisor import Supervisor
 from . import create_body
 from .common import (bool_field, check_fields, container_id, json_response, read_body,
                      supervisor_of)
+from .networks import create_fields as network_fields
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024
 
@@ -39,7 +40,8 @@ async def _create_container(request: web.Request) -> web.Response:
         cid, req.bundle, name=req.name, labels=req.labels, runtime=req.runtime,
         checkpoint=req.checkpoint, auto_remove=req.auto_remove,
         restart_policy=req.restart_policy, overlay=req.overlay, lazy=req.lazy,
-        settings=req.settings, resources=req.resources, image=req.image, start=req.start)
+        settings=req.settings, resources=req.resources, image=req.image, start=req.start,
+        **network_fields(body))
     return json_response(c.record.to_api(), 201)
 
 
@@ -122,9 +124,9 @@ async def patch_container(request: web.Request) -> web.Response:
     cid = container_id(request)
     body = await read_body(request)
     known = {"status", "signal", "resources", "cpu", "memory"}
-    unknown = set(body) - known
-    if unknown or not body:
-        raise InvalidArgument(f"PATCH takes one of {sorted(known)}; got {sorted(body)}")
+    check_fields(body, known, "the PATCH body")
+    if not body:
+        raise InvalidArgument(f"PATCH takes one of {sorted(known)}; got none")
     if "status" in body:
         status = body["status"]
         if status == "paused":
@@ -150,6 +152,7 @@ async def add_process(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     body = await read_body(request)
+    check_fields(body, v.PROCESS_FIELDS, "the process")
     process = v.check_process(body, sup.process_defaults(c.id))
     p = await sup.exec(c.id, process)
     return json_response(p.to_api(), 201)
@@ -158,6 +161,7 @@ async def add_process(request: web.Request) -> web.Response:
 async def signal_process(request: web.Request) -> web.Response:
     pid = v.parse_int(request.match_info["pid"], "pid", minimum=1)
     body = await read_body(request)
+    check_fields(body, {"signal"}, "the signal body")
     await supervisor_of(request).signal_process(container_id(request), pid, v.check_signal(body.get("signal")))
     return json_response({"pid": pid, "signal": body["signal"]})
 
@@ -199,6 +203,7 @@ async def restart_container(request: web.Request) -> web.Response:
 
 async def kill_container(request: web.Request) -> web.Response:
     body = await read_body(request, required=False)
+    check_fields(body, {"signal"}, "the kill body")
     await supervisor_of(request).kill(container_id(request), v.check_signal(body.get("signal", 9)))
     return json_response(supervisor_of(request).get(container_id(request)).record.to_api())
 
@@ -221,6 +226,7 @@ async def exec_sync(request: web.Request) -> web.Response:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
     body = await read_body(request)
+    check_fields(body, v.PROCESS_FIELDS | {"timeout", "outputLimit"}, "the exec body")
     process = v.check_process(body, supervisor_of(request).process_defaults(c.id))
     if process["terminal"]:
         raise InvalidArgument("exec runs to completion without a terminal; use the "
@@ -298,6 +304,7 @@ async def rename_container(request: web.Request) -> web.Response:
     name = request.query.get("name")
     if name is None:
         body = await read_body(request, required=False)
+        check_fields(body, {"name"}, "the rename body")
         name = body.get("name")
     v.check_id(name, "name")
     return json_response((await supervisor_of(request).rename(container_id(request), name)).record.to_api())

@@ -21,8 +21,11 @@ SETTINGS_FIELDS = {"args", "entrypoint", "env", "cwd", "user", "hostname", "term
                    "readonlyRootfs", "mounts", "resources", "annotations", "stopSignal",
                    "init"}
 ZUN_FIELDS = {"command", "environment", "workdir", "cpu", "memory", "interactive"}
+# Checked by api/networks.py (create_fields).
+NETWORK_FIELDS = {"networks", "nets", "ports"}
 CREATE_FIELDS = {"bundlePath", "image", "checkpoint", "lazy", "labels", "runtime", "name",
-                 "autoRemove", "restartPolicy", "overlay", "start"} | SETTINGS_FIELDS | ZUN_FIELDS
+                 "autoRemove", "restartPolicy", "overlay", "start"} | SETTINGS_FIELDS | ZUN_FIELDS \
+    | NETWORK_FIELDS
 # The same thing under two names: giving both is ambiguous.
 _ALIASES = [("args", "command"), ("env", "environment"), ("cwd", "workdir"),
             ("terminal", "interactive")]

@@ -28,7 +28,11 @@ class _BodyReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        data = asyncio.run_coroutine_threadsafe(self.content.read(len(b)), self.loop).result()
+        try:
+            data = asyncio.run_coroutine_threadsafe(self.content.read(len(b)),
+                                                    self.loop).result()
+        except Exception as e:  # the client went away mid-body: a short archive
+            raise OSError(f"the request body ended early: {e}") from None
         b[:len(data)] = data
         return len(data)
 

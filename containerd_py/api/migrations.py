@@ -57,18 +57,29 @@ async def restore_migration(request: web.Request) -> web.Response:
     return json_response(c.record.to_api(), 201)
 
 
+async def start_page_server(request: web.Request) -> web.Response:
+    s = _session(request)
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname or not isinstance(sockname, tuple):
+        raise InvalidArgument("a page server is offered over TCP only (the address the "
+                              "source reached this daemon on)")
+    return json_response(await _service(request).inbox.page_server(s, sockname[0]), 201)
+
+
 async def abort_migration(request: web.Request) -> web.Response:
     s = _session(request)
     _service(request).inbox.abort(s)
     return web.Response(status=204)
 
 
-SELF_AUTHENTICATED.update({receive_round, restore_migration, abort_migration})
+SELF_AUTHENTICATED.update({receive_round, restore_migration, abort_migration,
+                           start_page_server})
 
 ROUTES = [
     web.post("/containers/{id}/migrate", migrate),
     web.post("/migrations", open_migration),
     web.put("/migrations/{migration}/rounds/{round}", receive_round),
+    web.post("/migrations/{migration}/page-server", start_page_server),
     web.post("/migrations/{migration}/restore", restore_migration),
     web.delete("/migrations/{migration}", abort_migration),
 ]

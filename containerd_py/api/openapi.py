@@ -50,6 +50,11 @@ def _op(summary: str, responses: list[tuple], body=None, params=(), desc: str = 
     return op
 
 
+def _closed(props: dict, required=()) -> dict:
+    """An object whose unknown fields are a 400 (the daemon says which)."""
+    return {**_obj(props, required), "additionalProperties": False}
+
+
 def _obj(props: dict, required=()) -> dict:
     out = {"type": "object", "properties": props}
     if required:
@@ -60,6 +65,12 @@ def _obj(props: dict, required=()) -> dict:
 S, I, B, N = ({"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"})
 STR_LIST = {"type": "array", "items": S}
 STR_MAP = {"type": "object", "additionalProperties": S}
+# An OCI process as PUT /process and exec take it; unknown fields are a 400.
+PROCESS_PROPS = {
+    "args": {**STR_LIST, "minItems": 1}, "env": STR_LIST, "cwd": S, "terminal": B,
+    "user": _obj({"uid": I, "gid": I, "additionalGids": {"type": "array", "items": I}}),
+    "capabilities": {"type": "object"}, "noNewPrivileges": B, "apparmorProfile": S,
+    "selinuxLabel": S}
 TIMEOUT = ("timeout", "integer", "seconds between the stop signal and SIGKILL (default 10)")
 
 PATHS = {
@@ -79,7 +90,8 @@ PATHS = {
              "image-load, image-tag, image-delete, commit, export-checkpoint, "
              "import-checkpoint, migrate-start, migrate-round, migrate-precopy-skipped, "
              "migrate-freeze, migrate-done, migrate-failed, migration-open, migrated-in, "
-             "migration-aborted.",
+             "migration-aborted, create-network, delete-network, network-attach, "
+             "network-detach.",
         tag="daemon")},
     "/ping": {"get": _op("Liveness", [_resp(200, "ok", _obj({"ok": B}))], tag="daemon")},
     "/version": {"get": _op("Daemon and API version", [
@@ -120,9 +132,9 @@ PATHS = {
                                                      *_errors(400, 404)]),
         "patch": _op("Pause/resume, signal init, or update resources", [
             _resp(200, "the container", CONTAINER), *_errors(400, 404, 409, 500)],
-            body=_obj({"status": {"type": "string", "enum": ["paused", "running"]},
-                       "signal": I, "resources": {"$ref": "#/components/schemas/Resources"},
-                       "cpu": N, "memory": {"oneOf": [I, S]}})),
+            body=_closed({"status": {"type": "string", "enum": ["paused", "running"]},
+                          "signal": I, "resources": {"$ref": "#/components/schemas/Resources"},
+                          "cpu": N, "memory": {"oneOf": [I, S]}})),
         "delete": _op("Delete a stopped container", [
             _resp(204, "deleted"), *_errors(400, 404, 409, 500)],
             params=[("force", "boolean", "kill a running container first")]),
@@ -138,7 +150,7 @@ PATHS = {
     "/containers/{id}/process/{pid}": {"post": _op(
         "Signal one process of the container", [
             _resp(200, "signalled", _obj({"pid": I, "signal": I})), *_errors(400, 404, 500)],
-        body=_obj({"signal": I}, ["signal"]))},
+        body=_closed({"signal": I}, ["signal"]))},
     "/containers/{id}/process/{pid}/wait": {"get": _op(
         "Wait for a process to exit", [_resp(200, "exit status", _obj({"pid": I,
                                                                        "exitStatus": I})),
@@ -160,7 +172,7 @@ PATHS = {
     "/containers/{id}/kill": {"post": _op(
         "Send a signal to init (default SIGKILL)", [_resp(200, "the container", CONTAINER),
                                                     *_errors(400, 404, 409, 500)],
-        body=_obj({"signal": I}))},
+        body=_closed({"signal": I}))},
     "/containers/{id}/pause": {"post": _op(
         "Freeze every process (cgroup freezer)", [_resp(200, "the container", CONTAINER),
                                                   *_errors(400, 404, 409, 500)])},
@@ -176,7 +188,7 @@ PATHS = {
             _resp(200, "result", _obj({"exitStatus": I, "stdout": S, "stderr": S,
                                        "truncated": B, "timedOut": B})),
             *_errors(400, 404, 409, 500)],
-        body={"allOf": [PROCESS_SPEC, _obj({"timeout": N, "outputLimit": I})]})},
+        body=_closed({**PROCESS_PROPS, "timeout": N, "outputLimit": I}, ["args"]))},
     "/containers/{id}/exec/ws": {"get": _op(
         "Interactive exec over a websocket", [
             _resp(101, "websocket: binary frames are the process's input and output"),
@@ -290,6 +302,14 @@ PATHS = {
             _resp(401, "wrong or missing token (Authorization: Bearer)", ERROR),
             _resp(404, "no such migration", ERROR),
             _resp(409, "that round was already received", ERROR)], tag="migration")},
+    "/migrations/{migration}/page-server": {"post": _op(
+        "Target side: start a one-session criu page-server for the final dump's memory", [
+            _resp(201, "where the source's CRIU sends the pages", _obj({"address": S,
+                                                                       "port": I})),
+            _resp(400, "not over TCP", ERROR),
+            _resp(401, "wrong or missing token", ERROR),
+            _resp(404, "no such migration", ERROR),
+            _resp(409, "already started", ERROR), *_errors(500)], tag="migration")},
     "/migrations/{migration}/restore": {"post": _op(
         "Target side: restore the received container; answers once it runs", [
             _resp(201, "the container, running", CONTAINER), *_errors(400),
@@ -385,13 +405,60 @@ PATHS = {
     },
 }
 
+# -- networks (containerd_py/api/networks.py) --------------------------------
+NETWORK = {"$ref": "#/components/schemas/Network"}
+ATTACHMENT = {"$ref": "#/components/schemas/NetworkAttachment"}
+_NET_ERRORS = {
+    400: "invalid network name, bad CIDR or gateway, or a subnet overlapping another "
+         "network's or a host interface's",
+    404: "no such network (or container)",
+    409: "the network exists, or is in use by containers (listed in `containers`)",
+}
+
+
+def _net_errors(*codes: int) -> list[tuple]:
+    return [_resp(c, _NET_ERRORS[c], ERROR) if c in _NET_ERRORS else _errors(c)[0]
+            for c in codes]
+
+
+PATHS.update({
+    "/networks": {
+        "get": _op("List networks", [_resp(200, "networks", {"type": "array",
+                                                              "items": NETWORK})],
+                   tag="networks"),
+        "post": _op("Create a bridge network (a CNI conflist under the data dir)", [
+            _resp(201, "the network", NETWORK), *_net_errors(400, 409, 413)],
+            body=_obj({"name": S, "subnet": S, "gateway": S, "internal": B}, ["name"]),
+            desc="subnet: default the first free 10.89.N.0/24. internal: no masquerade and "
+                 "no default route out of the container.",
+            tag="networks"),
+    },
+    "/networks/{name}": {
+        "get": _op("One network, with the containers on it", [
+            _resp(200, "the network", NETWORK), *_net_errors(400, 404)], tag="networks"),
+        "delete": _op("Delete a network no container uses", [
+            _resp(204, "deleted"), *_net_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/networks/{name}": {
+        "post": _op("Attach a running container to a network (a new interface appears)", [
+            _resp(201, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+            tag="networks"),
+        "delete": _op("Detach a running container from a network", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)], tag="networks"),
+    },
+    "/containers/{id}/network_attach": {"post": _op(
+        "Zun's attach: POST /containers/{id}/networks/{name}", [
+            _resp(200, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+    "/containers/{id}/network_detach": {"post": _op(
+        "Zun's detach: DELETE /containers/{id}/networks/{name}", [
+            _resp(204, "detached"), *_errors(400, 404, 409, 500)],
+        params=[("network", "string", "the network's name")], tag="networks")},
+})
+
 SCHEMAS = {
     "Error": _obj({"error": S}, ["error"]),
-    "ProcessSpec": _obj({"args": {"type": "array", "items": S},
-                         "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
-                         "user": _obj({"uid": I, "gid": I,
-                                       "additionalGids": {"type": "array", "items": I}})},
-                        ["args"]),
+    "ProcessSpec": _closed(PROCESS_PROPS, ["args"]),
     "Process": _obj({"pid": I, "args": {"type": "array", "items": S},
                      "env": {"type": "array", "items": S}, "cwd": S, "terminal": B,
                      "user": {"type": "object"}}),
@@ -412,7 +479,11 @@ SCHEMAS = {
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
         "annotations": STR_MAP, "stopSignal": S, "init": B,
-        "image": _obj({"ref": S, "id": S})}),
+        "image": _obj({"ref": S, "id": S}),
+        "networks": {"type": "object", "additionalProperties": ATTACHMENT},
+        "requestedNetworks": {"type": "array", "items": S},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
+        "addresses": {"type": "object", "description": "Zun's form of `networks`"}}),
     "CreateRequest": {**_obj({
         "bundlePath": S, "image": {"type": "string", "description": "an image of the "
                                    "store instead of bundlePath"},
@@ -446,6 +517,11 @@ SCHEMAS = {
         "command": {"oneOf": [S, STR_LIST], "description": "Zun: args, or a command line"},
         "environment": STR_MAP, "workdir": S, "cpu": N, "memory": {"oneOf": [I, S]},
         "interactive": {"type": "boolean", "description": "Zun: terminal"},
+        # Networks (network/).
+        "networks": {"type": "array", "items": S,
+                     "description": '[] loopback only, ["host"] the host\'s namespace'},
+        "nets": {"type": "array", "items": _obj({"network": S}), "description": "Zun: networks"},
+        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
     }), "additionalProperties": False},
     "Mount": {**_obj({"destination": S, "type": {"type": "string", "enum": ["bind", "tmpfs"]},
                       "source": S, "options": STR_LIST}, ["destination"]),
@@ -455,6 +531,13 @@ SCHEMAS = {
     "Event": _obj({"type": S, "id": S, "pid": I, "status": I, "timestamp": S, "ns": I}),
     "LogEntry": _obj({"timestamp": S, "stream": S, "line": S}),
     "Stats": {"type": "object"},
+    "Network": _obj({"name": S, "subnet": S, "gateway": S, "internal": B, "bridge": S,
+                     "driver": S, "containers": {"type": "object"}}),
+    "NetworkAttachment": _obj({"network": S, "interface": S, "ip": S, "prefixLen": I,
+                               "gateway": S, "mac": S}),
+    "Port": _obj({"hostPort": I, "containerPort": I,
+                  "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                  "hostIp": S}, ["containerPort"]),
     "Image": _obj({"id": S, "shortId": S, "names": {"type": "array", "items": S},
                    "digest": S, "size": I, "created": S, "loaded": S,
                    "layers": {"type": "array", "items": S}, "architecture": S, "os": S,

@@ -55,6 +55,9 @@ class Session:
     bytes: int = 0
     busy: bool = False
     timer: asyncio.TimerHandle | None = None
+    # `criu page-server` receiving the final dump's memory straight from
+    # the source's CRIU, while it dumps.
+    pages: asyncio.subprocess.Process | None = None
 
 
 class Inbox:
@@ -105,7 +108,9 @@ class Inbox:
 
     def _expire(self, sid: str) -> None:
         s = self.sessions.get(sid)
-        if s and not s.busy:
+        if s and s.busy:  # a transfer under way: look again later
+            self._touch(s)
+        elif s:
             log.warning("migration %s of %s: no word from the source for %ds, dropped",
                         sid, s.cid, IDLE_S)
             self.abort(s, "the source went silent")
@@ -125,6 +130,12 @@ class Inbox:
         finally:
             s.busy = False
             self._touch(s)
+        if name == FINAL and s.pages is not None:
+            s.busy = True
+            try:
+                await self._pages_done(s, os.path.join(dest, "checkpoint"))
+            finally:
+                s.busy = False
         size = _du(dest)
         s.rounds.append(name)
         s.bytes += size
@@ -136,6 +147,14 @@ class Inbox:
             raise Conflict(f"migration {s.id}: the final dump has not been received")
         from .service import _read_manifest
         manifest = _read_manifest(final)
+        # What the target's operator opened the migration for, the source
+        # cannot change: the token is for that bundle or image only.
+        for key in ("bundlePath", "image"):
+            if key in s.settings and manifest["container"].get(key) != s.settings[key]:
+                self.abort(s, f"{key} differs from the one the migration was opened for")
+                raise InvalidArgument(
+                    f"migration {s.id}: the source's {key} {manifest['container'].get(key)!r} "
+                    f"is not the {s.settings[key]!r} it was opened for", field=key)
         # The pre-copy rounds sit next to the final images, where its
         # `parent` links ("../r1") point.
         s.busy = True
@@ -159,7 +178,56 @@ class Inbox:
         self._close(s)
         self.service.sup.events.emit("migration-aborted", s.cid, migration=s.id, error=why)
 
+    async def page_server(self, s: Session, address: str) -> dict:
+        """Start a one-session `criu page-server` on `address` (where the
+        source reached this daemon), writing into the final dump's images.
+        CRIU's own protocol, unauthenticated: it lives only for this
+        migration and serves one connection."""
+        if s.pages is not None:
+            raise Conflict(f"migration {s.id}: its page server was already started")
+        pages = os.path.join(s.dir, "pages")
+        os.makedirs(pages)
+        import socket
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family) as probe:  # a free port on that address
+            probe.bind((address, 0))
+            port = probe.getsockname()[1]
+        s.pages = await asyncio.create_subprocess_exec(
+            self.service.criu(), "page-server", "--images-dir", pages,
+            "--work-dir", s.dir, "--address", address, "--port", str(port),
+            "-o", "page-server.log", "-v2", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
+        # For the next daemon, should this one die first (service.recover).
+        with open(os.path.join(s.dir, "page-server.pid"), "w") as f:
+            f.write(str(s.pages.pid))
+        for _ in range(500):
+            if s.pages.returncode is not None:
+                raise RuntimeFailure("criu page-server exited at once: "
+                                     + _log_tail(os.path.join(s.dir, "page-server.log")))
+            if _listening(port):
+                return {"address": address, "port": port}
+            await asyncio.sleep(0.005)
+        raise RuntimeFailure("criu page-server did not listen within 2.5 s")
+
+    async def _pages_done(self, s: Session, final_images: str) -> None:
+        """Wait for the page server to finish its session and put what it
+        wrote (pagemap and pages images) beside the rest of the dump."""
+        try:
+            rc = await asyncio.wait_for(s.pages.wait(), 60)
+        except asyncio.TimeoutError:
+            raise RuntimeFailure("criu page-server still running after the final dump "
+                                 "arrived") from None
+        if rc != 0:
+            raise RuntimeFailure(f"criu page-server exited {rc}: "
+                                 + _log_tail(os.path.join(s.dir, "page-server.log")))
+        pages = os.path.join(s.dir, "pages")
+        for name in os.listdir(pages):
+            os.rename(os.path.join(pages, name), os.path.join(final_images, name))
+
     def _close(self, s: Session) -> None:
+        if s.pages is not None and s.pages.returncode is None:
+            s.pages.kill()
         if s.timer:
             s.timer.cancel()
         self.sessions.pop(s.id, None)
@@ -212,6 +280,17 @@ class Peer:
         return await self.call(f"transfer of {name}", "PUT",
                                f"/migrations/{self.sid}/rounds/{name}", data=plan.chunks())
 
+    async def page_server(self) -> dict | None:
+        """The target's page server for the final dump's memory, or None if
+        the target has none to offer (then the pages go in the archive)."""
+        try:
+            return await self.call("page server", "POST",
+                                   f"/migrations/{self.sid}/page-server")
+        except PeerFailure as e:
+            if e.details.get("targetStatus") in (404, 405, 501):
+                return None
+            raise
+
     async def restore(self, lazy: bool) -> dict:
         return await self.call("restore", "POST", f"/migrations/{self.sid}/restore",
                                json={"lazy": lazy})
@@ -257,6 +336,11 @@ class Migration:
             from .service import settings_of
             await peer.open(c.id, settings_of(r), self.offer)
             parent = await self._pre_copy(peer)
+            # Started before the freeze: its start-up is not downtime.
+            ps = await peer.page_server() if parent is None else None
+            page_server = f"{ps['address']}:{ps['port']}" if ps else None
+            if ":" in (ps or {}).get("address", ""):
+                page_server = f"[{ps['address']}]:{ps['port']}"
             self.frozen_at = time.monotonic()
             steps = {}
             lap = Lap(steps)
@@ -270,7 +354,7 @@ class Migration:
             lap("pauseMs")
             self._update("migrate-freeze", phase="frozen")
             final = os.path.join(self.work, FINAL)
-            await self._dump(final, parent=parent, pre_dump=False)
+            await self._dump(final, parent=parent, pre_dump=False, page_server=page_server)
             lap("dumpMs")
             self._update(None, phase="transferring")
             sent = await peer.send(FINAL, self._final_plan(final))
@@ -292,7 +376,13 @@ class Migration:
         self._update("migrate-done", phase="done", frozenMs=frozen_ms,
                      totalMs=round((time.monotonic() - t0) * 1000, 1))
         result = dict(self.progress, id=c.id, container=arrived)
-        await self.sup.delete_locked(c, force=True)
+        try:
+            await self.sup.delete_locked(c, force=True)
+        except DaemonError as e:
+            # It runs on the target: the migration is done, only the frozen
+            # source copy is left for the user to delete.
+            log.error("migration of %s: done, but the source copy stays: %s", c.id, e.message)
+            result["sourceLeft"] = e.message
         return result
 
     async def _pre_copy(self, peer: Peer) -> str | None:
@@ -318,7 +408,8 @@ class Migration:
             parent = f"../{name}"
         return parent
 
-    async def _dump(self, image: str, *, parent: str | None, pre_dump: bool) -> None:
+    async def _dump(self, image: str, *, parent: str | None, pre_dump: bool,
+                    page_server: str | None = None) -> None:
         c = self.c
         if c.exited.is_set():
             raise Conflict(f"container {c.id!r} exited during its migration", id=c.id,
@@ -331,7 +422,7 @@ class Migration:
             # frozen (CRIU restores the freezer state it found), so that a
             # failure later only has to thaw it.
             await self.rt.checkpoint(c.rid, image, wdir, leave_running=True, pre_dump=pre_dump,
-                                     parent=parent)
+                                     parent=parent, page_server=page_server)
         except RuntimeFailure as e:
             await self._if_exited()
             e.message += " " + criu_log_tail(wdir)
@@ -441,6 +532,31 @@ def lazy_unavailable() -> Unavailable:
     return Unavailable("lazy migration (CRIU page server + lazy-pages) is not available on "
                        f"this host: {LAZY_ERROR}; migrate with pre-copy (\"lazy\": false)",
                        field="lazy", criuError=LAZY_ERROR)
+
+
+def _listening(port: int) -> bool:
+    """Is something of this network namespace listening on TCP `port`?"""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except FileNotFoundError:
+            continue
+        for ln in rows:
+            fields = ln.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                return True
+    return False
+
+
+def _log_tail(path: str, lines: int = 6) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            kept = [ln.strip() for ln in f if "RLIMIT_NOFILE" not in ln]
+    except FileNotFoundError:
+        return "(no log)"
+    errors = [ln for ln in kept if "Error (" in ln][:3]
+    return " | ".join(errors or kept[-lines:])
 
 
 def _du(path: str) -> int:

@@ -35,7 +35,10 @@ def settings_of(record) -> dict:
             "runtime": record.runtime, "restartPolicy": record.restart_policy,
             "autoRemove": record.auto_remove, "bundlePath": record.bundle_path,
             "resources": record.resources, "overlay": record.overlay,
-            "settings": record.settings, "image": record.image}
+            "settings": record.settings, "image": record.image,
+            # By name: on the receiving daemon the container joins its
+            # networks of the same names (its own addresses there).
+            "networks": record.networks, "ports": record.ports}
 
 
 def upper_dir(c) -> str | None:
@@ -163,6 +166,7 @@ class CheckpointService:
             path = os.path.join(self.received_dir, name)
             if name.startswith(".") or name not in known:
                 log.info("removing leftover received checkpoint %s", path)
+                _kill_page_server(os.path.join(path, "page-server.pid"))
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- export ----------------------------------------------------------------
@@ -264,7 +268,8 @@ class CheckpointService:
                 restart_policy=settings.get("restartPolicy") or {"name": "no"}, lazy=lazy,
                 settings=ContainerSettings.from_json(settings.get("settings") or
                                                      meta.get("settings") or {}),
-                resources=settings.get("resources") or {}, image=image)
+                resources=settings.get("resources") or {}, image=image,
+                networks=settings.get("networks"), ports=settings.get("ports") or None)
         except BaseException:
             if cid not in self.sup.containers:  # else the id is another's now
                 shutil.rmtree(home, ignore_errors=True)
@@ -327,3 +332,16 @@ def _read_manifest(root: str) -> dict:
     manifest["checkpoint"] = meta
     return manifest
 
+
+
+def _kill_page_server(pid_file: str) -> None:
+    """A migration's `criu page-server` that outlived its daemon."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"page-server" not in f.read():
+                return  # the pid was reused
+        os.kill(pid, 9)
+    except (OSError, ValueError):
+        pass

@@ -15,7 +15,6 @@ import os
 import secrets
 import time
 
-from .. import logs
 from ..errors import InvalidArgument, NotFound
 from . import spdy
 
@@ -212,58 +211,66 @@ class StreamingServer:
 
     @staticmethod
     async def _resizes(stream, session):
-        buf = b""
-        decoder = json.JSONDecoder()
-        while (data := await stream.read()) is not None:
-            buf += data
-            text = buf.decode(errors="replace").lstrip()
-            while text:
-                try:
-                    obj, end = decoder.raw_decode(text)
-                except ValueError:
-                    break
-                session.resize(int(obj.get("Width", 80)), int(obj.get("Height", 24)))
-                text = text[end:].lstrip()
-            buf = text.encode()
+        async for cols, rows in _sizes(stream):
+            session.resize(cols, rows)
 
     async def _attach(self, req, streams) -> int:
         """The container's init: its stdin through the shim, its output as
-        the shim logs it (from now on)."""
+        the shim reads it (raw, from now on: a prompt or `echo -n` reaches
+        the client without waiting for a newline, as the log would)."""
         cid = req["container_id"]
-        c = self.sup.get(cid)
-        stdin_fd = await self.sup.stdin_of_init(cid) if "stdin" in streams else None
+        # Subscribed before stdin is fed, so no answer to it is missed.
+        output = await self.sup.output_of_init(cid)
+        stdin_fd = None
         loop = asyncio.get_running_loop()
 
-        async def output():
-            async for e in logs.follow(c.shim.log_path, self.sup.output_done(c), tail=0,
-                                       partial=True):
-                st = streams.get("stderr" if e.stream == "stderr" and not req["tty"]
+        async def pump():
+            async for name, data in output.chunks():
+                st = streams.get("stderr" if name == "stderr" and not req["tty"]
                                  else "stdout")
                 if st is not None:
-                    await st.write((e.line + ("\n" if e.complete else "")).encode())
+                    await st.write(data)
 
         async def feed():
             while (data := await streams["stdin"].read()) is not None:
                 await loop.run_in_executor(None, os.write, stdin_fd, data)
 
-        out = asyncio.create_task(output())
-        tasks = {out}
-        if stdin_fd is not None:
-            tasks.add(asyncio.create_task(feed()))
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if out not in done and req.get("stdin_once"):
-                # StdinOnce: the container's stdin ends with the attach's.
-                os.close(stdin_fd)
-                stdin_fd = None
-                await self.sup.close_stdin_of_init(cid)
-                await out
+            if "stdin" in streams:
+                stdin_fd = await self.sup.stdin_of_init(cid)
+            out = asyncio.create_task(pump())
+            tasks = {out}
+            if stdin_fd is not None:
+                tasks.add(asyncio.create_task(feed()))
+            resizing = asyncio.create_task(self._resize_init(cid, streams["resize"])) \
+                if "resize" in streams else None
+            try:
+                # The output ending (init exited) or the client's stdin
+                # ending (it detached) ends the attach.
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if out not in done and req.get("stdin_once"):
+                    # StdinOnce: the container's stdin ends with the attach's.
+                    os.close(stdin_fd)
+                    stdin_fd = None
+                    await self.sup.close_stdin_of_init(cid)
+                    await out
+            finally:
+                for t in tasks | ({resizing} if resizing else set()):
+                    t.cancel()
         finally:
-            for t in tasks:
-                t.cancel()
+            output.close()
             if stdin_fd is not None:
                 os.close(stdin_fd)
         return 0
+
+    async def _resize_init(self, cid, stream):
+        """Resize events of an attach with a tty go to init's pty."""
+        async for cols, rows in _sizes(stream):
+            try:
+                await self.sup.resize(cid, 0, cols, rows)
+            except Exception as e:  # the container went away meanwhile
+                log.debug("attach resize: %s", e)
+                return
 
     # -- port forward -------------------------------------------------------------
 
@@ -326,6 +333,23 @@ class StreamingServer:
             sending.cancel()
             writer.close()
             await err.close()
+
+
+async def _sizes(stream):
+    """(cols, rows) for each TerminalSize JSON object ({"Width", "Height"})
+    the client writes on a resize stream; objects may span DATA frames."""
+    buf = ""
+    decoder = json.JSONDecoder()
+    while (data := await stream.read()) is not None:
+        buf = (buf + data.decode(errors="replace")).lstrip()
+        while buf:
+            try:
+                obj, end = decoder.raw_decode(buf)
+            except ValueError:
+                break
+            if isinstance(obj, dict):
+                yield int(obj.get("Width") or 80), int(obj.get("Height") or 24)
+            buf = buf[end:].lstrip()
 
 
 async def _respond(writer, status: int, text: str) -> None:

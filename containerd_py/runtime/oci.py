@@ -142,7 +142,7 @@ class OCIRuntime:
 
     async def checkpoint(self, cid: str, image: str, work: str, *, leave_running: bool,
                          tcp=False, unix_sockets=False, shell=False, pre_dump: bool = False,
-                         parent: str | None = None) -> None:
+                         parent: str | None = None, page_server: str | None = None) -> None:
         """`pre_dump`: memory only, the container keeps running (CRIU's
         pre-dump, with memory change tracking); `parent`: the previous
         round's image dir, relative to `image`, so that only pages changed
@@ -154,6 +154,10 @@ class OCIRuntime:
             argv.append("--leave-running")
         if parent:
             argv += ["--parent-path", parent]
+        if page_server:
+            # Memory pages go to `criu page-server` at ADDR:PORT as they are
+            # dumped, not into `image`.
+            argv += ["--page-server", page_server]
         argv += _criu_flags(tcp, unix_sockets, shell)
         await self.run("checkpoint", argv=argv + [cid], timeout=600)
 
