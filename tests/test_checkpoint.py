@@ -670,6 +670,14 @@ def test_clone_of_a_container_with_settings_restores_with_them(api, daemon, bund
         assert r["stdout"].split("\n")[:3] == ["warm-one", "hello from the host", "1"], r
         # Its own overlay, not the bundle's rootfs nor the original's.
         assert mounts_under(os.path.join(daemon.state_dir, "shims", clone, "overlay"))
+        # Settings given with the restore go over the checkpoint's.
+        more = cid("clone")
+        created = api.create(more, b, checkpoint="with-settings", env=["B=2"])
+        assert "A=1" in created["env"] and "B=2" in created["env"]
+        assert created["mounts"] == obj["mounts"] and created["init"] is True
+        r = api.exec_sync(more, ["sh", "-c", "echo $A $B; cat /etc/motd"])
+        assert r["stdout"] == "1 2\nhello from the host\n", r
+        api.delete(more, force=True)
     finally:
         api.delete(clone, force=True)
         api.delete(c, force=True)

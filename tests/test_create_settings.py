@@ -3,6 +3,7 @@ or on the host, and every way to get them wrong answered with a 400 that
 leaves nothing behind.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -75,6 +76,8 @@ def assert_nothing_left(api, daemon, c):
     assert not os.path.exists(os.path.join(daemon.state_dir, "shims", c))
     with open("/proc/mounts") as f:
         assert f"/shims/{c}/" not in f.read()
+    assert not glob.glob(f"/sys/fs/cgroup/*/containerd-py*/{c}") + \
+        glob.glob(f"/sys/fs/cgroup/containerd-py*/{c}")
 
 
 @pytest.fixture
@@ -359,7 +362,7 @@ def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
                 ("PATCH", f"/containers/{c}", {"status": "paused", "colour": 1}, "colour"),
                 ("POST", f"/containers/{c}/kill", {"sig": 9}, "sig"),
                 ("POST", f"/containers/{c}/process/{pid}", {"signal": 9, "x": 1}, "x"),
-                ("POST", f"/containers/{c}/rename", {"name": "n", "old": "o"}, "old")):
+                ("POST", f"/containers/{c}/rename?name=n", {"name": "n", "old": "o"}, "old")):
             with pytest.raises(APIError) as e:
                 api.request(method, path, body)
             assert e.value.status == 400 and e.value.body["field"] == field, (path, e.value.body)
@@ -390,7 +393,7 @@ def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
     ({"mounts": [{"type": "tmpfs", "destination": "/"}]}, "mounts", "root"),
     ({"stopSignal": "SIGNOPE"}, "stopSignal", "unknown signal"),
     ({"stopSignal": 99}, "stopSignal", "unknown signal"),
-    ({"resources": {"memory": "lots"}}, "memory", None),
+    ({"resources": {"memory": "lots"}}, "resources", None),
     ({"annotations": {"a": 1}}, "annotations", "strings"),
     ({"init": "yes"}, "init", "boolean"),
 ])

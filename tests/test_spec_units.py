@@ -175,3 +175,11 @@ def test_runtime_messages_that_are_the_users_mistake(message, field):
 def test_other_runtime_failures_stay_500():
     e = RuntimeFailure('runc failed: msg="cgroup: permission denied"')
     assert failures.classify(e) is e
+
+
+def test_a_mount_replaces_the_one_on_the_same_destination():
+    a = {"destination": "/d", "type": "tmpfs", "source": "tmpfs", "options": []}
+    b = {"destination": "/d", "type": "bind", "source": "/srv", "options": ["rbind"]}
+    c = {"destination": "/e", "type": "tmpfs", "source": "tmpfs", "options": []}
+    merged = runspec.over(ContainerSettings(mounts=[a, c]), ContainerSettings(mounts=[b]))
+    assert merged.mounts == [c, b]

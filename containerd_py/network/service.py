@@ -121,7 +121,7 @@ class NetworkService:
         """After a restart: CNI DEL and unpin what a daemon killed half-way
         through a setup left behind (cached results and namespaces that no
         record names)."""
-        owned = {r.id for r in records if (r.network or {}).get("netns")}
+        owned = {_cni_id(r) for r in records if (r.network or {}).get("netns")}
         async with self._lock:
             for entry in self.cni.cache.entries():
                 try:
@@ -166,7 +166,9 @@ class NetworkService:
         async with self._lock:
             ports_mod.check_free(record.ports or [], {k: v for k, v in self.published.items()
                                                       if k != record.id})
-            record.network = {"netns": path, "attachments": {}, "ports": []}
+            # The CNI container id, fixed here: a record's id can change
+            # (a warm pool's member claimed under the user's id).
+            record.network = {"netns": path, "attachments": {}, "ports": [], "cniId": record.id}
             try:
                 await asyncio.to_thread(netns.create, path)
                 await self.cni.add(LOOPBACK_CONFLIST, record.id, path, "lo")
@@ -187,7 +189,7 @@ class NetworkService:
         n = self.store.get(name)
         await self.isolation.add(n.bridge)
         runtime = {"portMappings": mappings} if mappings else {}
-        result = await self.cni.add(n.conflist, record.id, record.network["netns"], ifname,
+        result = await self.cni.add(n.conflist, _cni_id(record), record.network["netns"], ifname,
                                     runtime)
         a = first_ipv4(result, ifname)
         record.network["attachments"][name] = a
@@ -202,7 +204,7 @@ class NetworkService:
             conflist = n.conflist
         except NotFound:
             n, conflist = None, None  # deleted meanwhile: the cached config says how
-        await self.cni.delete(conflist, record.id, record.network.get("netns") or "",
+        await self.cni.delete(conflist, _cni_id(record), record.network.get("netns") or "",
                               a.get("interface", "eth0"), network=name)
         record.network["attachments"].pop(name, None)
         members = self.members.get(name, {})
@@ -245,13 +247,13 @@ class NetworkService:
         path = net.get("netns")
         if path:
             try:
-                await self.cni.delete(LOOPBACK_CONFLIST, record.id, path, "lo")
+                await self.cni.delete(LOOPBACK_CONFLIST, _cni_id(record), path, "lo")
             except Exception as e:
                 log.warning("container %s: %s", record.id, e)
             await asyncio.to_thread(netns.remove, path)
         self.published.pop(record.id, None)
         self._hostnames.pop(record.id, None)
-        shutil.rmtree(self._files_dir(record.id), ignore_errors=True)
+        shutil.rmtree(self._files_dir(_cni_id(record)), ignore_errors=True)
         record.network = {}
         self._refresh_hosts()
         if errors:
@@ -321,6 +323,10 @@ class NetworkService:
                 etcfiles.write_in_place(os.path.join(d, "hosts"), etcfiles.hosts(own, peers))
             except OSError as e:
                 log.warning("container %s: hosts file: %s", cid, e)
+
+
+def _cni_id(record) -> str:
+    return (record.network or {}).get("cniId") or record.id
 
 
 def _names(record) -> list[str]:

@@ -91,8 +91,9 @@ def image_settings(config: dict, hostname: str | None = None) -> ContainerSettin
 
 
 def over(base: ContainerSettings, req: ContainerSettings) -> ContainerSettings:
-    """The request's settings over the image's. As in Docker, a new
-    entrypoint drops the image's Cmd too."""
+    """The request's settings over the image's (or a checkpoint's). As in
+    Docker, a new entrypoint drops the image's Cmd too; a mount replaces
+    the one on the same destination."""
     def pick(a, b):
         return b if b is not None else a
     args = req.args if req.args is not None else (
@@ -103,7 +104,9 @@ def over(base: ContainerSettings, req: ContainerSettings) -> ContainerSettings:
         user=pick(base.user, req.user), hostname=pick(base.hostname, req.hostname),
         terminal=pick(base.terminal, req.terminal),
         readonly_rootfs=pick(base.readonly_rootfs, req.readonly_rootfs),
-        mounts=base.mounts + req.mounts, annotations={**base.annotations, **req.annotations},
+        mounts=[m for m in base.mounts
+                if m["destination"] not in {r["destination"] for r in req.mounts}] + req.mounts,
+        annotations={**base.annotations, **req.annotations},
         stop_signal=pick(base.stop_signal, req.stop_signal), init=base.init or req.init)
 
 
