@@ -129,6 +129,29 @@ def test_counter_migrates_with_its_memory_and_pids(hosts, tmp_path):
     assert not host_pid_alive(npid) and h.b.received() == []
 
 
+def test_cli_migrate_moves_a_running_container(hosts, tmp_path):
+    """The command a user types: `containerd-py migrate ID --to URL`, with
+    the target's operator address to open the migration there."""
+    import subprocess
+
+    from conftest import DAEMON
+    h = hosts
+    b = str(write_bundle(tmp_path / "clicounter", COUNTER))
+    c = "clicounter"
+    pid = h.a.client.create(c, b)["processes"][0]["pid"]
+    wait_until(lambda: count(pid) >= 3, 10, what="start")
+    x = read_file(pid, "/tmp/v")
+    p = subprocess.run([DAEMON, "--address", f"unix:{h.a.sock}", "migrate", c, "--to", h.b.url,
+                        "--target-address", f"unix:{h.b.sock}"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == c + "\n"  # the id, as the other changing commands print
+    assert container_gone(h.a.client, c) and not host_pid_alive(pid)
+    npid = h.b.client.get(c)["processes"][0]["pid"]
+    assert read_file(npid, "/tmp/v") == x
+    h.b.client.delete(c, force=True)
+
+
 def test_pyapp_64mib_keeps_its_memory(hosts):
     h = hosts
     b = str(pyapp_bundle(os.path.join(h.a.state_dir, "pyapp64"), memory_mb=64))
