@@ -204,15 +204,20 @@ class NetworkService:
             conflist = n.conflist
         except NotFound:
             n, conflist = None, None  # deleted meanwhile: the cached config says how
-        await self.cni.delete(conflist, _cni_id(record), record.network.get("netns") or "",
-                              a.get("interface", "eth0"), network=name)
-        record.network["attachments"].pop(name, None)
-        members = self.members.get(name, {})
-        members.pop(record.id, None)
-        if not members:
-            self.members.pop(name, None)
-            if n is not None:
-                await self._drop_bridge(n)
+        try:
+            await self.cni.delete(conflist, _cni_id(record), record.network.get("netns") or "",
+                                  a.get("interface", "eth0"), network=name)
+        finally:
+            # Even when the plugin failed (its words reach the caller's log):
+            # the container has left the network all the same, and a stale
+            # member would keep `DELETE /networks/{name}` a 409 for ever.
+            record.network["attachments"].pop(name, None)
+            members = self.members.get(name, {})
+            members.pop(record.id, None)
+            if not members:
+                self.members.pop(name, None)
+        if not self.members.get(name) and n is not None:
+            await self._drop_bridge(n)
 
     async def _drop_bridge(self, n: Network) -> None:
         """The last container left: the bridge plugin leaves its bridge,
