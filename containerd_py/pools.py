@@ -370,7 +370,7 @@ class WarmPools:
         except (RuntimeFailure, OSError) as e:
             log.warning("pool %s: removing member %s: %s", pool.spec.name, m.id, e)
         if m.record.shim_pid:
-            from .supervisor import _reap
+            from .supervisor.core import _reap
             asyncio.create_task(_reap(m.record.shim_pid))
         pool.store.remove(m.id)
 

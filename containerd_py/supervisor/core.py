@@ -10,33 +10,31 @@ hold the lock while they wait for exactly that exit.
 """
 
 import asyncio
-import json
 import logging
 import os
 import shutil
-import uuid
 
-import psutil
-
-from . import API_VERSION, __version__, bundle as bundle_mod, failpoints, orphans, shim_loss
-from . import states, timing
-from . import stats as stats_mod
-from .checkpoint import after_restore, criu_log_tail
-from .checkpoint.service import CheckpointService
-from .checkpoint.store import CheckpointStore
-from .config import DaemonConfig
-from .errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure
-from .events import EventJournal, now_ns, rfc3339
-from .images import ImageStore, spec as image_spec
-from .interactive import ExecSession
-from .network import DEFAULT_NETWORK, NetworkService
+from .. import bundle as bundle_mod, failpoints, orphans, shim_loss
+from .. import states, timing
+from .. import stats as stats_mod
+from ..checkpoint import after_restore, criu_log_tail
+from ..checkpoint.service import CheckpointService
+from ..checkpoint.store import CheckpointStore
+from ..config import DaemonConfig
+from ..errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from ..events import EventJournal, now_ns, rfc3339
+from ..images import ImageStore, spec as image_spec
+from ..network import DEFAULT_NETWORK, NetworkService
+from ..pools import WarmPools
+from ..runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
+from ..runtime.settings import ContainerSettings
+from ..shim import ExitRecord, Shim
+from ..states import Status
+from ..interactive import ExecSession
+from ..store import ContainerRecord, ContainerStore
 from .network_ops import NetworkOperations
-from .pools import WarmPools
-from .runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
-from .runtime.settings import ContainerSettings
-from .shim import ExitRecord, Shim
-from .states import Status
-from .store import ContainerRecord, ContainerStore, ProcessRecord
+from .processes import ProcessOperations
+from .system import SystemInfo
 
 log = logging.getLogger("containerd_py.supervisor")
 
@@ -78,7 +76,7 @@ class Container:
         return self.record.runtime_id or self.record.id
 
 
-class Supervisor(NetworkOperations):
+class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
     def __init__(self, config: DaemonConfig):
         self.config = config
         self.store = ContainerStore(config.containers_dir)
@@ -517,49 +515,6 @@ class Supervisor(NetworkOperations):
 
     # -- operations ----------------------------------------------------------
 
-    async def exec(self, ref: str, process: dict) -> ProcessRecord:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("exec", c.record.status, c.id)
-            rt = self.runtime(c.record.runtime)
-            proc_file, pid_file = _write_process(c, process, "exec")
-            # The shim listens on this one path and runs one exec at a time.
-            console = (os.path.join(c.shim.dir, "exec-console.sock")
-                       if process["terminal"] else None)
-            try:
-                pid = await c.shim.exec(
-                    rt.exec_argv(c.rid, proc_file, pid_file, console_socket=console),
-                    pid_file, process["terminal"])
-            except RuntimeFailure as e:
-                raise failures.classify(e) from None
-            finally:
-                for path in (proc_file, pid_file):
-                    _unlink(path)
-            p = bundle_mod.process_record(process, pid)
-            c.record.execs.append(p)
-            self.store.save(c.record)
-            self.events.emit("start-process", c.id, pid=pid)
-            # The process may already be gone, its exit line sent before we
-            # knew its pid; the shim's exit file settles it.
-            ex = c.shim.process_exit(pid)
-            if ex is not None:
-                self._on_process_exit(c, ex)
-            return p
-
-    async def signal_process(self, ref: str, pid: int, signal: int) -> None:
-        c = self.get(ref)
-        async with c.lock:
-            states.check("signal-process", c.record.status, c.id)
-            procs = c.record.processes()
-            if not any(p.pid == pid for p in procs):
-                raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
-            if pid == c.record.init.pid:
-                await self._kill(c, signal)
-            else:
-                try:
-                    os.kill(pid, signal)
-                except ProcessLookupError:
-                    raise NotFound(f"process {pid} has exited", id=c.id, pid=pid) from None
 
     async def kill(self, ref: str, signal: int) -> None:
         c = self.get(ref)
@@ -682,21 +637,6 @@ class Supervisor(NetworkOperations):
         await c.exited.wait()
         return c.record
 
-    async def wait_process(self, ref: str, pid: int) -> int:
-        c = self.get(ref)
-        r = c.record
-        if str(pid) in r.exec_exits:
-            return r.exec_exits[str(pid)]
-        if r.init is not None and pid == r.init.pid:
-            await c.exited.wait()
-            return r.exit_status
-        if not any(p.pid == pid for p in r.execs):
-            raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
-        ev = c.process_exited.setdefault(pid, asyncio.Event())
-        await ev.wait()
-        if str(pid) not in r.exec_exits:
-            raise NotFound(f"exit status of process {pid} is unknown", id=c.id, pid=pid)
-        return r.exec_exits[str(pid)]
 
     async def start(self, ref: str, checkpoint: str | None = None,
                     lazy: bool = False) -> Container:
@@ -724,132 +664,8 @@ class Supervisor(NetworkOperations):
             self.events.emit("restart", c.id, pid=c.record.init.pid)
         return c
 
-    # -- exec to completion, interactive exec, top, stats, update, rename, resize
+    # -- stats, update, rename
 
-    async def exec_sync(self, ref: str, process: dict, timeout: float | None,
-                        limit: int) -> dict:
-        """Run a process to completion and return its output, like
-        Kubernetes' ExecSync. The daemon runs `runtime exec` in the foreground
-        (the shim is not involved: the caller waits for the result)."""
-        c = self.get(ref)
-        async with c.lock:
-            states.check("exec", c.record.status, c.id)
-        rt = self.runtime(c.record.runtime)
-        proc_file, pid_file = _write_process(c, process, "sync")
-        argv = rt.exec_argv(c.rid, proc_file, pid_file, detach=False)
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        self.events.emit("exec", c.id, args=process["args"])
-        out, err = _Capped(limit), _Capped(limit)
-        pumps = asyncio.gather(out.pump(proc.stdout), err.pump(proc.stderr))
-        timed_out = False
-        try:
-            await asyncio.wait_for(asyncio.shield(pumps), timeout)
-        except asyncio.TimeoutError:
-            timed_out = True
-            # Killing `runc exec` would orphan the process; kill the process
-            # and its descendants (they hold its output pipes open). The pid
-            # file appears only once runc has started it.
-            for _ in range(50):
-                if _kill_pid_file(pid_file) or proc.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
-            try:
-                await asyncio.wait_for(asyncio.shield(pumps), 2)
-            except asyncio.TimeoutError:
-                # Something that escaped to init still holds the pipes, and
-                # `runc exec` waits for their EOF too: stop both.
-                pumps.cancel()
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
-        status = await proc.wait()
-        for path in (proc_file, pid_file):
-            _unlink(path)
-        return {"exitStatus": status if status >= 0 else 128 - status,
-                "stdout": out.text(), "stderr": err.text(),
-                "truncated": out.truncated or err.truncated, "timedOut": timed_out}
-
-    async def open_exec(self, ref: str, process: dict) -> ExecSession:
-        """Start an interactive process; the caller pumps its input and
-        output and must `close_exec` it."""
-        c = self.get(ref)
-        async with c.lock:
-            states.check("exec", c.record.status, c.id)
-        rt = self.runtime(c.record.runtime)
-        proc_file, pid_file = _write_process(c, process, "ws")
-
-        def argv(console):
-            return rt.exec_argv(c.rid, proc_file, pid_file, detach=console is not None,
-                                console_socket=console)
-
-        try:
-            session = await ExecSession.start(argv, process["terminal"], c.shim.dir, pid_file)
-        except BaseException:
-            _unlink(proc_file)
-            raise
-        # A foreground runtime may still be reading it: removed on close.
-        session.process_file = proc_file
-        if session.pid is not None:
-            c.sessions[session.pid] = session
-        self.events.emit("exec", c.id, pid=session.pid, args=process["args"])
-        return session
-
-    async def close_exec(self, ref: str, session: ExecSession) -> int:
-        session.kill()  # no-op when it has exited
-        status = await session.wait()
-        c = self.containers.get(ref)
-        if c is not None and c.sessions.get(session.pid) is session:
-            del c.sessions[session.pid]
-        _unlink(session.pid_file)
-        _unlink(session.process_file)
-        return status
-
-    async def reopen_log(self, ref: str) -> None:
-        """Make the shim open its log file again (after the caller moved it
-        away, as the kubelet's log rotation does)."""
-        c = self.get(ref)
-        states.check("logs", c.record.status, c.id)
-        if c.record.status == Status.STOPPED:
-            raise Conflict(f"container {c.id!r} is not running", id=c.id, status="stopped")
-        await c.shim.reopen_log()
-
-    async def close_stdin_of_init(self, ref: str) -> None:
-        """EOF on init's stdin (the CRI's StdinOnce, when the attach ends)."""
-        c = self.get(ref)
-        states.check("attach", c.record.status, c.id)
-        await c.shim.close_stdin(0)
-
-    async def output_of_init(self, ref: str):
-        """init's raw output from now on (an AttachedOutput to close)."""
-        c = self.get(ref)
-        states.check("attach", c.record.status, c.id)
-        return await c.shim.attach(0)
-
-    async def stdin_of_init(self, ref: str) -> int:
-        c = self.get(ref)
-        states.check("attach", c.record.status, c.id)
-        return await c.shim.stdin_fd(0)
-
-    async def top(self, ref: str) -> list[dict]:
-        c = self.get(ref)
-        states.check("top", c.record.status, c.id)
-        pids = await self.runtime(c.record.runtime).ps(c.rid)
-        rows = []
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                with p.oneshot():
-                    rows.append({"pid": pid, "ppid": p.ppid(), "user": p.username(),
-                                 "command": " ".join(p.cmdline()) or p.name(),
-                                 "status": p.status(),
-                                 "cpuPercent": p.cpu_percent(None),
-                                 "rss": p.memory_info().rss})
-            except psutil.Error:
-                continue  # exited between ps and now
-        return rows
 
     def stats(self, ref: str) -> dict:
         c = self.get(ref)
@@ -884,19 +700,6 @@ class Supervisor(NetworkOperations):
             self.events.emit("rename", c.id, oldName=old, name=name)
         return c
 
-    async def resize(self, ref: str, pid: int, cols: int, rows: int) -> None:
-        c = self.get(ref)
-        states.check("resize", c.record.status, c.id)
-        if pid in c.sessions:
-            c.sessions[pid].resize(cols, rows)
-            return
-        procs = {p.pid: p for p in c.record.processes()}
-        target = procs.get(pid or c.record.init.pid)
-        if target is None:
-            raise NotFound(f"no process {pid} in container {c.id!r}", id=c.id, pid=pid)
-        if not target.terminal:
-            raise Conflict(f"process {target.pid} has no terminal", id=c.id, pid=target.pid)
-        await c.shim.resize(0 if target is c.record.init else target.pid, cols, rows)
 
     def _check_oom(self, c: Container) -> None:
         """Emit `oom` once per OOM kill the container's memory cgroup
@@ -911,111 +714,8 @@ class Supervisor(NetworkOperations):
             c.record.oom_killed = True
             self.events.emit("oom", c.id, pid=c.record.init.pid)
 
-    async def info(self) -> dict:
-        counts = {s.value: 0 for s in Status}
-        for c in self.containers.values():
-            counts[c.record.status.value] += 1
-        runtimes = {}
-        for name in SUPPORTED:
-            try:
-                runtimes[name] = {"path": self.runtime(name).path,
-                                  "version": await self.runtime(name).version()}
-            except DaemonError as e:
-                runtimes[name] = {"error": e.message}
-        uname = os.uname()
-        return {
-            "version": __version__, "apiVersion": API_VERSION,
-            "host": {"hostname": uname.nodename, "kernel": uname.release,
-                     "os": _os_release(), **self.machine()},
-            "defaultRuntime": self.default_runtime, "runtimes": runtimes,
-            "criu": self.checkpointing.criu_status,
-            "containers": {"total": len(self.containers), **counts},
-            # Records that could not be read at start: their containers are
-            # not managed (kept on disk for the user to look at).
-            "damagedRecords": [{"id": k, "error": e} for k, e in self.store.damaged.items()],
-            "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
-            "listen": self.config.listen,
-        }
-
-    @staticmethod
-    def output_done(c: Container):
-        """A predicate: has the container written its last log line? The
-        shim reports init's exit before it drains the pipes, so a stopped
-        container's log is complete only once its shim is gone too."""
-        return lambda: c.exited.is_set() and not c.shim.alive()
-
-    def process_defaults(self, ref: str) -> dict:
-        """What an exec'd process inherits from init (env, user, cwd,
-        capabilities): the spec the daemon wrote for it, settings included."""
-        c = self.get(ref)
-        for path in (os.path.join(c.shim.dir, "bundle"), c.record.bundle_path):
-            try:
-                return bundle_mod.read_config(path).get("process", {})
-            except DaemonError:
-                continue
-        return {}
-
-    def machine(self) -> dict:
-        return {"cpus": os.cpu_count(), "memory": psutil.virtual_memory().total}
-
 
 # -- helpers -----------------------------------------------------------------
-
-def _os_release() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            fields = dict(ln.rstrip().split("=", 1) for ln in f if "=" in ln)
-        return fields.get("PRETTY_NAME", "").strip('"')
-    except FileNotFoundError:
-        return ""
-
-
-class _Capped:
-    """Collects a stream up to `limit` bytes, then drains and drops the rest
-    so the process never blocks on a full pipe."""
-
-    def __init__(self, limit: int):
-        self.limit, self.buf, self.truncated = limit, bytearray(), False
-
-    async def pump(self, stream) -> None:
-        while chunk := await stream.read(65536):
-            room = self.limit - len(self.buf)
-            if len(chunk) > room:
-                self.truncated = True
-            self.buf += chunk[:max(room, 0)]
-
-    def text(self) -> str:
-        return self.buf.decode(errors="replace")
-
-
-def _write_process(c: Container, process: dict, kind: str) -> tuple[str, str]:
-    """The OCI process file `runtime exec --process` reads, and the pid file
-    it will write, unique per exec."""
-    token = f"{kind}-{uuid.uuid4().hex[:12]}"
-    proc_file = os.path.join(c.shim.dir, token + ".json")
-    with open(proc_file, "w") as f:
-        json.dump(process, f)
-    return proc_file, os.path.join(c.shim.dir, token + ".pid")
-
-
-def _kill_pid_file(path: str) -> bool:
-    """SIGKILL the process in a pid file and its descendants; False if
-    there is no pid file (yet)."""
-    try:
-        with open(path) as f:
-            pid = int(f.read().strip())
-    except (FileNotFoundError, ValueError):
-        return False
-    try:
-        family = [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        family = []
-    for p in [pid] + family:
-        try:
-            os.kill(p, 9)
-        except ProcessLookupError:
-            pass
-    return True
 
 
 def _started_ns(r: ContainerRecord) -> int:

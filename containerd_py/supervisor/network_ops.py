@@ -4,8 +4,8 @@ the supervisor does not grow with each capability."""
 
 import logging
 
-from .errors import Conflict
-from .states import Status
+from ..errors import Conflict
+from ..states import Status
 
 log = logging.getLogger("containerd_py.supervisor")
 
