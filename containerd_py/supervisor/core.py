@@ -22,7 +22,7 @@ from ..checkpoint.service import CheckpointService
 from ..checkpoint.store import CheckpointStore
 from ..config import DaemonConfig
 from ..errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
-from ..events import EventJournal, now_ns, rfc3339
+from ..events import EventJournal, now_ns, parse_timestamp, rfc3339
 from ..images import ImageStore, spec as image_spec
 from ..network import DEFAULT_NETWORK, NetworkService
 from ..pools import WarmPools
@@ -719,7 +719,6 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
 
 
 def _started_ns(r: ContainerRecord) -> int:
-    from .events import parse_timestamp
     return parse_timestamp(r.started_at) if r.started_at else now_ns()
 
 
