@@ -289,6 +289,13 @@ class NetworkService:
             await self._del(record, name, a)
             self._refresh_hosts()
 
+    async def interfaces(self, record) -> list[dict]:
+        path = (record.network or {}).get("netns")
+        if not path:
+            raise Conflict(f"container {record.id!r} has no network namespace of the daemon's "
+                           "(created without networks, or on the host's)", id=record.id)
+        return await netns.interfaces(path)
+
     # -- /etc files ----------------------------------------------------------
 
     def _write_files(self, record, hostname: str) -> None:
