@@ -2,7 +2,7 @@
 """Image benchmarks: containerd-py's image store against podman and
 containerd on the same image archive.
 
-    request -> running   POST /containers/{id} {"image"} vs `podman run -d
+    request -> running   POST /containers/{id} {"image", "networks": []} vs `podman run -d
                          --network none IMAGE` vs `ctr run -d IMAGE` (after
                          `ctr images import`), a `tail -f /dev/null` container
     load                 POST /images/load of a ~100 MiB docker-archive vs
@@ -73,7 +73,9 @@ def cpy_figures(d, arc: dict, rounds: int, load_reps: int, n_disk: int) -> dict:
     start = Samples()
     for _ in range(rounds):
         cid = "img-" + uuid.uuid4().hex[:8]
-        start.add(_timed(lambda: c.create(cid, image=arc["small_ref"])))
+        # No network, as `podman run --network none` (an image container
+        # otherwise joins the default bridge network).
+        start.add(_timed(lambda: c.create(cid, image=arc["small_ref"], networks=[])))
         c.delete(cid, force=True)
     out["start"] = start.to_json()
     load = Samples()
@@ -90,7 +92,7 @@ def cpy_figures(d, arc: dict, rounds: int, load_reps: int, n_disk: int) -> dict:
     try:
         for i in range(n_disk):
             cid = f"disk-{i}-" + uuid.uuid4().hex[:6]
-            c.create(cid, image=arc["big_ref"])
+            c.create(cid, image=arc["big_ref"], networks=[])
             ids.append(cid)
         store = os.path.join(d.data, "images")
         out["disk_kib"] = du_kib(os.path.join(store, "snapshots"), os.path.join(store, "active"))
@@ -205,8 +207,9 @@ def report_lines(res: dict) -> list[str]:
     out = ["## Images", "",
            "`bench/images.py`: one busybox-static image (a docker-archive written by "
            "`bundles/archives.py`) under every system, each on private state. *request → "
-           "running*: `POST /containers/{id}` with `{\"image\": REF}` (answers once the "
-           "container runs), `podman run -d --network none REF`, `ctr run -d --null-io REF` "
+           "running*: `POST /containers/{id}` with `{\"image\": REF, \"networks\": []}` "
+           "(answers once the container runs), `podman run -d --network none REF`, "
+           "`ctr run -d --null-io REF` (no network either) "
            f"after `ctr images import`; median of {cfg['rounds']}. *load*: the same image "
            f"with a {cfg['pad_mib']} MiB layer of incompressible data ({mib:.0f} MiB archive), "
            f"POST /images/load vs `podman load -i` vs `ctr images import`; median of "

@@ -157,6 +157,19 @@ def test_spdy_reset_ends_a_stream_and_unknown_frames_are_skipped():
     assert received == [(1, {"streamtype": "stdin"}, b"x")]
 
 
+def test_spdy_malformed_frames_end_the_session_only():
+    bad_frames = (
+        Client.control(spdy.SYN_STREAM, 0, struct.pack(">IIH", 3, 0, 0) + b"not zlib"),
+        Client.control(spdy.SYN_STREAM, 0, b"\x00\x00"),  # too short
+        struct.pack(">HHI", 0x8002, spdy.PING, 4) + b"\x00" * 4)  # SPDY/2
+    for bad in bad_frames:
+        c = Client()
+        frames = c.syn_stream(1, {"streamtype": "stdin"}) + c.data(1, b"before") + bad
+        received, _ = serve(frames + c.data(1, b"after"))
+        # What came before is delivered, then the stream ends (EOF).
+        assert received == [(1, {"streamtype": "stdin"}, b"before")]
+
+
 def test_spdy_server_frames():
     async def run():
         wire = Wire()
@@ -471,3 +484,58 @@ def test_port_forward_carries_megabytes(cri):
         pf.terminate()
         pf.wait(10)
         crictl(cri, "rmp", "-f", pod)
+
+
+def fds(pid):
+    return sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+
+
+@needs_crictl
+def test_sessions_leave_no_descriptors_behind(cri):
+    """Exec, attach and port-forward sessions, ended every way they end,
+    leave the daemon and the container's shim with the descriptors they
+    had (like containerd's TestShimDoesNotLeakPipes)."""
+    shell = {"metadata": {"name": "sh"}, "image": {"image": "busybox"},
+             "command": ["sh", "-c", "httpd -p 8080 -h /etc; exec sh"], "stdin": True}
+    pod, (cid,) = runp(cri, "fds", shell)
+    init = json.loads(crictl(cri, "inspect", cid).stdout)["info"]["pid"]
+    with open(f"/proc/{init}/stat") as f:  # init's parent: the shim (subreaper)
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{shim}/comm") as f:
+        assert f.read().startswith("containerd-py-s")  # comm: 15 characters
+    port, = free_ports(1)
+
+    def sessions():
+        crictl(cri, "exec", cid, "true")
+        crictl(cri, "exec", cid, "false", check=False)
+        subprocess.run([CRICTL, "--runtime-endpoint", sock(cri), "exec", "-i", cid, "cat"],
+                       input=b"x" * 100000, capture_output=True, timeout=60)
+        in_pty([CRICTL, "--runtime-endpoint", sock(cri), "exec", "-it", cid, "sh"],
+               b"exit 0\r", until=b"\x00never")
+        # An attach that the client ends (its stdin closes; no StdinOnce).
+        subprocess.run([CRICTL, "--runtime-endpoint", sock(cri), "attach", "-i", cid],
+                       input=b"echo hi\n", capture_output=True, timeout=60)
+        pf = subprocess.Popen([CRICTL, "--runtime-endpoint", sock(cri), "port-forward", pod,
+                               f"{port}:8080"], stdout=subprocess.PIPE, text=True)
+        assert "Forwarding from" in pf.stdout.readline()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            c.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+            while c.recv(65536):
+                pass
+        pf.terminate()
+        pf.wait(10)
+
+    sessions()  # the first of each may open what stays open (thread pools)
+    def now():
+        return fds(cri.proc.pid), fds(shim)
+
+    before = now()
+    sessions()
+    sessions()
+    try:
+        wait_until(lambda: now() == before, 30, what="the descriptors of before")
+    except AssertionError:
+        raise AssertionError(f"daemon, shim descriptors: {before} -> {now()}") from None
+    assert state(cri, cid) == "CONTAINER_RUNNING"
+    crictl(cri, "rmp", "-f", pod)
+

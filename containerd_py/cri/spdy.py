@@ -7,8 +7,11 @@ ignored).
 """
 
 import asyncio
+import logging
 import struct
 import zlib
+
+log = logging.getLogger("containerd_py.cri.streaming")
 
 VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = \
@@ -179,6 +182,10 @@ class Connection:
                             st.data.put_nowait(None)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except (ProtocolError, zlib.error, struct.error, UnicodeDecodeError) as e:
+            # A client that breaks the framing or the header compression
+            # cannot be read further: its session ends, the daemon goes on.
+            log.warning("SPDY session ended: malformed frame (%s)", e)
         finally:
             self.closed = True
             for st in self.streams.values():

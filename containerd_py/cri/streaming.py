@@ -81,6 +81,9 @@ class StreamingServer:
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.TimeoutError:
+            # No request line, or not the streams its request needs, in time.
+            log.warning("streaming connection: the client did not go on in time")
         except asyncio.CancelledError:
             raise
         except Exception:
