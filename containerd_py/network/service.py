@@ -142,6 +142,10 @@ class NetworkService:
                 if cid not in owned:
                     await asyncio.to_thread(netns.remove, self._netns_path(cid))
                     shutil.rmtree(self._files_dir(cid), ignore_errors=True)
+            # A network no container is on has no bridge (nor isolation rule).
+            for n in self.store.all():
+                if not self.members.get(n.name):
+                    await self._drop_bridge(n)
 
     def _files_dir(self, cid: str) -> str:
         return os.path.join(self.files_root, cid)
