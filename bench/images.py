@@ -215,7 +215,9 @@ def report_lines(res: dict) -> list[str]:
            f"POST /images/load vs `podman load -i` vs `ctr images import`; median of "
            f"{cfg['load_reps']}, the image deleted between loads."
            + (" Versions: " + "; ".join(f"{k} {v}" for k, v in res["versions"].items())
-              + "." if res.get("versions") else ""), "",
+              + "." if res.get("versions") else "")
+           + (f" Host load average (1 min) {res['loadavg'][0]} before, {res['loadavg'][1]} "
+              f"after, on {os.cpu_count()} CPUs." if res.get("loadavg") else ""), "",
            "| system | request → running | load ~%d MiB archive |" % round(mib),
            "| --- | --- | --- |"]
     for label, r in rows:
@@ -289,7 +291,10 @@ def main(argv=None) -> int:
                 others[key] = s
             except Unavailable as e:
                 print(f"{key}: {e}", file=sys.stderr)
+        load_before = os.getloadavg()[0]
         res = fig_images(work, d, others.get("podman"), others.get("containerd"), a.quick)
+        # Other work on the host slows every system; the reader should know.
+        res["loadavg"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         res["install"] = install
         res["versions"] = {k: v for k, v in bench_run.versions().items()
                            if k in ("containerd-py", "runc", "containerd", "podman", "kernel")}

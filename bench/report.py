@@ -564,6 +564,10 @@ def write(results: dict, docs: str) -> None:
         import migrate as migrate_bench
         md.extend([migrate_bench.BEGIN, *migrate_bench.report_lines(results["migrate"]),
                    migrate_bench.END, ""])
+    if results.get("load"):
+        import load as load_bench
+        md.extend([load_bench.BEGIN, *load_bench.report_lines(results["load"]),
+                   load_bench.END, ""])
     dl = results.get("daemon_log")
     if dl:
         add("## containerd-py daemon log")

@@ -36,6 +36,7 @@ from common import (Samples, Unavailable, memory_kb, one_line, run,  # noqa: E40
 import systems as S  # noqa: E402
 import images as images_bench  # noqa: E402
 import migrate as migrate_bench  # noqa: E402
+import load as load_bench  # noqa: E402
 
 REPO = S.REPO
 
@@ -655,7 +656,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready,images,goals,migrate,network (default: all)")
+                    "start,throughput,scale,ready,images,goals,migrate,network,load (default: all)")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -666,7 +667,7 @@ def main(argv=None) -> int:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
     only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
-                                                     "images", "goals", "migrate", "network"}
+                                                     "images", "goals", "migrate", "network", "load"}
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -773,6 +774,7 @@ def main(argv=None) -> int:
         figure("network", lambda: network_bench.fig_network(
             d, work, bundles, by_key.get("runc") or S.BareRuntime("runc", work, bundles),
             by_key.get("podman"), q))
+        figure("load", lambda: load_bench.fig_load(work, q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"

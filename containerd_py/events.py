@@ -5,6 +5,7 @@ misses nothing, even across a daemon restart."""
 import asyncio
 import datetime
 import json
+import logging
 import os
 import time
 
@@ -47,27 +48,38 @@ def parse_timestamp(value: str) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + frac_ns
 
 
+def _parse(line: str) -> dict | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("ns"), int):
+        return None
+    return event
+
+
 class EventJournal:
     def __init__(self, path: str, max_events: int = 10000):
         self.path = path
         self.max_events = max_events
         self._subscribers: set[asyncio.Queue] = set()
         self._last_ns = 0
+        self.lost = 0
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self._count = self._load_count()
         self._file = open(path, "a", buffering=1)
 
     def _load_count(self) -> int:
         try:
-            with open(self.path) as f:
+            with open(self.path, errors="replace") as f:
                 lines = f.readlines()
         except FileNotFoundError:
             return 0
-        if lines:
-            try:
-                self._last_ns = json.loads(lines[-1])["ns"]
-            except (ValueError, KeyError):
-                pass
+        for line in reversed(lines):  # the last good line: the end may be torn
+            event = _parse(line)
+            if event is not None:
+                self._last_ns = event["ns"]
+                break
         return len(lines)
 
     def emit(self, type_: str, cid: str, pid: int | None = None, status: int | None = None,
@@ -81,8 +93,18 @@ class EventJournal:
         if status is not None:
             event["status"] = status
         event.update(extra)
-        self._file.write(json.dumps(event) + "\n")
-        self._count += 1
+        try:
+            self._file.write(json.dumps(event) + "\n")
+            self._count += 1
+        except OSError as e:
+            # A full disk must not fail the operation that emits: the event
+            # still goes to live subscribers; only its replay is lost.
+            self.lost += 1
+            if self.lost == 1 or self.lost % 1000 == 0:
+                logging.getLogger("containerd_py.events").error(
+                    "event journal %s: %s (%d events not journalled)", self.path,
+                    e.strerror, self.lost)
+            self._reopen()
         if self._count > 2 * self.max_events:
             self._compact()
         for q in list(self._subscribers):
@@ -90,7 +112,7 @@ class EventJournal:
         return event
 
     def _compact(self) -> None:
-        with open(self.path) as f:
+        with open(self.path, errors="replace") as f:
             keep = f.readlines()[-self.max_events:]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
@@ -102,15 +124,21 @@ class EventJournal:
         self._file = open(self.path, "a", buffering=1)
         self._count = len(keep)
 
+    def _reopen(self) -> None:
+        # A failed buffered write leaves its bytes in the buffer; drop them so
+        # that a later write does not start with half a line.
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        self._file = open(self.path, "a", buffering=1)
+
     def replay(self, since_ns: int) -> list[dict]:
         out = []
-        with open(self.path) as f:
+        with open(self.path, errors="replace") as f:
             for line in f:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line after a crash
-                if event.get("ns", 0) > since_ns:
+                event = _parse(line)  # None for a torn or corrupt line: skipped
+                if event is not None and event["ns"] > since_ns:
                     out.append(event)
         return out
 

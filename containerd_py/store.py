@@ -6,10 +6,20 @@ its own restarts. Each is written atomically (tmp + fsync + rename) so a
 """
 
 import dataclasses
+import errno
 import json
+import logging
 import os
 
+from .errors import StorageFull
+
 from .states import Status
+
+log = logging.getLogger("containerd_py.store")
+# Below this much free space a create is refused up front: its record, log
+# and events must fit.
+MIN_FREE_BYTES = 1024 * 1024
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclasses.dataclass
@@ -43,6 +53,8 @@ class ContainerRecord:
     # Exit statuses of exec'd processes that are gone, for process wait.
     exec_exits: dict[str, int] = dataclasses.field(default_factory=dict)
     exit_status: int | None = None
+    # Why it stopped when that is not its own exit (its shim died).
+    exit_reason: str | None = None
     exited_at: str | None = None
     started_at: str | None = None
     auto_remove: bool = False
@@ -114,6 +126,8 @@ class ContainerRecord:
             obj["oomKilled"] = self.oom_killed
             obj["exitStatus"] = self.exit_status
             obj["exitedAt"] = self.exited_at
+            if self.exit_reason:
+                obj["exitReason"] = self.exit_reason
         if self.resources:
             obj["resources"] = self.resources
         if self.pool:
@@ -163,6 +177,9 @@ class ContainerStore:
     def __init__(self, directory: str):
         self.dir = directory
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        # Records that could not be read at the last load, by id: reported
+        # (GET /info), kept on disk, and their containers left alone.
+        self.damaged: dict[str, str] = {}
 
     def _path(self, cid: str) -> str:
         return os.path.join(self.dir, cid + ".json")
@@ -174,9 +191,25 @@ class ContainerStore:
         # every container is gone anyway.
         path = self._path(record.id)
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record.to_json(), f)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(record.to_json(), f)
+            os.replace(tmp, path)
+        except OSError as e:
+            _unlink(tmp)
+            if e.errno in _FULL:
+                raise StorageFull(f"cannot save the record of container {record.id!r}: "
+                                  f"{self.dir} is full", id=record.id) from None
+            raise
+        self.damaged.pop(record.id, None)
+
+    def check_space(self, *dirs: str) -> None:
+        """StorageFull unless each dir has room for a new container's state."""
+        for d in (self.dir, *dirs):
+            st = os.statvfs(d)
+            if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+                raise StorageFull(f"no space left for new containers: {d} has "
+                                  f"{st.f_bavail * st.f_frsize} bytes free", path=d)
 
     def remove(self, cid: str) -> None:
         try:
@@ -185,10 +218,28 @@ class ContainerStore:
             pass
 
     def load_all(self) -> list[ContainerRecord]:
+        """Every readable record; one that is truncated or corrupt is named
+        in the log and in `damaged`, and costs no other container."""
         out = []
+        self.damaged = {}
         for name in sorted(os.listdir(self.dir)):
             if not name.endswith(".json"):  # skips a torn .json.tmp
                 continue
-            with open(os.path.join(self.dir, name)) as f:
-                out.append(ContainerRecord.from_json(json.load(f)))
+            cid = name[:-len(".json")]
+            try:
+                with open(os.path.join(self.dir, name)) as f:
+                    out.append(ContainerRecord.from_json(json.load(f)))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                reason = f"{type(e).__name__}: {e}"
+                log.error("container %s: its record %s cannot be read (%s); the container "
+                          "is not recovered, and the file is kept", cid,
+                          os.path.join(self.dir, name), reason)
+                self.damaged[cid] = reason
         return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -18,7 +18,8 @@ import uuid
 
 import psutil
 
-from . import API_VERSION, __version__, bundle as bundle_mod, states, timing
+from . import API_VERSION, __version__, bundle as bundle_mod, failpoints, orphans, shim_loss
+from . import states, timing
 from . import stats as stats_mod
 from .checkpoint import after_restore, criu_log_tail
 from .checkpoint.service import CheckpointService
@@ -149,15 +150,28 @@ class Supervisor(NetworkOperations):
         log.info("recovered %d containers", len(self.containers))
         self.checkpointing.recover(set(self.containers))
         await self.pools.recover()
+        await self._remove_orphans()
         status = self.checkpointing.criu_status
         log.info("checkpoint/restore: %s", "available (criu %s)" % status.get("version")
                  if status["available"] else "unavailable: %s" % status.get("reason"))
         if status.get("warning"):
             log.warning("checkpoint/restore: %s", status["warning"])
 
+    async def _remove_orphans(self) -> None:
+        # Runtime containers and shim dirs are named by the runtime id (a
+        # pool member's, for a claimed one); unreadable records keep theirs.
+        ids = ({c.rid for c in self.containers.values()} | self.pools.member_ids()
+               | set(self.store.damaged))
+        runtimes = [self.runtime(n) for n in SUPPORTED
+                    if os.path.isdir(os.path.join(self.config.state_dir, "runtime", n))]
+        await orphans.remove_orphans(runtimes, os.path.join(self.config.state_dir, "shims"),
+                                     {self.config.shim_dir(i) for i in ids}, ids)
+        orphans.remove_partial_checkpoints(
+            {p for c in self.containers.values()
+             for p in (c.record.bundle_path, getattr(c.record, "checkpoint_home", None)) if p})
+
     def _lost_exit(self, c: Container) -> ExitRecord:
-        log.warning("container %s: shim gone without an exit file", c.id)
-        return ExitRecord(c.record.init.pid if c.record.init else 0, 255, now_ns())
+        return shim_loss.lost_exit(c.id, c.record)
 
     async def close(self) -> None:
         """Stop supervising; containers and shims keep running, as with
@@ -193,6 +207,7 @@ class Supervisor(NetworkOperations):
         if cid in self.containers:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
         self._check_name_free(name)
+        self.store.check_space(self.config.state_dir)
         if image and bundle is None and networks is None:
             # As podman's. A bundle keeps its config.json's, and the CRI's
             # containers (a spec of their own) join their pod's namespace.
@@ -206,7 +221,11 @@ class Supervisor(NetworkOperations):
         if image:
             img = self.images.resolve(image)
             bundle = bundle or image_spec.bundle(self.images, img)
+        else:
+            bundle = bundle_mod.resolve(bundle)
         spec = bundle_mod.read_config(bundle)
+        if not image:
+            bundle_mod.check_runnable(bundle, spec)
         timing.mark("read-spec")
         settings = settings or ContainerSettings()
         if checkpoint:
@@ -297,6 +316,7 @@ class Supervisor(NetworkOperations):
         os.makedirs(shim_dir, mode=0o700, exist_ok=True)
         timing.mark("prepare")
         run_bundle = self._write_runtime_bundle(c, spec)
+        failpoints.hit("create-before-shim")
         timing.mark("write-spec")
         pid_file = c.shim.init_pid_file
         console = os.path.join(shim_dir, "console.sock") if r.init.terminal else None
@@ -328,6 +348,7 @@ class Supervisor(NetworkOperations):
         if r.checkpoint:
             await after_restore(c.id, init_pid, not spec["root"].get("readonly", False))
             timing.mark("after-restore")
+        failpoints.hit("create-after-shim")
         r.shim_pid, r.init.pid = shim_pid, init_pid
         if not prestart:
             self._mark_running(c, init_pid, started)
@@ -337,16 +358,19 @@ class Supervisor(NetworkOperations):
         r.status = Status.RUNNING
         r.execs, r.exit_status, r.exited_at = [], None, None
         r.stopped_by_user = False
+        r.exit_reason = None
         r.started_at = rfc3339(started_ns or now_ns())
         c.exited.clear()
         c.last_stats, c.oom_seen = None, 0
         r.oom_killed = False
         c.cgroups = None  # read by the watcher, off the start path
+        # Watched before it is saved: if the save fails (a full disk) the
+        # container still runs, and its exit must still be seen.
+        c.watcher = asyncio.create_task(self._watch(c, init_pid))
         self.store.save(r)
         timing.mark("save")
         self.events.emit("start-container", c.id, pid=init_pid)
         timing.mark("event")
-        c.watcher = asyncio.create_task(self._watch(c, init_pid))
         timing.mark("watch")
 
     def _write_runtime_bundle(self, c: Container, spec: dict) -> str:
@@ -394,6 +418,7 @@ class Supervisor(NetworkOperations):
                     and c.record.status != Status.STOPPED:
                 self._on_init_exit(c, c.shim.init_exit() or self._lost_exit(c))
             await _reap(c.record.shim_pid)
+            await _reap(init_pid)  # orphaned to the daemon (subreaper) by a dead shim
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -432,7 +457,8 @@ class Supervisor(NetworkOperations):
         r.exit_status = ex.status
         r.exited_at = rfc3339(ex.exited_at_ns)
         self.store.save(r)
-        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status, exitedAt=r.exited_at)
+        self.events.emit("exit", c.id, pid=ex.pid, status=ex.status, exitedAt=r.exited_at,
+                         **({"reason": r.exit_reason} if r.exit_reason else {}))
         c.exited.set()
         for ev in c.process_exited.values():
             ev.set()
@@ -543,7 +569,14 @@ class Supervisor(NetworkOperations):
 
     async def _kill(self, c: Container, signal: int) -> None:
         rt = self.runtime(c.record.runtime)
-        await rt.kill(c.rid, signal)
+        try:
+            await rt.kill(c.rid, signal)
+        except RuntimeFailure:
+            if c.record.init and not shim_loss.alive(c.record.init.pid):
+                # Its init exited just now; the exit is on its way.
+                raise Conflict(f"container {c.id!r} has exited", id=c.id,
+                               status="stopped") from None
+            raise
         if c.record.status == Status.PAUSED and signal in (9, 15):
             # A frozen process cannot act on the signal; thaw it so it dies,
             # as Docker does for kill on a paused container.
@@ -897,6 +930,9 @@ class Supervisor(NetworkOperations):
             "defaultRuntime": self.default_runtime, "runtimes": runtimes,
             "criu": self.checkpointing.criu_status,
             "containers": {"total": len(self.containers), **counts},
+            # Records that could not be read at start: their containers are
+            # not managed (kept on disk for the user to look at).
+            "damagedRecords": [{"id": k, "error": e} for k, e in self.store.damaged.items()],
             "stateDir": self.config.state_dir, "dataDir": self.config.data_dir,
             "listen": self.config.listen,
         }

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 
 from .errors import InvalidArgument
 
@@ -16,10 +17,38 @@ def check_id(value, what: str = "id") -> str:
     return value
 
 
+def _signal_names() -> dict[str, int]:
+    names = {}
+    for name, sig in signal.Signals.__members__.items():
+        if name.startswith("SIG") and not name.startswith("SIG_"):
+            names[name] = int(sig)
+            names[name[3:]] = int(sig)
+    return names
+
+
+SIGNALS = _signal_names()
+SIGNAL_NAMES = sorted(SIGNALS)
+
+
 def check_signal(value) -> int:
+    """A signal as a number (1-64, or its digits) or a name, with or
+    without SIG, in any case: 15, "15", "SIGTERM", "TERM", "term"."""
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text.isdigit():
+            value = int(text)
+        elif text in SIGNALS:
+            return SIGNALS[text]
+        elif ("SIG" + text) in SIGNALS:
+            return SIGNALS["SIG" + text]
+        else:
+            raise InvalidArgument(
+                f"invalid signal {value!r}: use a number from 1 to 64 or a name such as "
+                "SIGTERM or TERM", field="signal")
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         raise InvalidArgument(
-            f"invalid signal {value!r}: must be an integer from 1 to 64", field="signal"
+            f"invalid signal {value!r}: must be an integer from 1 to 64 or a name such as "
+            "SIGTERM", field="signal"
         )
     return value
 
@@ -130,14 +159,17 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def parse_size(value, what: str) -> int:
     """Bytes from an integer or a string like Zun's "256M"."""
+    n = None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
+        n = value
+    elif isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+)\s*([bkmgtBKMGT]?)(?:i?[bB])?\s*", value)
         if m:
-            return int(m.group(1)) * _UNITS[m.group(2).lower()]
-    raise InvalidArgument(f"{what} must be a positive number of bytes or a size like '256M'",
-                          field=what)
+            n = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n is None:
+        raise InvalidArgument(f"{what} must be a positive number of bytes or a size like "
+                              "'256M'", field=what)
+    return n
 
 
 def _positive_number(value, what: str) -> float:
@@ -173,7 +205,8 @@ def oci_resources(body: dict) -> dict:
     period = int(_positive_number(res["cpuPeriod"], "cpuPeriod")) if "cpuPeriod" in res else None
     if "cpus" in res:
         period = period or 100000
-        cpu["quota"] = int(_positive_number(res["cpus"], "cpus") * period)
+        # The kernel refuses a quota under 1 ms per period.
+        cpu["quota"] = max(1000, int(_positive_number(res["cpus"], "cpus") * period))
         cpu["period"] = period
     if "cpuQuota" in res:
         cpu["quota"] = int(_positive_number(res["cpuQuota"], "cpuQuota"))

@@ -70,6 +70,7 @@ class Daemon:
         self.state_dir = state_dir
         self.runtime = runtime
         self.extra_args = list(extra_args)
+        self.env: dict[str, str] = {}  # extra environment, e.g. a failpoint
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.client = Client(self.address, timeout=120)
@@ -82,7 +83,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [DAEMON, "daemon", "--listen", self.address, "--state-dir", self.state_dir,
              "--runtime", self.runtime, *self.extra_args, *self._default_subnet()],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **self.env})
 
         def up():
             if self.proc.poll() is not None:

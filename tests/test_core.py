@@ -216,7 +216,7 @@ def test_error_table(api, bundle, cid, daemon):
     api.create(c, b)
     status, body = raw("POST", f"/containers/{c}", json.dumps({"bundlePath": b}).encode())
     assert status == 409 and c in body["error"]
-    for bad in ({"status": "sleeping"}, {"signal": 0}, {"signal": "TERM"}, {"bogus": 1}):
+    for bad in ({"status": "sleeping"}, {"signal": 0}, {"signal": "TREM"}, {"bogus": 1}):
         status, body = raw("PATCH", f"/containers/{c}", json.dumps(bad).encode())
         assert status == 400, (bad, body)
     for bad in ({}, {"args": []}, {"args": "ls"}, {"args": ["ls"], "user": {"uid": -1}},

@@ -362,7 +362,7 @@ def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
                 ("PATCH", f"/containers/{c}", {"status": "paused", "colour": 1}, "colour"),
                 ("POST", f"/containers/{c}/kill", {"sig": 9}, "sig"),
                 ("POST", f"/containers/{c}/process/{pid}", {"signal": 9, "x": 1}, "x"),
-                ("POST", f"/containers/{c}/rename", {"name": "n", "old": "o"}, "old")):
+                ("POST", f"/containers/{c}/rename?name=n", {"name": "n", "old": "o"}, "old")):
             with pytest.raises(APIError) as e:
                 api.request(method, path, body)
             assert e.value.status == 400 and e.value.body["field"] == field, (path, e.value.body)
@@ -393,7 +393,7 @@ def test_unknown_fields_in_the_other_container_bodies(api, bundle, cid):
     ({"mounts": [{"type": "tmpfs", "destination": "/"}]}, "mounts", "root"),
     ({"stopSignal": "SIGNOPE"}, "stopSignal", "unknown signal"),
     ({"stopSignal": 99}, "stopSignal", "unknown signal"),
-    ({"resources": {"memory": "lots"}}, "memory", None),
+    ({"resources": {"memory": "lots"}}, "resources", None),
     ({"annotations": {"a": 1}}, "annotations", "strings"),
     ({"init": "yes"}, "init", "boolean"),
 ])

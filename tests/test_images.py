@@ -368,7 +368,8 @@ def test_bundle_containers_have_no_image_layers(api, bundle, cid):
     api.create(c, bundle())
     with pytest.raises(APIError) as e:
         api.commit(c, _name())
-    assert e.value.status == 400
+    # A valid request, for the wrong kind of container.
+    assert e.value.status == 409 and "bundle" in e.value.body["error"]
     api.delete(c, force=True)
 
 

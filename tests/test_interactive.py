@@ -104,7 +104,10 @@ async def test_websocket_exec_errors_are_json(api, daemon, bundle, cid):
         c = cid()
         api.create(c, bundle(["true"]))
         wait_until(lambda: api.get(c)["status"] == "stopped", what="exit")
-        async with s.get(f"http://{daemon.address}/containers/{c}/exec/ws?command=sh") as r:
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket",
+                   "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        async with s.get(f"http://{daemon.address}/containers/{c}/exec/ws?command=sh",
+                         headers=upgrade) as r:
             body = await r.json()
             assert r.status == 409 and body["status"] == "stopped"
         async with s.get(f"http://{daemon.address}/containers/{c}/exec/ws") as r:

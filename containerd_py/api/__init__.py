@@ -15,6 +15,7 @@ from ..supervisor import Supervisor
 from . import checkpoints, containers, images, migrations, networks, pools, sessions, system
 from .access import AccessPolicy
 from .common import MAX_BODY, SUPERVISOR, json_response
+from .schema import validation_middleware
 
 log = logging.getLogger("containerd_py.api")
 
@@ -36,8 +37,11 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return json_response({"error": e.reason if e.status != 404 else
+        resp = json_response({"error": e.reason if e.status != 404 else
                               f"no route for {request.method} {request.path}"}, e.status)
+        if "Allow" in e.headers:  # a 405 says what is allowed (RFC 9110)
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as e:  # a bug: say so, keep serving
@@ -48,7 +52,8 @@ async def error_middleware(request: web.Request, handler):
 def make_app(config, policy: AccessPolicy | None = None) -> web.Application:
     policy = policy or AccessPolicy()
     # Access first: a refused caller learns nothing else about the daemon.
-    app = web.Application(middlewares=[error_middleware, policy.middleware()],
+    app = web.Application(middlewares=[error_middleware, policy.middleware(),
+                                       validation_middleware],
                           client_max_size=MAX_BODY)
     app.add_routes(ROUTES)
 

@@ -71,7 +71,8 @@ class AccessPolicy:
     def middleware(self):
         @web.middleware
         async def access_middleware(request: web.Request, handler):
-            if handler in SELF_AUTHENTICATED:
+            # The route's own handler: `handler` may be the next middleware.
+            if request.match_info.handler in SELF_AUTHENTICATED:
                 # Another daemon's call (a migration's rounds): the handler
                 # checks the one-time token its target issued.
                 return await handler(request)

@@ -18,7 +18,7 @@ def json_response(data, status: int = 200) -> web.Response:
 
 
 async def read_body(request: web.Request, required: bool = True) -> dict:
-    if not request.can_read_body:
+    if not request.body_exists:
         if required:
             raise InvalidArgument("a JSON object body is required")
         return {}

@@ -162,8 +162,9 @@ async def signal_process(request: web.Request) -> web.Response:
     pid = v.parse_int(request.match_info["pid"], "pid", minimum=1)
     body = await read_body(request)
     check_fields(body, {"signal"}, "the signal body")
-    await supervisor_of(request).signal_process(container_id(request), pid, v.check_signal(body.get("signal")))
-    return json_response({"pid": pid, "signal": body["signal"]})
+    sig = v.check_signal(body.get("signal"))
+    await supervisor_of(request).signal_process(container_id(request), pid, sig)
+    return json_response({"pid": pid, "signal": sig})
 
 
 async def wait_process(request: web.Request) -> web.Response:
@@ -301,12 +302,7 @@ async def get_top(request: web.Request) -> web.Response:
 
 
 async def rename_container(request: web.Request) -> web.Response:
-    name = request.query.get("name")
-    if name is None:
-        body = await read_body(request, required=False)
-        check_fields(body, {"name"}, "the rename body")
-        name = body.get("name")
-    v.check_id(name, "name")
+    name = v.check_id(request.query.get("name"), "name")
     return json_response((await supervisor_of(request).rename(container_id(request), name)).record.to_api())
 
 

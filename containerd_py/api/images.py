@@ -7,7 +7,7 @@ import io
 
 from aiohttp import web
 
-from ..errors import InvalidArgument
+from ..errors import Conflict, InvalidArgument
 from ..images import refs
 from .. import validation as v
 from .common import container_id, json_response, read_body, supervisor_of
@@ -127,8 +127,9 @@ async def commit_container(request: web.Request) -> web.Response:
 
 def _image_container(c) -> None:
     if not c.record.image:
-        raise InvalidArgument(f"container {c.id!r} runs from a bundle, not an image: it has "
-                              "no layers of its own", id=c.id)
+        # The request is well formed; the container is the wrong kind for it.
+        raise Conflict(f"container {c.id!r} runs from a bundle, not an image: it has "
+                       "no layers of its own", id=c.id)
 
 
 async def container_changes(request: web.Request) -> web.Response:

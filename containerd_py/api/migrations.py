@@ -5,7 +5,8 @@ issued for that one migration)."""
 from aiohttp import web
 
 from .. import validation as v
-from ..checkpoint.migration import FINAL, MAX_PRE_COPY, check_request
+from ..checkpoint.inbox import FINAL
+from ..checkpoint.migration import MAX_PRE_COPY, check_request
 from ..errors import InvalidArgument
 from .access import SELF_AUTHENTICATED
 from .common import bool_field, container_id, json_response, read_body, supervisor_of

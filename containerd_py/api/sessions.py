@@ -12,10 +12,20 @@ from ..errors import InvalidArgument
 from ..events import parse_timestamp
 from .common import container_id, supervisor_of
 
+def _require_upgrade(request: web.Request) -> web.WebSocketResponse:
+    """Checked before anything starts: a plain GET (or HEAD) would otherwise
+    start a process that no websocket ever closes."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        raise InvalidArgument("this endpoint is a websocket: send a GET with "
+                              "'Connection: Upgrade' and 'Upgrade: websocket'")
+    return ws
+
 
 async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
+    ws = _require_upgrade(request)
     command = request.query.get("command")
     if not command:
         raise InvalidArgument("command is required", field="command")
@@ -42,7 +52,6 @@ async def exec_websocket(request: web.Request) -> web.WebSocketResponse:
     # Started before the upgrade, so a failure is an ordinary JSON error.
     session = await sup.open_exec(c.id, process)
     session.resize(cols, rows)
-    ws = web.WebSocketResponse()
     await ws.prepare(request)
     if session.pid is not None:
         # What `POST /containers/{id}/resize?pid=` needs for a live resize;
@@ -90,6 +99,7 @@ async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     starts a container and then attaches (`run`, `start -a`) misses none."""
     sup = supervisor_of(request)
     c = sup.get(container_id(request))
+    ws = _require_upgrade(request)
     replay = v.parse_bool(request.query.get("logs"), "logs")
     want_stdin = v.parse_bool(request.query.get("stdin"), "stdin", default=True)
     stdin_fd = await sup.stdin_of_init(c.id) if want_stdin else None
@@ -97,7 +107,6 @@ async def attach_websocket(request: web.Request) -> web.WebSocketResponse:
     since = parse_timestamp(record.started_at) if replay and record.started_at else 0
     # A terminal's lines end in CR LF for the client's raw-mode terminal.
     newline = "\r\n" if record.init is not None and record.init.terminal else "\n"
-    ws = web.WebSocketResponse()
     await ws.prepare(request)
     loop = asyncio.get_running_loop()
 

@@ -16,7 +16,7 @@ import shutil
 import uuid
 
 from .. import bundle as bundle_mod, states
-from ..errors import Conflict, DaemonError, InvalidArgument, NotFound, RuntimeFailure, Unavailable
+from ..errors import Conflict, DaemonError, InvalidArgument, RuntimeFailure, Unavailable
 from ..runtime.settings import ContainerSettings
 from .archive import ArchiveError, ArchivePlan, extract
 from .criu import LazyPages, criu_log_tail, criu_status
@@ -298,7 +298,7 @@ class CheckpointService:
     def inbox(self):
         """The target side: migrations other daemons opened here."""
         if self._inbox is None:
-            from .migration import Inbox
+            from .inbox import Inbox
             self._inbox = Inbox(self)
         return self._inbox
 

@@ -8,10 +8,13 @@ children (it is their subreaper), not the daemon's.
 """
 
 import asyncio
+
+from .. import failpoints
 import json
 import os
 import shutil
 
+from .. import failpoints
 from ..errors import NotFound, RuntimeFailure
 
 SUPPORTED = ("runc", "crun")
@@ -97,6 +100,8 @@ class OCIRuntime:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        if args and args[0] == "checkpoint":
+            failpoints.hit("checkpoint-during-dump")
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
@@ -119,6 +124,14 @@ class OCIRuntime:
         await self.run("resume", cid)
 
     async def delete(self, cid: str, force: bool = False) -> None:
+        # A restore that failed half-way can leave runc's `criu-root` (a
+        # bind mount of the container's root filesystem) mounted in its
+        # state dir; runc's delete would then remove the files of the
+        # bundle's rootfs through it. Seen with a broken lazy restore.
+        from .rootfs import unmount
+        criu_root = os.path.join(self.root, cid, "criu-root")
+        if os.path.ismount(criu_root):
+            unmount(criu_root)
         rc, out, err = await self.run("delete", *(["--force"] if force else []), cid,
                                       check=False)
         if rc != 0 and "does not exist" not in err and "not exist" not in out:
