@@ -99,6 +99,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
                 if who == "bare":
                     pair["bare"] = SP.bare_run(runc, root, bundle, cid, err)
                     SP.bare_delete(runc, root, cid)
+                    time.sleep(SP.SETTLE_S)
                     continue
                 t0 = time.perf_counter()
                 st, headers, body = rc.post(f"/containers/{cid}", {"pool": "bench-web"})
@@ -108,6 +109,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
                 server.add(SP.parse_server_timing(headers.get("Server-Timing", ""))
                            .get("total", 0))
                 rc.delete(f"/containers/{cid}?force=true")
+                time.sleep(SP.SETTLE_S)
             if i >= 2:  # warm-up
                 claim.add(pair["claim"])
                 bare.add(pair["bare"])
@@ -173,6 +175,7 @@ def fig_restore_trivial(d, work: str, reps: int) -> dict:
     rc = SP.RawClient(d.port)
     cold, restore = Samples(), Samples()
     phases: dict[str, list[float]] = {}
+    criu: dict[str, list[float]] = {}
     out: dict = {"errors": []}
     try:
         c.create("grs-src", bundle)
@@ -190,6 +193,12 @@ def fig_restore_trivial(d, work: str, reps: int) -> dict:
                 dt = time.perf_counter() - t0
                 if st != 201:
                     raise Unavailable(f"{who} -> {st}: {one_line(resp)}")
+                if who == "restore":
+                    crit = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
+                                                    "restore.log"))
+                    if crit and i >= 1:
+                        for k, v in crit.items():
+                            criu.setdefault(k, []).append(v)
                 if i >= 1:
                     (cold if who == "cold" else restore).add(dt)
                     if who == "restore":
@@ -197,10 +206,49 @@ def fig_restore_trivial(d, work: str, reps: int) -> dict:
                                 headers.get("Server-Timing", "")).items():
                             phases.setdefault(k, []).append(v)
                 rc.delete(f"/containers/{cid}?force=true")
+                time.sleep(SP.SETTLE_S)
     except Exception as e:  # noqa: BLE001
         out["errors"].append(one_line(e))
     out["cold"], out["restore"] = cold.to_json(), restore.to_json()
     out["restore_phases"] = {k: statistics.median(v) for k, v in phases.items()}
+    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.items()}
+    return out
+
+
+CRIU_MARKS = [("kernel features", ("cpu: x86_family",)),
+              ("tasks, cgroups, namespaces", ("Restoring mount namespace",)),
+              ("mount namespace", ("Running post-setup-namespaces scripts",)),
+              ("to the restorer", ("Switched to the restorer",)),
+              ("restorer (memory, files, resume)", ())]
+
+
+def criu_phases(path: str) -> dict | None:
+    """CRIU's own phases of one restore, from the timestamps of its log
+    (seconds), and how many tmpfs mounts it filled from a tar image."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    stamps = []
+    for ln in lines:
+        if ln.startswith("(") and ")" in ln:
+            try:
+                stamps.append((float(ln[1:ln.index(")")]), ln))
+            except ValueError:
+                pass
+    if not stamps:
+        return None
+    out, last = {}, 0.0
+    for name, needles in CRIU_MARKS:
+        t = stamps[-1][0] if not needles else next(
+            (ts for ts, ln in stamps if ts >= last and any(n in ln for n in needles)), None)
+        if t is None:
+            continue
+        out[name] = t - last
+        last = t
+    out["total"] = stamps[-1][0]
+    out["tmpfs mounts"] = sum("Mounting tmpfs" in ln for _, ln in stamps)
     return out
 
 
@@ -356,6 +404,26 @@ def markdown(results: dict, docs: str) -> list[str]:
                "time − the handler's total); *shim-start* from the daemon's spawn of the "
                "shim to the shim's fork of the runtime; *shim-reply* from the runtime's "
                "exit (reaped by the shim) to the daemon holding the shim's answer.", ""]
+    rs = g.get("restore") or {}
+    if rs.get("restore_phases"):
+        ph, cp = rs["restore_phases"], rs.get("criu_phases") or {}
+        md += ["Where a trivial container's restore goes (medians; the runtime's part "
+               "split by CRIU's own log):", "", "| part | ms |", "| --- | --- |"]
+        for k in ("shim-start", "runtime", "after-restore"):
+            if k in ph:
+                md.append(f"| daemon: {k} | {ph[k] * 1000:.1f} |")
+        if cp.get("total") and ph.get("runtime"):
+            md.append(f"| runc restore outside CRIU (Go start, spec, cgroups, CRIU's "
+                      f"start) | {(ph['runtime'] - cp['total']) * 1000:.1f} |")
+        for name, _ in CRIU_MARKS:
+            if name in cp:
+                md.append(f"| CRIU: {name} | {cp[name] * 1000:.1f} |")
+        if "tmpfs mounts" in cp:
+            md += ["", f"CRIU fills each of the container's {cp['tmpfs mounts']:.0f} tmpfs "
+                   "mounts (/dev, /tmp, /dev/shm, the cgroup v1 tmpfs, ...) by running "
+                   "`tar --extract --gzip` on its image: most of the mount namespace's "
+                   "time."]
+        md.append("")
     for key, what in (("startpath", "start path"), ("restore", "restore"), ("pools", "pools")):
         errs = (g.get(key) or {}).get("errors")
         if errs:

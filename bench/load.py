@@ -135,6 +135,7 @@ def fig_load(work: str, quick: bool, cfg: dict | None = None) -> dict:
                              "p99ms": round(_pct(v, 99), 1)} for r, v in sorted(lat.items())}
         out["requests"] = sum(len(v) for v in lat.values())
         out["running"] = sum(1 for c in api.list() if c["status"] == "running")
+        out["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # others' load counts too
     finally:
         try:
             d.cleanup()
@@ -153,7 +154,10 @@ def report_lines(res: dict) -> list[str]:
              f"{cfg['clients']} concurrent clients for {cfg['seconds']} s doing creates and "
              "deletes, execs, stats, logs, inspects and lists (`bench/load.py`): "
              f"{res['requests']} requests, **{res['errors']} errors**; "
-             f"{res['running']} containers still running afterwards.", "",
+             f"{res['running']} containers still running afterwards."
+             + (f" Host load average at the end: {res['loadavg'][0]} (1 min), "
+                f"{res['loadavg'][1]} (5 min), on 2 cores shared with other jobs."
+                if res.get("loadavg") else ""), "",
              "| route | requests | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
     for route, r in res["routes"].items():
         lines.append(f"| `{route}` | {r['n']} | {r['p50ms']} | {r['p99ms']} |")

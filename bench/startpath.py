@@ -100,6 +100,14 @@ def bare_delete(runc: str, root: str, cid: str) -> None:
     subprocess.run([runc, "--root", root, "delete", "-f", cid], capture_output=True)
 
 
+# After each removal: the daemon's delete answers before its shim has
+# drained and exited, and runc delete -f before the killed init is reaped;
+# the next start must not pay for that (the old benchmark timed bare runc
+# right after containerd-py's removal, which is part of why it showed
+# containerd-py faster than the runtime it runs).
+SETTLE_S = 0.15
+
+
 def measure(port: int, bundle: str, runc: str, root: str, pairs: int, tag: str,
             warmup: int = 3, body_extra: dict | None = None) -> dict:
     """Alternating pairs; returns Samples-JSON of each series and the phase
@@ -120,6 +128,7 @@ def measure(port: int, bundle: str, runc: str, root: str, pairs: int, tag: str,
                 pair[who] = (bare_run if who == "bare" else bare_run_pipes)(
                     runc, root, bundle, cid, err)
                 bare_delete(runc, root, cid)
+                time.sleep(SETTLE_S)
                 continue
             t0 = time.perf_counter()
             status, headers, body = c.post(f"/containers/{cid}",
@@ -130,6 +139,7 @@ def measure(port: int, bundle: str, runc: str, root: str, pairs: int, tag: str,
             pair["daemon"] = dt
             st = parse_server_timing(headers.get("Server-Timing", ""))
             c.delete(f"/containers/{cid}?force=true")
+            time.sleep(SETTLE_S)
             if record:
                 for k, v in st.items():
                     phases.setdefault(k, []).append(v)

@@ -262,6 +262,29 @@ def test_streaming_exec_attach_and_port_forward(cri):
     assert "attached 42" in r.stdout, r.stderr
     wait_until(lambda: json.loads(crictl(cri, "inspect", sh).stdout)["status"]["state"]
                == "CONTAINER_EXITED", what="the shell to exit with its stdin")
+
+    # Output without a newline reaches an attached client while it is attached.
+    sh2 = crictl(cri, "create", pid_, write(cri, "ctr-sh2.json", {
+        "metadata": {"name": "shell2"}, "image": {"image": "busybox"}, "command": ["/bin/sh"],
+        "stdin": True, "stdin_once": True}), pod_json).stdout.strip()
+    crictl(cri, "start", sh2)
+    import select
+    att = subprocess.Popen([CRICTL, "--runtime-endpoint", sock, "attach", "-i", sh2],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        att.stdin.write(b"echo -n prompt-$((6*7))\n")
+        att.stdin.flush()
+        got = b""
+        while b"prompt-42" not in got and select.select([att.stdout], [], [], 20)[0]:
+            chunk = os.read(att.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            got += chunk
+        assert b"prompt-42" in got
+        assert att.poll() is None  # still attached: it came without the shell's exit
+    finally:
+        att.stdin.close()
+        att.wait(30)
     crictl(cri, "rmp", "-f", pid_)
 
 
@@ -294,3 +317,28 @@ def test_checkpoint_writes_an_archive_and_the_container_runs_on(cri):
     r = crictl(cri, "checkpoint", "--export", "relative.tar", cid, check=False)
     assert r.returncode != 0 and "InvalidArgument" in r.stderr
     crictl(cri, "rmp", "-f", pid_)
+
+
+def test_pod_pid_namespace_is_shared_through_its_init(cri):
+    """namespace_options.pid = POD: one PID namespace for the pod, whose
+    init the sandbox runs; its containers see each other's processes."""
+    pod = pod_config(cri, "pidpod")
+    pod["linux"] = {"security_context": {"namespace_options": {"pid": 0}}}
+    pod_json = write(cri, "pod-pid.json", pod)
+    pid_ = crictl(cri, "runp", pod_json).stdout.strip()
+    ids = []
+    for name, secs in (("a", "1001"), ("b", "1002")):
+        ctr = write(cri, f"ctr-pid-{name}.json", {
+            "metadata": {"name": name}, "image": {"image": "busybox"},
+            "command": ["sleep", secs],
+            "linux": {"security_context": {"namespace_options": {"pid": 0}}}})
+        cid = crictl(cri, "create", pid_, ctr, pod_json).stdout.strip()
+        crictl(cri, "start", cid)
+        ids.append(cid)
+    pids = [json.loads(crictl(cri, "inspect", c).stdout)["info"]["pid"] for c in ids]
+    assert os.stat(f"/proc/{pids[0]}/ns/pid").st_ino == os.stat(f"/proc/{pids[1]}/ns/pid").st_ino
+    ps = crictl(cri, "exec", "-s", ids[0], "ps", "-o", "pid,args").stdout
+    assert "sleep 1002" in ps and "sleep 3600" in ps  # the other container, the pod's init
+    crictl(cri, "stopp", pid_)
+    assert not any(host_pid_alive(p) for p in pids)
+    crictl(cri, "rmp", pid_)

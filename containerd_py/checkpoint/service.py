@@ -98,9 +98,16 @@ class CheckpointService:
                 shutil.rmtree(work, ignore_errors=True)
             self.sup.events.emit("checkpoint", c.id, checkpoint=name, exit=exit)
             if exit:
-                # CRIU killed the tasks; the exit arrives from the shim.
+                # CRIU killed the tasks; the exit arrives from the shim. The
+                # shim itself goes a moment later (it drains the output
+                # first): wait for that too, so that a start from this
+                # checkpoint right after the answer finds no live shim.
                 c.record.stopped_by_user = True
                 await asyncio.wait_for(c.exited.wait(), 30)
+                for _ in range(100):
+                    if not c.shim.alive():
+                        break
+                    await asyncio.sleep(0.05)
             return meta
 
     def check_dumpable(self, c, op: str) -> None:

@@ -10,8 +10,12 @@ a pause process costs a shim, a runtime start and a cgroup per pod and
 does nothing a bind mount cannot do for these three namespaces; the state
 survives a daemon restart the same way (the mounts stay). A pod-wide PID
 namespace (NamespaceMode POD for pid, `shareProcessNamespace`) does need a
-process to be its PID 1, which is why CRI-O keeps the infra container then
-and why we refuse it for now (INVALID_ARGUMENT naming it).
+process to be its PID 1: a PID namespace dies with its init and cannot be
+entered once it is gone. For such a pod (only) the sandbox starts one, as
+CRI-O keeps its infra container for exactly this case: `unshare --pid
+--fork` with a busybox shell as the namespace's init, which sleeps and
+reaps the orphans reparented to it, and every container of the pod joins
+its PID namespace.
 """
 
 import base64
@@ -20,11 +24,13 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
 
-from ..errors import InvalidArgument, NotFound, RuntimeFailure
+from ..errors import Conflict, NotFound, RuntimeFailure
 from ..events import now_ns
 from ._gen import api_pb2 as pb
 
@@ -44,6 +50,10 @@ class Sandbox:
     state: str = READY
     runtime_handler: str = ""
     dir: str = ""  # namespaces and the pod's /etc files
+    # The init of the pod's PID namespace (pid = POD only), and its start
+    # time, so that a reused pid is never taken for it.
+    pid_holder: int = 0
+    pid_holder_start: int = 0
 
     @property
     def config(self) -> pb.PodSandboxConfig:
@@ -53,6 +63,13 @@ class Sandbox:
 
     def ns_path(self, kind: str) -> str | None:
         """The pinned namespace a container joins; None means the host's."""
+        if kind == "pid":
+            if not self.pid_holder:
+                return None
+            if not _same_process(self.pid_holder, self.pid_holder_start):
+                raise Conflict(f"the PID namespace of pod {self.id!r} is gone (its init "
+                               f"{self.pid_holder} exited)", id=self.id, status="notready")
+            return f"/proc/{self.pid_holder}/ns/pid"
         if kind == "net" and self.host_network:
             return None
         if kind == "ipc" and self.namespace_mode("ipc") == pb.NODE:
@@ -105,11 +122,6 @@ class SandboxStore:
         os.replace(path + ".tmp", path)
 
     def create(self, sid: str, config: pb.PodSandboxConfig, runtime_handler: str) -> Sandbox:
-        if pod_pid_namespace(config):
-            raise InvalidArgument(
-                "a pod-wide PID namespace (namespace_options.pid = POD) needs a pause "
-                "process, which this runtime does not run; use CONTAINER or NODE",
-                field="linux.security_context.namespace_options.pid")
         sb = Sandbox(id=sid, config_b64=base64.b64encode(config.SerializeToString()).decode(),
                      created_ns=now_ns(), runtime_handler=runtime_handler,
                      dir=os.path.join(self.run_dir, sid))
@@ -117,6 +129,8 @@ class SandboxStore:
         try:
             _write_etc(sb, config)
             _pin_namespaces(sb, pod_hostname(config))
+            if pod_pid_namespace(config):
+                sb.pid_holder, sb.pid_holder_start = _start_pid_holder()
             self.save(sb)
         except BaseException:
             _release(sb)
@@ -127,6 +141,8 @@ class SandboxStore:
     def stop(self, sb: Sandbox) -> None:
         """NOTREADY: the network goes (the CRI: 'reclaim network resources'),
         the record stays for status until RemovePodSandbox."""
+        if sb.pid_holder and _same_process(sb.pid_holder, sb.pid_holder_start):
+            os.kill(sb.pid_holder, signal.SIGKILL)
         if sb.state != NOTREADY:
             sb.state = NOTREADY
             self.save(sb)
@@ -208,7 +224,56 @@ def _pin_namespaces(sb: Sandbox, hostname: str) -> None:
                              f"{(r.stderr or r.stdout).strip() or r.returncode}")
 
 
+def _start_pid_holder() -> tuple[int, int]:
+    """The init of a pod's PID namespace (host pid, start time)."""
+    script = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child",
+                             "/bin/busybox", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        child = _child_of(proc.pid)
+        if child:
+            # unshare has forked the namespace's init; wait for its exec.
+            try:
+                if "busybox" in os.readlink(f"/proc/{child}/exe"):
+                    return child, _start_time(child)
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    raise RuntimeFailure("could not start the init of the pod's PID namespace "
+                         "(unshare --pid --fork /bin/busybox sh)")
+
+
+def _child_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return 0
+    return int(kids[0]) if kids else 0
+
+
+def _start_time(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def _same_process(pid: int, start: int) -> bool:
+    try:
+        return _start_time(pid) == start
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 def _release(sb: Sandbox) -> None:
+    if sb.pid_holder and _same_process(sb.pid_holder, sb.pid_holder_start):
+        # Its death ends the namespace and every process left in it.
+        os.kill(sb.pid_holder, signal.SIGKILL)
     for k in PINNED:
         path = os.path.join(sb.dir, k)
         if os.path.exists(path):

@@ -20,6 +20,31 @@ ALL_CAPS = DEFAULT_CAPS + [
     "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE",
     "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+# Capability numbers, as <linux/capability.h> orders them.
+CAP_BY_NUMBER = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+
+
+def _bounding_set() -> set[str]:
+    """The daemon's own bounding set: a container cannot get a capability
+    the daemon lacks (runc fails with EPERM), as when this host is itself
+    a container without, say, CAP_SYS_RESOURCE."""
+    try:
+        with open("/proc/self/status") as f:
+            bits = int(next(ln for ln in f if ln.startswith("CapBnd:")).split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return set(CAP_BY_NUMBER)
+    return {name for i, name in enumerate(CAP_BY_NUMBER) if bits >> i & 1}
+
+
 MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                 "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
@@ -56,7 +81,8 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: Image,
     for kv in config.envs:
         env = [e for e in env if e.partition("=")[0] != kv.key] + [f"{kv.key}={kv.value}"]
     user = _user(sc, ic.get("User", ""), etc_root or "/nonexistent")
-    caps = ALL_CAPS if privileged else _caps(sc.capabilities)
+    allowed = _bounding_set()
+    caps = [c for c in (ALL_CAPS if privileged else _caps(sc.capabilities)) if c in allowed]
     process = {
         "terminal": config.tty,
         "user": user,
@@ -70,7 +96,9 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: Image,
     if res.oom_score_adj:
         process["oomScoreAdj"] = res.oom_score_adj
     namespaces = [{"type": "mount"}]
-    if sc.namespace_options.pid != pb.NODE:
+    if sc.namespace_options.pid == pb.POD and sb.ns_path("pid"):
+        namespaces.append({"type": "pid", "path": sb.ns_path("pid")})
+    elif sc.namespace_options.pid != pb.NODE:
         namespaces.append({"type": "pid"})
     for kind, oci in (("net", "network"), ("ipc", "ipc"), ("uts", "uts")):
         path = sb.ns_path(kind)
@@ -119,6 +147,11 @@ def _caps(cap: pb.Capability) -> list[str]:
 
 
 def _user(sc: pb.LinuxContainerSecurityContext, image_user: str, rootfs: str) -> dict:
+    if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
+        # As containerd: a group alone would pair with whatever user the
+        # image has, which is not what the caller asked for.
+        raise InvalidArgument("run_as_group needs run_as_user or run_as_username",
+                              field="linux.security_context.run_as_group")
     uid = gid = 0
     name = None
     if sc.HasField("run_as_user"):
