@@ -291,6 +291,9 @@ class Client:
     def delete_network(self, name):
         return self.request("DELETE", f"/networks/{name}")
 
+    def container_networks(self, cid):
+        return self.request("GET", f"/containers/{cid}/networks")
+
     def attach_network(self, cid, name):
         return self.request("POST", f"/containers/{cid}/networks/{name}")
 

@@ -329,6 +329,10 @@ def test_attach_and_detach_on_a_running_container(net_daemon, napi, bundle, cid,
     assert att["interface"] == "eth1" and att["network"] == n2
     links = exec_out(napi, a["id"], "ip", "-o", "addr")["stdout"]
     assert "eth1" in links and att["ip"] in links
+    # The same seen from the host, over netlink in the container's namespace.
+    seen = {i["name"]: i for i in napi.container_networks(a["id"])["interfaces"]}
+    assert set(seen) == {"lo", "eth0", "eth1"} and all(i["up"] for i in seen.values())
+    assert f"{att['ip']}/24" in seen["eth1"]["addresses"] and seen["eth1"]["mac"] == att["mac"]
     r = exec_out(napi, a["id"], "timeout", "10", "wget", "-q", "-O", "-", f"http://{peer_ip}/")
     assert r["exitStatus"] == 0, r
     got = napi.get(a["id"])
@@ -339,6 +343,7 @@ def test_attach_and_detach_on_a_running_container(net_daemon, napi, bundle, cid,
     assert e.value.status == 409
     napi.detach_network(a["id"], n2)
     assert "eth1" not in exec_out(napi, a["id"], "ip", "-o", "link")["stdout"]
+    assert "eth1" not in {i["name"] for i in napi.container_networks(a["id"])["interfaces"]}
     assert not os.path.exists(os.path.join(net_daemon.state_dir, "data", "cni", "ipam", n2,
                                            att["ip"]))
     with pytest.raises(APIError) as e:

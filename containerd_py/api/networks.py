@@ -58,6 +58,10 @@ async def detach(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def container_networks(request: web.Request) -> web.Response:
+    return json_response(await supervisor_of(request).network_interfaces(container_id(request)))
+
+
 def create_fields(body: dict) -> dict:
     """`networks` (or Zun's `nets: [{"network": NAME}]`) and `ports` of a
     container create, validated: {} when neither is given."""
@@ -92,6 +96,7 @@ ROUTES = [
     web.post("/networks", create_network),
     web.get("/networks/{name}", get_network),
     web.delete("/networks/{name}", delete_network),
+    web.get("/containers/{id}/networks", container_networks),
     web.post("/containers/{id}/networks/{name}", attach),
     web.delete("/containers/{id}/networks/{name}", detach),
     web.post("/containers/{id}/network_attach", attach),

@@ -602,6 +602,13 @@ PATHS.update({
         "delete": _op("Delete a network no container uses", [
             _resp(204, "deleted"), *_net_errors(400, 404, 409, 500)], tag="networks"),
     },
+    "/containers/{id}/networks": {"get": _op(
+        "A running container's networks, and its interfaces as seen inside its namespace "
+        "(addresses, counters)", [
+            _resp(200, "networks and interfaces", _obj({
+                "id": S, "networks": {"type": "object", "additionalProperties": ATTACHMENT},
+                "interfaces": {"type": "array", "items": {"$ref": "#/components/schemas/Interface"}}})),
+            *_errors(400, 404, 409)], tag="networks")},
     "/containers/{id}/networks/{name}": {
         "post": _op("Attach a running container to a network (a new interface appears)", [
             _resp(201, "the new interface", ATTACHMENT), *_errors(400, 404, 409, 500)],
@@ -773,6 +780,9 @@ SCHEMAS = {
                      "driver": S, "containers": {"type": "object"}}),
     "NetworkAttachment": _obj({"network": S, "interface": S, "ip": S, "prefixLen": I,
                                "gateway": S, "mac": S}),
+    "Interface": _obj({"name": S, "mac": S, "up": B, "mtu": I,
+                       "addresses": {"type": "array", "items": S}, "rxBytes": I, "txBytes": I,
+                       "rxPackets": I, "txPackets": I}),
     "Port": _obj({"hostPort": PORT_NUMBER, "containerPort": PORT_NUMBER,
                   "protocol": {"type": "string", "enum": ["tcp", "udp"]},
                   "hostIp": IPV4, "hostIP": IPV4}, ["containerPort"], closed=True),

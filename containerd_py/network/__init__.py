@@ -14,7 +14,10 @@ What is a library, what is a plugin, what is our own code, and why:
 * The library (pyroute2): netlink from Python without shelling out to `ip`:
   creating a network namespace and pinning it with a bind mount, as
   iproute2 does (netns.py), deleting an idle bridge, listing the host's
-  addresses to refuse an overlapping subnet.
+  addresses to refuse an overlapping subnet, and reading the interfaces,
+  addresses and counters inside a container's namespace (from a short-lived
+  process that nsenter puts there: pyroute2's in-process NetNS forks a
+  helper, which is not safe among the daemon's gRPC threads).
 * Our own code: the CNI protocol itself (cni.py: conflist chains with
   prevResult, the CNI_* environment, the result cache DEL reads, the
   plugin's error), because libcni is Go and the protocol is a small exec

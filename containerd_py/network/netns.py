@@ -8,11 +8,16 @@ again at the same path. The runtime joins it through the spec's
 linux.namespaces `path`; CNI plugins enter it through CNI_NETNS.
 """
 
+import asyncio
 import ctypes
+import json
 import os
+import sys
 import threading
 
 from pyroute2 import netns as _netns
+
+from ..errors import RuntimeFailure
 
 MNT_DETACH = 2
 _lock = threading.Lock()
@@ -61,3 +66,42 @@ def listing(directory: str) -> list[str]:
         return sorted(os.listdir(directory))
     except FileNotFoundError:
         return []
+
+
+
+async def interfaces(path: str) -> list[dict]:
+    """The interfaces inside the namespace as its processes see them, with
+    their addresses and counters (netlink's IFLA_STATS64), read by pyroute2
+    in a short-lived process that nsenter(1) put into the namespace: a
+    namespace switch inside the daemon (pyroute2's NetNS forks a helper)
+    is unsafe among its gRPC threads."""
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net={path}", sys.executable, "-m", __name__,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"reading the interfaces in {path}: "
+                             f"{err.decode(errors='replace').strip()[-500:]}")
+    return json.loads(out)
+
+
+def _interfaces_here() -> list[dict]:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        addrs: dict[int, list[str]] = {}
+        for a in ipr.get_addr():
+            addrs.setdefault(a["index"], []).append(
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        out = []
+        for link in ipr.get_links():
+            st = link.get_attr("IFLA_STATS64") or {}
+            out.append({"name": link.get_attr("IFLA_IFNAME"),
+                        "mac": link.get_attr("IFLA_ADDRESS"), "up": bool(link["flags"] & 1),
+                        "mtu": link.get_attr("IFLA_MTU"), "addresses": addrs.get(link["index"], []),
+                        "rxBytes": st.get("rx_bytes", 0), "txBytes": st.get("tx_bytes", 0),
+                        "rxPackets": st.get("rx_packets", 0), "txPackets": st.get("tx_packets", 0)})
+        return out
+
+
+if __name__ == "__main__":
+    json.dump(_interfaces_here(), sys.stdout)

@@ -142,6 +142,10 @@ class NetworkService:
                 if cid not in owned:
                     await asyncio.to_thread(netns.remove, self._netns_path(cid))
                     shutil.rmtree(self._files_dir(cid), ignore_errors=True)
+            # A network no container is on has no bridge (nor isolation rule).
+            for n in self.store.all():
+                if not self.members.get(n.name):
+                    await self._drop_bridge(n)
 
     def _files_dir(self, cid: str) -> str:
         return os.path.join(self.files_root, cid)
@@ -293,6 +297,13 @@ class NetworkService:
                                id=record.id, network=name)
             await self._del(record, name, a)
             self._refresh_hosts()
+
+    async def interfaces(self, record) -> list[dict]:
+        path = (record.network or {}).get("netns")
+        if not path:
+            raise Conflict(f"container {record.id!r} has no network namespace of the daemon's "
+                           "(created without networks, or on the host's)", id=record.id)
+        return await netns.interfaces(path)
 
     # -- /etc files ----------------------------------------------------------
 

@@ -56,6 +56,16 @@ class NetworkOperations:
             self.store.save(c.record)
             self.events.emit("network-detach", c.id, network=name)
 
+    async def network_interfaces(self, ref: str) -> dict:
+        """A running container's networks as recorded, and its interfaces
+        as they are inside its namespace."""
+        c = self.get(ref)
+        if c.record.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"container {c.id!r} is {c.record.status.value}", id=c.id,
+                           status=c.record.status.value)
+        return {"id": c.id, "networks": (c.record.network or {}).get("attachments", {}),
+                "interfaces": await self.networks.interfaces(c.record)}
+
     async def _release_network(self, c, save: bool = True) -> None:
         """CNI DEL and the netns gone; never fails the caller (an exit or a
         delete goes on), the plugin's words go to the log."""
