@@ -178,3 +178,22 @@ def unmount_all_under(prefix: str) -> list[str]:
     for mp in sorted(set(left), key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], capture_output=True)
     return left
+
+
+def replace_section(md_path: str, begin: str, end: str, lines: list[str]) -> None:
+    """Put one figure's section, between its `begin` and `end` markers, into
+    an existing benchmarks.md: a run of that figure alone does not rewrite
+    the others' sections."""
+    block = "\n".join([begin, *lines, end])
+    try:
+        with open(md_path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(md_path, "w") as f:
+        f.write(text)

@@ -31,7 +31,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import Samples, Unavailable, one_line, run  # noqa: E402
+from common import Samples, Unavailable, one_line, replace_section, run  # noqa: E402
 import systems as S  # noqa: E402
 import archives  # noqa: E402  (bundles/archives.py, on the path through systems)
 
@@ -246,22 +246,6 @@ def report_lines(res: dict) -> list[str]:
     return out
 
 
-def replace_section(md_path: str, lines: list[str]) -> None:
-    block = "\n".join([BEGIN, *lines, END])
-    try:
-        with open(md_path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(md_path, "w") as f:
-        f.write(text)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -307,7 +291,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     with open(os.path.join(docs, "bench-images.json"), "w") as f:
         json.dump(res, f, indent=1)
-    replace_section(os.path.join(docs, "benchmarks.md"), report_lines(res))
+    replace_section(os.path.join(docs, "benchmarks.md"), BEGIN, END, report_lines(res))
     print("\n".join(report_lines(res)))
     return 0
 

@@ -25,6 +25,9 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "bundles"))
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+from common import replace_section  # noqa: E402
 
 BEGIN = "<!-- load: begin (bench/load.py) -->"
 END = "<!-- load: end -->"
@@ -170,22 +173,6 @@ def report_lines(res: dict) -> list[str]:
     return lines
 
 
-def replace_section(md_path: str, lines: list[str]) -> None:
-    block = "\n".join([BEGIN, *lines, END])
-    try:
-        with open(md_path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(md_path, "w") as f:
-        f.write(text)
-
-
 if __name__ == "__main__":
     import argparse
     import json
@@ -200,4 +187,4 @@ if __name__ == "__main__":
         shutil.rmtree(w, ignore_errors=True)
     print(json.dumps(res, indent=1))
     if a.docs:
-        replace_section(os.path.join(a.docs, "benchmarks.md"), report_lines(res))
+        replace_section(os.path.join(a.docs, "benchmarks.md"), BEGIN, END, report_lines(res))

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bundles"))
 
-from common import Samples, Unavailable  # noqa: E402
+from common import Samples, Unavailable, replace_section  # noqa: E402
 
 BEGIN = "<!-- migrate: begin (bench/migrate.py) -->"
 END = "<!-- migrate: end -->"
@@ -416,24 +416,6 @@ def report_lines(res: dict) -> list[str]:
     return lines
 
 
-def replace_section(md_path: str, lines: list[str]) -> None:
-    """Put this figure's section into an existing benchmarks.md (a run of
-    this figure alone does not rewrite the others)."""
-    block = "\n".join([BEGIN, *lines, END])
-    try:
-        with open(md_path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(md_path, "w") as f:
-        f.write(text)
-
-
 if __name__ == "__main__":
     # Alone: python bench/migrate.py [--quick] [--docs DIR] [SIZES...], e.g. 64 256
     import argparse
@@ -450,7 +432,7 @@ if __name__ == "__main__":
         lines = report_lines(res)
         print("\n".join(lines))
         if a.docs:
-            replace_section(os.path.join(a.docs, "benchmarks.md"), lines)
+            replace_section(os.path.join(a.docs, "benchmarks.md"), BEGIN, END, lines)
             with open(os.path.join(a.docs, "benchmarks-migrate.json"), "w") as f:
                 json.dump(res, f, indent=1, default=str)
     finally:

@@ -37,6 +37,7 @@ import systems as S  # noqa: E402
 import images as images_bench  # noqa: E402
 import migrate as migrate_bench  # noqa: E402
 import load as load_bench  # noqa: E402
+import network as network_bench  # noqa: E402
 
 REPO = S.REPO
 
@@ -770,7 +771,6 @@ def main(argv=None) -> int:
                     "pools": G.fig_pools(d, work, bundles["sleep"], pyapp, cfg["pool_reps"])}
         figure("goals", goals)
         figure("migrate", lambda: migrate_bench.fig_migrate(work, q))
-        import network as network_bench
         figure("network", lambda: network_bench.fig_network(
             d, work, bundles, by_key.get("runc") or S.BareRuntime("runc", work, bundles),
             by_key.get("podman"), q))
@@ -795,7 +795,6 @@ def main(argv=None) -> int:
     import report
     S.json_dump(results, os.path.join(a.docs, "benchmarks.json"))
     report.write(results, a.docs)
-    import network as network_bench
     network_bench.append_report(results, a.docs)
     log(f"done in {results['duration_s']}s: {os.path.join(a.docs, 'benchmarks.md')}")
     return 130 if "interrupted" in results else 0
