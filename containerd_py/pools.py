@@ -220,9 +220,13 @@ class WarmPools:
         timing.mark("take")
         if member is None:
             pool.fallbacks += 1
+            # networks=[]: what a member has (loopback only; a CNI ADD per
+            # claim would cost more than the pool saves), so that a claim
+            # gives the same container whether the pool had one ready or not.
             c = await sup.create(cid, pool.spec.bundle_path or None, name=container_name,
                                  labels=labels, runtime=pool.spec.runtime,
-                                 checkpoint=pool.spec.checkpoint, image=pool.spec.image)
+                                 checkpoint=pool.spec.checkpoint, image=pool.spec.image,
+                                 networks=[])
             c.record.pool = name
             sup.store.save(c.record)
             return c

@@ -337,8 +337,19 @@ def test_image_pool_members_get_the_images_settings_and_own_layers(api, daemon, 
         out = api.exec_sync(a, ["sh", "-c", "echo $GREETING; pwd; echo x > /mine"])
         assert out["stdout"] == "hi\n/etc\n"
         assert read_file(cb["pid"], "/mine") is None
-        api.delete(a, force=True)
-        api.delete(b, force=True)
+        # Emptied, the pool falls back to a normal start of its image, which
+        # gives the same container a member would: loopback only (an image
+        # container made directly would join the default network).
+        api.request("DELETE", f"/pools/{name}")
+        api.create_pool(name, None, 0, image=ref)
+        c = cid()
+        fb = api.claim(c, name)
+        assert api.pool(name)["fallbacks"] == 1 and fb["image"]["ref"] == ref
+        assert not (fb.get("network") or {}).get("attachments")
+        with open(f"/proc/{fb['pid']}/net/dev") as f:
+            assert [ln.split(":")[0].strip() for ln in f.readlines()[2:]] == ["lo"]
+        for x in (a, b, c):
+            api.delete(x, force=True)
     finally:
         _delete_pool(api, name)
     assert members(daemon.state_dir, name) == {}
