@@ -40,7 +40,9 @@ class DaemonConfig:
     events_journal_max: int = 10000
     cgroup_parent: str = "containerd-py"
     # The subnet of the `default` network, made on the first start.
-    default_subnet: str = "10.88.0.0/16"
+    # None: podman's 10.88.0.0/16, unless the host already has it (podman's
+    # own bridge does); then the first free /16 after it.
+    default_subnet: str | None = None
     init_binary: str = TINI
     # The CRI's gRPC socket ("" serves none); None: cri.sock in the state dir,
     # which is /run/containerd-py/cri.sock for the default state dir.

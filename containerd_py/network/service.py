@@ -13,6 +13,7 @@ after a daemon restart (`restore`).
 """
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import json
 import logging
@@ -35,7 +36,7 @@ LOOPBACK_CONFLIST = {"cniVersion": "1.0.0", "name": "cdpy-loopback",
 
 
 class NetworkService:
-    def __init__(self, data_dir: str, state_dir: str, default_subnet: str = DEFAULT_SUBNET,
+    def __init__(self, data_dir: str, state_dir: str, default_subnet: str | None = None,
                  cni_path: str | None = None):
         self.store = NetworkStore(data_dir)
         self.cni = CNI(ResultCache(os.path.join(data_dir, "cni", "cache")),
@@ -49,9 +50,15 @@ class NetworkService:
         self._lock = asyncio.Lock()
         self._hostnames: dict[str, str] = {}
         if DEFAULT_NETWORK not in {n.name for n in self.store.all()}:
-            # From the first start on; the host's own addresses are not
-            # checked here (a daemon must start), only when a user creates one.
-            self.store.create(DEFAULT_NETWORK, default_subnet)
+            # From the first start on. A subnet the user gave is taken as it
+            # is (a daemon must start); the built-in one steps aside from a
+            # host interface that has it already (podman's cni-podman0 has
+            # 10.88.0.0/16: a second bridge there would get no traffic).
+            subnet = default_subnet or _free_default_subnet()
+            self.store.create(DEFAULT_NETWORK, subnet)
+            if subnet != (default_subnet or DEFAULT_SUBNET):
+                log.info("default network: %s is in use on this host, took %s",
+                         DEFAULT_SUBNET, subnet)
 
     # -- networks ------------------------------------------------------------
 
@@ -347,6 +354,28 @@ def _cni_id(record) -> str:
 
 def _names(record) -> list[str]:
     return list(dict.fromkeys([record.name or record.id, record.id]))
+
+
+def _free_default_subnet() -> str:
+    """DEFAULT_SUBNET, or the first 10.N.0.0/16 after it that no host
+    interface has."""
+    # pyroute2 runs an event loop of its own: not on the daemon's (running)
+    # loop's thread. And a host it cannot read still gets its daemon.
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            host_networks = pool.submit(_host_networks, set()).result(10)
+    except Exception as e:  # noqa: BLE001
+        log.warning("default network: cannot read the host's addresses (%s); taking %s",
+                    e, DEFAULT_SUBNET)
+        return DEFAULT_SUBNET
+    first = ipaddress.IPv4Network(DEFAULT_SUBNET)
+    for n in range(first.network_address.packed[1], 256):
+        net = ipaddress.IPv4Network(f"10.{n}.0.0/16")
+        if n == 89:
+            continue  # where user networks get their /24s (NetworkStore._free_subnet)
+        if not any(net.overlaps(h) for _, h in host_networks):
+            return str(net)
+    return DEFAULT_SUBNET
 
 
 def _host_networks(ours: set[str]) -> list[tuple[str, ipaddress.IPv4Network]]:
