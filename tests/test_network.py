@@ -573,3 +573,42 @@ def test_restart_releases_what_a_daemon_killed_midway_left(bundle, cid):
             d.start()
         d.cleanup()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_default_network_steps_aside_from_a_subnet_the_host_has():
+    """On a host where podman's bridge already holds 10.88.0.0/16 (as
+    cni-podman0 does once podman has run), a first start's default network
+    takes a free /16 instead: a second bridge there would get no traffic."""
+    from conftest import DAEMON, Client, free_port, wait_until
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    host = [ipaddress.IPv4Network(f.split()[3], strict=False) for f in out.splitlines()]
+    made = None
+    if not any(n.overlaps(ipaddress.IPv4Network("10.88.0.0/16")) for n in host):
+        # Stand in for podman's bridge: an empty bridge of our own, no traffic.
+        made = f"cdpyt{random.randint(0, 99999)}"
+        subprocess.run(["ip", "link", "add", made, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", "10.88.0.1/16", "dev", made], check=True)
+    state = tempfile.mkdtemp(prefix="cdpy-")
+    port = free_port()
+    proc = subprocess.Popen([DAEMON, "daemon", "--listen", f"127.0.0.1:{port}", "--state-dir",
+                             state, "--cri-listen", ""], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        c = Client(f"127.0.0.1:{port}", timeout=30)
+
+        def up():
+            try:
+                return c.request("GET", "/networks/default")
+            except OSError:
+                return None
+        net = ipaddress.IPv4Network(wait_until(up, 30, what="the daemon")["subnet"])
+        out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+        host = [ipaddress.IPv4Network(f.split()[3], strict=False) for f in out.splitlines()]
+        assert not any(net.overlaps(h) for h in host), (net, host)
+        assert net.prefixlen == 16 and net != ipaddress.IPv4Network("10.88.0.0/16")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(state, ignore_errors=True)
+        if made:
+            subprocess.run(["ip", "link", "del", made], check=False)
