@@ -16,14 +16,23 @@ def criu_log_tail(work: str, lines: int = 12) -> str:
     e.g. "Connected TCP socket, consider using --tcp-established option"),
     then the end of its log."""
     for name in ("dump.log", "restore.log", "lazy-pages.log"):
-        path = os.path.join(work, name)
-        if os.path.exists(path):
-            with open(path, errors="replace") as f:
-                kept = [ln.rstrip() for ln in f.readlines() if "RLIMIT_NOFILE" not in ln]
-            errors = [ln for ln in kept if "Error (" in ln][:6]
-            tail = [ln for ln in kept[-lines:] if ln not in errors]
-            return f"{name}: " + " | ".join(errors + tail)
+        summary = log_summary(os.path.join(work, name), lines)
+        if summary is not None:
+            return f"{name}: {summary}"
     return ""
+
+
+def log_summary(path: str, lines: int = 12, max_errors: int = 6) -> str | None:
+    """One CRIU log (dump, restore, page server) in a line: its `Error`
+    lines first, then its last lines; None if there is no such log."""
+    try:
+        with open(path, errors="replace") as f:
+            kept = [ln.rstrip() for ln in f.readlines() if "RLIMIT_NOFILE" not in ln]
+    except FileNotFoundError:
+        return None
+    errors = [ln for ln in kept if "Error (" in ln][:max_errors]
+    tail = [ln for ln in kept[-lines:] if ln not in errors]
+    return " | ".join(errors + tail)
 
 
 # Kernels from 6.16 refuse SO_PASSCRED on inet sockets; CRIU before 4.2

@@ -17,6 +17,8 @@ from .. import bundle as bundle_mod
 from ..errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, Unauthorized
 from ..events import now_ns, rfc3339
 from .archive import ArchiveError, extract
+from .criu import log_summary
+from .store import du
 
 log = logging.getLogger("containerd_py.migration")
 
@@ -118,7 +120,7 @@ class Inbox:
                 await self._pages_done(s, os.path.join(dest, "checkpoint"))
             finally:
                 s.busy = False
-        size = _du(dest)
+        size = du(dest)
         s.rounds.append(name)
         s.bytes += size
         return {"round": name, "members": len(names), "bytes": size}
@@ -186,7 +188,7 @@ class Inbox:
         for _ in range(500):
             if s.pages.returncode is not None:
                 raise RuntimeFailure("criu page-server exited at once: "
-                                     + _log_tail(os.path.join(s.dir, "page-server.log")))
+                                     + (log_summary(os.path.join(s.dir, "page-server.log"), 6, 3) or "(no log)"))
             if _listening(port):
                 return {"address": address, "port": port}
             await asyncio.sleep(0.005)
@@ -202,7 +204,7 @@ class Inbox:
                                  "arrived") from None
         if rc != 0:
             raise RuntimeFailure(f"criu page-server exited {rc}: "
-                                 + _log_tail(os.path.join(s.dir, "page-server.log")))
+                                 + (log_summary(os.path.join(s.dir, "page-server.log"), 6, 3) or "(no log)"))
         pages = os.path.join(s.dir, "pages")
         for name in os.listdir(pages):
             os.rename(os.path.join(pages, name), os.path.join(final_images, name))
@@ -229,24 +231,3 @@ def _listening(port: int) -> bool:
             if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
                 return True
     return False
-
-
-def _log_tail(path: str, lines: int = 6) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            kept = [ln.strip() for ln in f if "RLIMIT_NOFILE" not in ln]
-    except FileNotFoundError:
-        return "(no log)"
-    errors = [ln for ln in kept if "Error (" in ln][:3]
-    return " | ".join(errors or kept[-lines:])
-
-
-def _du(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except FileNotFoundError:
-                pass
-    return total

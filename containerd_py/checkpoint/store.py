@@ -57,7 +57,7 @@ class CheckpointStore:
         return tmp
 
     def commit(self, tmp: str, meta: CheckpointMeta) -> CheckpointMeta:
-        meta.size = _du(tmp)
+        meta.size = du(tmp)
         meta.created = rfc3339(now_ns())
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(dataclasses.asdict(meta), f)
@@ -93,7 +93,8 @@ class CheckpointStore:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _du(path: str) -> int:
+def du(path: str) -> int:
+    """Bytes in the files under `path` (a checkpoint's size)."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for f in files:
