@@ -218,8 +218,9 @@ def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
     if resources:
         merge_resources(linux.setdefault("resources", {}), resources)
     os.makedirs(dest, exist_ok=True)
+    data = json.dumps(spec)  # one write: json.dump writes each token apart
     with open(os.path.join(dest, "config.json"), "w") as f:
-        json.dump(spec, f)
+        f.write(data)
     return dest
 
 
