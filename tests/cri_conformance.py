@@ -251,12 +251,6 @@ def run(args) -> int:
 # Why a spec cannot pass here, by a word of its name; filled in from what
 # the failures say, never to hide one.
 KNOWN = {
-    "port mapping": "needs pod networking (CNI, port mappings): pods have loopback only; "
-                    "the CRI does not attach them to the network package's networks yet",
-    "in a pod should support network": "needs pod networking (CNI): the spec fetches a "
-                                       "page from the pod's IP",
-    "portforward": "the port-forward itself works (tests/test_cri.py), but the spec first "
-                   "fetches the page from the pod's IP, which needs CNI networking",
     "MaskedPaths": "/bin/ls is masked (tests/test_cri_security.py sees a masked file read "
                    "empty), but Debian's busybox-static shell runs its applets in-process "
                    "(FEATURE_SH_STANDALONE), so `sh -c ls` never execs /bin/ls to be refused",
