@@ -537,6 +537,20 @@ def report_lines(res: dict) -> list[str]:
                   f"| {_ms(y.get('median'))} | {_ms(y.get('p95'))} | {y.get('n', 0)} "
                   f"| {_ratio(x.get('median'), y.get('median'))} |")
     md.append("")
+    behind = [f"{what} ({_ms((a.get(op) or {}).get('median'))} vs "
+              f"{_ms((b.get(op) or {}).get('median'))})" for _, op, what in ROWS
+              if (a.get(op) or {}).get("median") and (b.get(op) or {}).get("median")
+              and a[op]["median"] > b[op]["median"]]
+    md += ["What the two do differently, which the pod rows mostly measure: containerd "
+           "starts a pause container per pod (a shim, `runc create`/`start`, a cgroup) and "
+           "runs the CNI bridge and host-local plugins for the pod's eth0 in RunPodSandbox, "
+           "and kills the pause and runs CNI DEL in StopPodSandbox; containerd-py's pods are "
+           "their pinned namespaces (net, IPC, UTS) with loopback only, and nothing runs "
+           "until a container does. The container rows do the same work on both sides in "
+           "all (an overlay of the image's layers, runc starting critest's `top` under a "
+           "supervising process), split between CreateContainer and StartContainer each "
+           "in its own way: compare create + start."
+           + (" containerd-py is behind on: " + "; ".join(behind) + "." if behind else ""), ""]
     runs = [(k, r) for k, v in systems.items() for r in v.get("runs") or []]
     if runs:
         md += ["Each run (median of its samples; load average over 1 min before → after):", "",
