@@ -192,12 +192,6 @@ def run(args) -> int:
 # Why a spec cannot pass here, by a word of its name; filled in from what
 # the failures say, never to hide one.
 KNOWN = {
-    "port mapping": "needs pod networking (CNI, port mappings): pods have loopback only; "
-                    "the CRI does not attach them to the network package's networks yet",
-    "in a pod should support network": "needs pod networking (CNI): the spec fetches a "
-                                       "page from the pod's IP",
-    "portforward": "the port-forward itself works (tests/test_cri.py), but the spec first "
-                   "fetches the page from the pod's IP, which needs CNI networking",
     "with digest": "pinned to upstream's manifest digest sha256:9700f9a2...; an archive "
                    "built offline cannot have that digest",
 }

@@ -80,7 +80,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if not cfg.metadata.name:
             raise InvalidArgument("config.metadata.name is required", field="config.metadata")
         async with self.lock:
-            sb = self.sandboxes.create(new_id(), cfg, request.runtime_handler)
+            sb = await self.sandboxes.create(new_id(), cfg, request.runtime_handler)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
 
     def _pod_containers(self, sb: Sandbox) -> list[CRIContainer]:
@@ -94,7 +94,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         async with self.lock:
             for c in self._pod_containers(sb):
                 await self._stop(c.id, 0)
-            self.sandboxes.stop(sb)
+            await self.sandboxes.stop(sb)
         return pb.StopPodSandboxResponse()
 
     async def RemovePodSandbox(self, request, context):
@@ -105,7 +105,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         async with self.lock:
             for c in self._pod_containers(sb):
                 await self._remove(c.id)
-            self.sandboxes.remove(sb)
+            await self.sandboxes.remove(sb)
         return pb.RemovePodSandboxResponse()
 
     def _sandbox_status(self, sb: Sandbox) -> pb.PodSandboxStatus:
@@ -114,7 +114,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             id=sb.id, metadata=cfg.metadata,
             state=pb.SANDBOX_READY if sb.state == READY else pb.SANDBOX_NOTREADY,
             created_at=sb.created_ns,
-            network=pb.PodSandboxNetworkStatus(ip=""),
+            network=pb.PodSandboxNetworkStatus(ip=self.sandboxes.ip(sb)),
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(
                 options=cfg.linux.security_context.namespace_options)),
             labels=cfg.labels, annotations=cfg.annotations,
@@ -126,6 +126,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if request.verbose:
             info["info"] = json.dumps({"namespaces": {k: sb.ns_path(k) for k in
                                                       ("net", "ipc", "uts")},
+                                       "network": self.sup.networks.netns_owner(sb.id),
                                        "pauseProcess": False})
         return pb.PodSandboxStatusResponse(status=self._sandbox_status(sb), info=info)
 
