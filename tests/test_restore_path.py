@@ -64,6 +64,17 @@ def test_unreachable_container_is_dumped_and_restored_without_network_lock(api, 
                    what="the clone's counter to go on")
         lo = api.exec_sync(clone, ["ip", "-o", "link", "show", "lo"])["stdout"]
         assert "UP" in lo
+        # The masked directories were not saved (no tar image of theirs) and
+        # are still empty, unwritable and of the same mode in the clone.
+        images = os.listdir(os.path.join(b, "checkpoints", "quiet"))
+        with open(f"/proc/{api.get(src)['pid']}/mountinfo") as f:
+            tmpfs = [ln for ln in f if " - tmpfs " in ln and ln.split()[3] == "/"]
+        assert len([n for n in images if n.startswith("tmpfs-dev-")]) == len(tmpfs) - 2
+        for path in ("/proc/acpi", "/sys/firmware"):
+            got = api.exec_sync(clone, ["sh", "-c", f"ls -A {path}; stat -c %a {path}; "
+                                        f"touch {path}/x 2>&1; echo rc=$?"])["stdout"]
+            assert got.splitlines()[0] == "1777" and "Read-only file system" in got \
+                and "rc=1" in got, got
         # With established TCP connections in the dump the lock stays.
         api.checkpoint(src, "tcp", tcp=True)
         assert criu_images.network_lock(os.path.join(b, "checkpoints", "tcp")) \

@@ -125,7 +125,8 @@ class CheckpointService:
         net = c.record.network or {}
         criuconf.write(self._conf(c), criuconf.dump_options(
             tcp=tcp, isolated=criuconf.isolated(os.path.join(c.shim.dir, "bundle"),
-                                                net.get("netns"), net.get("attachments"))))
+                                                net.get("netns"), net.get("attachments")),
+            empty_mounts=criuconf.empty_readonly_tmpfs(c.record.init.pid)))
 
     def prune_settings(self, rids: set[str]) -> None:
         criuconf.prune(self.sup.config.state_dir, rids)
@@ -165,7 +166,9 @@ class CheckpointService:
         meta = store.meta(r.checkpoint)
         work = os.path.join(c.shim.dir, "criu-work")
         os.makedirs(work, exist_ok=True)
-        criuconf.write(self._conf(c), [])  # a previous dump's settings are not a restore's
+        # (A previous dump's settings are not a restore's.)
+        criuconf.write(self._conf(c), criuconf.restore_options(
+            os.path.join(self.sup.config.state_dir, "criu", "empty")))
         lazy = None
         if r.lazy:
             lazy = LazyPages(self.criu(), image, work)
