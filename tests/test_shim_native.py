@@ -523,6 +523,11 @@ def test_long_lines_and_queued_execs(tmp_path):
         assert wait_gone(shim_pid)
 
 
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().rstrip(b"\0").split(b"\0")
+
+
 def _stat(pid):
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()
@@ -537,8 +542,11 @@ def test_spare_shim_takes_its_command_line_from_stdin(tmp_path, containers):
     spare = subprocess.Popen([SHIM, "-W", " " * 4096], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        with open(f"/proc/{spare.pid}/cmdline", "rb") as f:
-            assert f.read().split(b"\0")[1] == b"-W"
+        deadline = time.monotonic() + 10
+        while _cmdline(spare.pid)[:1] != [SHIM.encode()]:  # until its execve is done
+            assert time.monotonic() < deadline, _cmdline(spare.pid)
+            time.sleep(0.01)
+        assert _cmdline(spare.pid)[1] == b"-W"
         argv = [SHIM, "-F", "-s", c.state, "-l", "0", "--", RUNC, "--root", c.root, "create",
                 "--bundle", c.bundle, "--pid-file", os.path.join(c.state, "init.pid"), c.id]
         spare.stdin.write(b"".join(a.encode() + b"\0" for a in argv))
@@ -547,8 +555,7 @@ def test_spare_shim_takes_its_command_line_from_stdin(tmp_path, containers):
         assert answer.startswith("O"), (answer, spare.stderr.read())
         c.shim_pid, c.init_pid = map(int, answer[1:].split()[:2])
         assert c.shim_pid == spare.pid
-        with open(f"/proc/{spare.pid}/cmdline", "rb") as f:
-            assert f.read().rstrip(b"\0").split(b"\0") == [a.encode() for a in argv]
+        assert _cmdline(spare.pid) == [a.encode() for a in argv]
         # A process group of its own, in our session: no new session (a
         # scheduling autogroup) per start.
         st = _stat(spare.pid)
