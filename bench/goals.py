@@ -89,6 +89,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
     err = tempfile.TemporaryFile()
     claim, bare, server = Samples(), Samples(), Samples()
     ratios = []
+    phases: dict[str, list[float]] = {}
     try:
         c.create_pool("bench-web", bundle, 3)
         for i in range(reps + 2):
@@ -106,8 +107,12 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
                 pair["claim"] = time.perf_counter() - t0
                 if st != 201 or "runtimeId" not in body:
                     raise Unavailable(f"claim -> {st}: {one_line(body)}")
-                server.add(SP.parse_server_timing(headers.get("Server-Timing", ""))
-                           .get("total", 0))
+                st_phases = SP.parse_server_timing(headers.get("Server-Timing", ""))
+                server.add(st_phases.get("total", 0))
+                if i >= 2:
+                    st_phases["http"] = max(pair["claim"] - st_phases.get("total", 0), 0)
+                    for k, v in st_phases.items():
+                        phases.setdefault(k, []).append(v)
                 rc.delete(f"/containers/{cid}?force=true")
                 time.sleep(SP.SETTLE_S)
             if i >= 2:  # warm-up
@@ -124,6 +129,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
     out["claim"], out["bare"], out["claim_server"] = (claim.to_json(), bare.to_json(),
                                                       server.to_json())
     out["ratio_median_of_pairs"] = statistics.median(ratios) if ratios else None
+    out["claim_phases"] = {k: statistics.median(v) for k, v in phases.items()}
 
     if pyapp_bundle:
         first = Samples()
@@ -330,6 +336,9 @@ PHASE_ORDER = ["http", "parse", "read-spec", "prepare", "write-spec", "shim-star
                "shim-reply", "cgroups", "save", "event", "watch", "respond"]
 
 
+CLAIM_PHASES = ["http", "parse", "take", "start", "save", "event", "respond", "total"]
+
+
 def breakdown(sp: dict) -> dict[str, float]:
     """The daemon's part of one start by phase (s), `http` being the client's
     round trip outside the handler (client total − server total)."""
@@ -424,6 +433,19 @@ def markdown(results: dict, docs: str) -> list[str]:
                    "`tar --extract --gzip` on its image: most of the mount namespace's "
                    "time."]
         md.append("")
+    cl = (g.get("pools") or {}).get("claim_phases")
+    if cl:
+        md += ["Where a claim from a bundle pool goes (medians of the daemon's phases, "
+               "`Server-Timing` of each claim):", "", "| phase | ms |", "| --- | --- |"]
+        for k in CLAIM_PHASES:
+            if k in cl:
+                md.append(f"| {k} | {cl[k] * 1000:.2f} |")
+        md += ["", "*http*: the client's round trip outside the route handler (request "
+               "parsing and schema validation, the answer's write, the client); *take*: "
+               "the pool's member and its liveness; *start*: the member's exec fifo "
+               "opened and its init seen exec'ing (no runtime command); *save*: the "
+               "user's record written (the member's record goes after the answer, as "
+               "does the refill's start).", ""]
     for key, what in (("startpath", "start path"), ("restore", "restore"), ("pools", "pools")):
         errs = (g.get(key) or {}).get("errors")
         if errs:

@@ -12,6 +12,7 @@ daemon with --image-mirror.
 """
 
 import argparse
+import contextlib
 import datetime
 import io
 import json
@@ -36,6 +37,8 @@ DAEMON = os.path.join(ROOT, ".venv", "bin", "containerd-py")
 BUSYBOX_ROOTFS = os.path.join(ROOT, "bundles", "busybox", "rootfs")
 STAGING = "gcr.io/k8s-staging-cri-tools/"
 E2E = "registry.k8s.io/e2e-test-images/"
+# What critest runs its containers from (also the benchmark mode's image).
+DEFAULT_IMAGE = E2E + "busybox:1.29-2"
 WEB_PAGE = "<html><body><h1>Welcome to nginx!</h1></body></html>\n"
 
 # name -> (image entry, image config). Names that share an entry are tags
@@ -191,46 +194,38 @@ def build_mirror(mirror: str) -> None:
                                     cfg, tags)
 
 
-def run(args) -> int:
-    if not os.access(CRITEST, os.X_OK):
-        print(f"critest not found at {CRITEST} (set CRI_TOOLS_DIR)", file=sys.stderr)
-        return 2
-    work = tempfile.mkdtemp(prefix="cdpy-critest-")
-    state, mirror = os.path.join(work, "s"), os.path.join(work, "mirror")
-    build_mirror(mirror)
-    print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
-    images_file = os.path.join(work, "test-images.yaml")
-    with open(images_file, "w") as f:
-        f.write(f"defaultTestContainerImage: {E2E}busybox:1.29-2\n"
+def write_images_file(path: str) -> str:
+    """critest's --test-images-file: the two images it lets a runner choose."""
+    with open(path, "w") as f:
+        f.write(f"defaultTestContainerImage: {DEFAULT_IMAGE}\n"
                 f"webServerTestImage: {E2E}nginx:1.14-2\n")
+    return path
+
+
+@contextlib.contextmanager
+def cri_daemon(work: str, mirror: str):
+    """A daemon on private dirs under work, its CRI on work/s/cri.sock and
+    PullImage served from mirror; yields the socket's path. On the way out
+    it removes what the callers left (pods keep their pinned namespaces and
+    containers their overlays after the daemon stops) and stops the
+    daemon; the state dir goes, its log (work/daemon.log) stays."""
+    state = os.path.join(work, "s")
     os.makedirs(state)
     sock = os.path.join(state, "cri.sock")
     log = open(os.path.join(work, "daemon.log"), "w")
     daemon = subprocess.Popen([DAEMON, "daemon", "--listen", "unix:" + os.path.join(state, "api.sock"),
                                "--state-dir", state, "--image-mirror", mirror],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    report = os.path.join(work, "report.json")
     try:
         for _ in range(300):
             if os.path.exists(sock) or daemon.poll() is not None:
                 break
             time.sleep(0.1)
         if not os.path.exists(sock):
-            print(open(log.name).read()[-3000:], file=sys.stderr)
-            return 1
-        cmd = [CRITEST, "--runtime-endpoint", "unix://" + sock,
-               "--image-endpoint", "unix://" + sock, "--test-images-file", images_file,
-               "--ginkgo.focus", args.focus, "--ginkgo.no-color",
-               "--ginkgo.json-report", report]
-        if args.skip:
-            cmd += ["--ginkgo.skip", args.skip]
-        print("running:", " ".join(cmd), flush=True)
-        with open(os.path.join(work, "critest.log"), "w") as out:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work).returncode
-        print(f"critest exited {rc}; its output: {out.name}", flush=True)
+            raise RuntimeError("the daemon's CRI socket did not appear; its log ends: "
+                               + open(log.name).read()[-3000:])
+        yield sock
     finally:
-        # What a failed spec left: pods keep their pinned namespaces and
-        # containers their overlays after the daemon stops.
         crictl = os.path.join(TOOLS, "crictl")
         if os.access(crictl, os.X_OK) and os.path.exists(sock):
             subprocess.run([crictl, "--runtime-endpoint", "unix://" + sock, "rmp", "-f", "-a"],
@@ -240,9 +235,39 @@ def run(args) -> int:
             daemon.wait(30)
         except subprocess.TimeoutExpired:
             daemon.kill()
+            daemon.wait()
+        log.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def run(args) -> int:
+    if not os.access(CRITEST, os.X_OK):
+        print(f"critest not found at {CRITEST} (set CRI_TOOLS_DIR)", file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="cdpy-critest-")
+    mirror = os.path.join(work, "mirror")
+    build_mirror(mirror)
+    print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
+    images_file = write_images_file(os.path.join(work, "test-images.yaml"))
+    report = os.path.join(work, "report.json")
+    try:
+        with cri_daemon(work, mirror) as sock:
+            cmd = [CRITEST, "--runtime-endpoint", "unix://" + sock,
+                   "--image-endpoint", "unix://" + sock, "--test-images-file", images_file,
+                   "--ginkgo.focus", args.focus, "--ginkgo.no-color",
+                   "--ginkgo.json-report", report]
+            if args.skip:
+                cmd += ["--ginkgo.skip", args.skip]
+            print("running:", " ".join(cmd), flush=True)
+            with open(os.path.join(work, "critest.log"), "w") as out:
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=work).returncode
+            print(f"critest exited {rc}; its output: {out.name}", flush=True)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
     write_doc(report, args.out, args.focus)
     # The logs stay for a look at a failure; the daemon's dirs go.
-    shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(mirror, ignore_errors=True)
     print(f"wrote {args.out} (logs in {work})")
     return 0

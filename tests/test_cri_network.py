@@ -335,3 +335,34 @@ def test_a_stopped_pod_is_not_brought_back_by_a_restart():
         crictl(d, "rmp", half)
     finally:
         finish(d)
+
+
+def test_network_ready_follows_the_cni_plugins(net_daemon, tmp_path):
+    conditions = {c["type"]: c for c in
+                  json.loads(crictl(net_daemon, "info").stdout)["status"]["conditions"]}
+    assert conditions["NetworkReady"]["status"] is True
+    # A daemon whose plugin path has none of them: not ready, saying which,
+    # and a pod fails with the plugin's name, leaving nothing.
+    d = Daemon(str(tmp_path / "s"))
+    d.work = str(tmp_path)
+    d.env["CNI_PATH"] = str(tmp_path / "no-plugins")
+    restart(d)
+    try:
+        ready = {c["type"]: c for c in
+                 json.loads(crictl(d, "info").stdout)["status"]["conditions"]}["NetworkReady"]
+        assert ready["status"] is False and ready["reason"] == "NetworkPluginNotReady"
+        assert "bridge" in ready["message"] and "loopback" in ready["message"]
+        pod = {"metadata": {"name": "noplugins", "namespace": "default", "uid": "np"},
+               "linux": {}}
+        r = crictl(d, "runp", write(d, "pod-np.json", pod), check=False)
+        assert r.returncode != 0 and "loopback" in r.stderr and "not found" in r.stderr
+        assert crictl(d, "pods", "-q").stdout.strip() == ""
+        assert not os.listdir(os.path.join(d.state_dir, "netns")) \
+            if os.path.isdir(os.path.join(d.state_dir, "netns")) else True
+        assert netns_pins(d) == ""
+    finally:
+        d.cleanup()
+
+
+def netns_pins(d) -> str:
+    return "\n".join(ln for ln in mounts().splitlines() if d.state_dir in ln)

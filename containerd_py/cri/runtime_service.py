@@ -61,8 +61,15 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                                   runtime_api_version=CRI_API_VERSION)
 
     async def Status(self, request, context):
-        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
-                      pb.RuntimeCondition(type="NetworkReady", status=True)]
+        # The kubelet schedules no pod network on a node whose NetworkReady
+        # is false: it is, when the default network's CNI plugins are there.
+        missing = self.sup.networks.plugins_missing()
+        network = pb.RuntimeCondition(type="NetworkReady", status=not missing)
+        if missing:
+            network.reason = "NetworkPluginNotReady"
+            network.message = (f"CNI plugins {missing} not found in "
+                               f"{self.sup.networks.cni.path}")
+        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True), network]
         info = {}
         if request.verbose:
             info["config"] = json.dumps({"runtime": self.sup.default_runtime,

@@ -27,7 +27,7 @@ from pyroute2 import IPRoute
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from . import etcfiles, netns, ports as ports_mod
-from .cni import CNI, ResultCache, first_ipv4
+from .cni import CNI, CNIError, ResultCache, first_ipv4
 from .isolation import Isolation
 from .networks import DEFAULT_NETWORK, DEFAULT_SUBNET, NAME_RE, Network, NetworkStore
 from .owners import NetnsOwner, OwnerStore
@@ -243,6 +243,18 @@ class NetworkService:
                 await self._release_locked(owner)
                 raise
             return owner.network
+
+    def plugins_missing(self, network: str = DEFAULT_NETWORK) -> list[str]:
+        """The CNI plugins of `network`'s chain (and loopback) that are not
+        in the plugin path: what a setup on it would fail for."""
+        types = [p["type"] for p in self.store.get(network).conflist["plugins"]]
+        missing = []
+        for t in dict.fromkeys(["loopback", *types]):
+            try:
+                self.cni.plugin_binary(t)
+            except CNIError:
+                missing.append(t)
+        return missing
 
     def netns_owner(self, owner_id: str) -> dict | None:
         """The owner's network state as create_netns returned it, or None."""
