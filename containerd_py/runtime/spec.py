@@ -124,15 +124,19 @@ def merge_env(base: list[str], over_: list[str]) -> list[str]:
 
 def write_runtime_bundle(dest: str, spec: dict, settings: ContainerSettings, *, rootfs: str,
                          own_rootfs: bool, cgroups_path: str, resources: dict,
-                         init_binary: str | None) -> dict:
+                         init_binary: str | None, runtime_annotations: dict | None = None
+                         ) -> dict:
     """The whole of it: `spec` (a bundle's config.json or `default_spec()`,
     changed in place) with the settings applied, over `rootfs`, written as
-    `dest`/config.json. Returns the spec as written."""
+    `dest`/config.json. Returns the spec as written, but for
+    `runtime_annotations`: the daemon's own, for the runtime only (not
+    shown as the container's)."""
     if own_rootfs:
         # The container's own overlay: writable unless the settings say not.
         spec.setdefault("root", {})["readonly"] = False
     apply(spec, settings, rootfs, own_rootfs=own_rootfs, init_binary=init_binary)
-    write(dest, spec, rootfs=rootfs, cgroups_path=cgroups_path, resources=resources)
+    write(dest, spec, rootfs=rootfs, cgroups_path=cgroups_path, resources=resources,
+          annotations=runtime_annotations)
     return spec
 
 
@@ -228,7 +232,7 @@ def _exists(rootfs: str, path: str, mounts: list[dict]) -> bool:
 
 
 def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
-          resources: dict) -> str:
+          resources: dict, annotations: dict | None = None) -> str:
     """Write `spec` as `dest`/config.json with the root path, the daemon's
     cgroup and the resource limits; return `dest`."""
     spec.setdefault("root", {})["path"] = rootfs
@@ -238,6 +242,8 @@ def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
     if resources:
         merge_resources(linux.setdefault("resources", {}), resources)
     os.makedirs(dest, exist_ok=True)
+    if annotations:
+        spec = {**spec, "annotations": {**(spec.get("annotations") or {}), **annotations}}
     with open(os.path.join(dest, "config.json"), "w") as f:
         json.dump(spec, f)
     return dest
