@@ -221,27 +221,38 @@ def fig_restore_trivial(d, work: str, reps: int) -> dict:
                 dt = time.perf_counter() - t0
                 if st != 201:
                     raise Unavailable(f"{who} -> {st}: {one_line(resp)}")
-                if who == "restore":
+                if who != "cold" and i >= 1:
                     crit = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
                                                     "restore.log"))
-                    if crit and i >= 1:
-                        for k, v in crit.items():
-                            criu.setdefault(k, []).append(v)
+                    for k, v in (crit or {}).items():
+                        criu.setdefault(who, {}).setdefault(k, []).append(v)
+                    for k, v in SP.parse_server_timing(
+                            headers.get("Server-Timing", "")).items():
+                        phases.setdefault(who, {}).setdefault(k, []).append(v)
                 if i >= 1:
                     {"cold": cold, "restore": restore, "restore-old": restore_old}[who].add(dt)
-                    if who == "restore":
-                        for k, v in SP.parse_server_timing(
-                                headers.get("Server-Timing", "")).items():
-                            phases.setdefault(k, []).append(v)
                 rc.delete(f"/containers/{cid}?force=true")
                 time.sleep(SP.SETTLE_S)
     except Exception as e:  # noqa: BLE001
         out["errors"].append(one_line(e))
     out["cold"], out["restore"] = cold.to_json(), restore.to_json()
     out["restore_criu_defaults"] = restore_old.to_json()
-    out["restore_phases"] = {k: statistics.median(v) for k, v in phases.items()}
-    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.items()}
+    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+    out["restore_phases"] = med(phases.get("restore", {}))
+    out["criu_phases"] = med(criu.get("restore", {}))
+    out["restore_phases_criu_defaults"] = med(phases.get("restore-old", {}))
+    out["criu_phases_criu_defaults"] = med(criu.get("restore-old", {}))
+    # What CRIU saved with tar (one image per tmpfs it fills on restore).
+    out["tmpfs_images"] = {k: _tar_images(os.path.join(b, "checkpoints", "trivial"))
+                           for k, b in (("after", bundle), ("before", old))}
     return out
+
+
+def _tar_images(image_dir: str) -> int | None:
+    try:
+        return sum(n.startswith("tmpfs-dev-") for n in os.listdir(image_dir))
+    except OSError:
+        return None
 
 
 def fig_restore_app(d, work: str, pyapp_bundle: str, reps: int) -> dict:
@@ -270,11 +281,10 @@ def fig_restore_app(d, work: str, pyapp_bundle: str, reps: int) -> dict:
                 cid = f"gapp-{k}-{next(seq)}"
                 try:
                     eager[k].add(time_to_ready(d, cid, bundles[k], checkpoint="gapp")["pong"])
-                    if k == "new":
-                        ph = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
-                                                      "restore.log"))
-                        for name, v in (ph or {}).items():
-                            criu.setdefault(name, []).append(v)
+                    ph = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
+                                                  "restore.log"))
+                    for name, v in (ph or {}).items():
+                        criu.setdefault(k, {}).setdefault(name, []).append(v)
                 finally:
                     c.delete(cid, force=True)
                 time.sleep(SP.SETTLE_S)
@@ -304,7 +314,9 @@ def fig_restore_app(d, work: str, pyapp_bundle: str, reps: int) -> dict:
             shutil.rmtree(os.path.join(b, "checkpoints", "gapp"), ignore_errors=True)
     out["eager"] = {k: v.to_json() for k, v in eager.items()}
     out["clones"] = {k: {str(n): s.to_json() for n, s in v.items()} for k, v in clones.items()}
-    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.items()}
+    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.get("new", {}).items()}
+    out["criu_phases_criu_defaults"] = {k: statistics.median(v)
+                                        for k, v in criu.get("old", {}).items()}
     return out
 
 
@@ -515,33 +527,53 @@ def markdown(results: dict, docs: str) -> list[str]:
                "exit (reaped by the shim) to the daemon holding the shim's answer.", ""]
     rs = g.get("restore") or {}
     if rs.get("restore_phases"):
-        ph, cp = rs["restore_phases"], rs.get("criu_phases") or {}
+        cols = [(rs.get("restore_phases_criu_defaults") or {},
+                 rs.get("criu_phases_criu_defaults") or {}),
+                (rs["restore_phases"], rs.get("criu_phases") or {})]
+
+        def cell(ph, cp, key):
+            if key == "runc":
+                v = ph.get("runtime", 0) - cp["total"] if cp.get("total") else None
+            elif key.startswith("criu:"):
+                v = cp.get(key[5:])
+            else:
+                v = ph.get(key)
+            return "—" if v is None else f"{v * 1000:.1f}"
         md += ["Where a trivial container's restore goes (medians; the runtime's part "
-               "split by CRIU's own log):", "", "| part | ms |", "| --- | --- |"]
-        for k in ("shim-start", "runtime", "after-restore"):
-            if k in ph:
-                md.append(f"| daemon: {k} | {ph[k] * 1000:.1f} |")
-        if cp.get("total") and ph.get("runtime"):
-            md.append(f"| runc restore outside CRIU (Go start, spec, cgroups, CRIU's "
-                      f"start) | {(ph['runtime'] - cp['total']) * 1000:.1f} |")
-        for name, _ in CRIU_MARKS:
-            if name in cp:
-                md.append(f"| CRIU: {name} | {cp[name] * 1000:.1f} |")
-        if "tmpfs mounts" in cp:
-            md += ["", f"CRIU fills each of the container's {cp['tmpfs mounts']:.0f} tmpfs "
-                   "mounts (/dev, /tmp, /dev/shm, the cgroup v1 tmpfs, ...) by running "
-                   "`tar --extract --gzip` on its image: most of the mount namespace's "
-                   "time."]
+               "split by CRIU's own log). *Before*: the same restore in the same run with "
+               "CRIU's defaults (its iptables network lock, every tmpfs through tar), as "
+               "before the daemon's CRIU settings (containerd_py/checkpoint/criuconf.py); "
+               "*after*: as the daemon restores now.", "",
+               "| part | before, ms | after, ms |", "| --- | --- | --- |"]
+        rows_ = [("daemon: shim-start", "shim-start"), ("daemon: runtime", "runtime"),
+                 ("daemon: after-restore", "after-restore"),
+                 ("runc restore outside CRIU (Go start, spec, cgroups, CRIU's version "
+                  "check and start)", "runc")]
+        rows_ += [(f"CRIU: {name}", f"criu:{name}") for name, _ in CRIU_MARKS]
+        rows_.append(("CRIU: total (its log)", "criu:total"))
+        for label, key in rows_:
+            md.append(f"| {label} | {cell(*cols[0], key)} | {cell(*cols[1], key)} |")
+        tars = rs.get("tmpfs_images") or {}
+        if tars.get("after") is not None:
+            md += ["", f"tmpfs mounts CRIU saves and fills with `tar --gzip`: "
+                   f"{tars.get('before')} before, {tars.get('after')} after (the "
+                   "read-only empty masks over /proc/acpi and /sys/firmware are external "
+                   "mounts now; /dev, /dev/shm, /tmp and the cgroup v1 tmpfs are writable "
+                   "and stay). The iptables lock's `iptables-restore` runs were in the "
+                   "restorer row (the unlock) and before the mount namespace (the lock)."]
         md.append("")
     ap = (g.get("app") or {}).get("criu_phases") or {}
     if ap.get("total"):
+        bp = (g.get("app") or {}).get("criu_phases_criu_defaults") or {}
+        f = lambda d, k: "—" if k not in d else f"{d[k] * 1000:.1f}"  # noqa: E731
         md += ["Where the 64 MiB app's eager restore goes inside CRIU (medians, from its "
-               "log; request → answer is the row above):", "", "| CRIU part | ms |",
-               "| --- | --- |"]
-        for name, _ in CRIU_MARKS:
-            if name in ap:
-                md.append(f"| {name} | {ap[name] * 1000:.1f} |")
-        md += [f"| total | {ap['total'] * 1000:.1f} |", ""]
+               "log; before: with CRIU's defaults, alternated in the same run). The "
+               "restorer's part is mostly reading the ~135 MiB of pages (the app's heap "
+               "and its 64 MiB ballast) into fresh anonymous memory:", "",
+               "| CRIU part | before, ms | after, ms |", "| --- | --- | --- |"]
+        for name, _ in CRIU_MARKS + [("total", ())]:
+            md.append(f"| {name} | {f(bp, name)} | {f(ap, name)} |")
+        md.append("")
     cl = (g.get("pools") or {}).get("claim_phases")
     if cl:
         md += ["Where a claim from a bundle pool goes (medians of the daemon's phases, "

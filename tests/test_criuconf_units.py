@@ -36,3 +36,14 @@ def test_dump_options():
 def test_a_bundle_naming_its_own_config_keeps_it():
     assert criuconf.runtime_annotations({"annotations": {criuconf.ANNOTATION: "/x"}}, "/y") == {}
     assert criuconf.runtime_annotations({}, "/y") == {criuconf.ANNOTATION: "/y"}
+
+
+def test_cgroups_left_to_the_runtime_only_without_cap_sys_admin():
+    ro = {"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", "ro"]}
+    plain = {"process": {"capabilities": {"bounding": ["CAP_KILL"]}}, "mounts": [ro]}
+    assert criuconf.cannot_leave_cgroup(plain)
+    assert criuconf.cannot_leave_cgroup({"process": {}})
+    assert not criuconf.cannot_leave_cgroup(
+        {"process": {"capabilities": {"bounding": ["CAP_SYS_ADMIN"]}}, "mounts": [ro]})
+    assert not criuconf.cannot_leave_cgroup(
+        {"process": {}, "mounts": [{**ro, "options": ["nosuid"]}]})

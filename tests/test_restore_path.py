@@ -75,6 +75,16 @@ def test_unreachable_container_is_dumped_and_restored_without_network_lock(api, 
                                         f"touch {path}/x 2>&1; echo rc=$?"])["stdout"]
             assert got.splitlines()[0] == "1777" and "Read-only file system" in got \
                 and "rc=1" in got, got
+        # CRIU left the cgroups to runc (which made them and put CRIU in
+        # them): no yard of its own, and every task of the clone in the
+        # clone's cgroup of every hierarchy.
+        log = os.path.join(daemon.state_dir, "shims", clone, "criu-work", "restore.log")
+        assert "Preparing cgroups yard" not in open(log).read()
+        pid = api.get(clone)["pid"]
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/cgroup") as f:
+                for line in f:
+                    assert line.rstrip("\n").endswith(f"/{clone}"), line
         # With established TCP connections in the dump the lock stays.
         api.checkpoint(src, "tcp", tcp=True)
         assert criu_images.network_lock(os.path.join(b, "checkpoints", "tcp")) \

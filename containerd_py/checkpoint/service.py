@@ -167,8 +167,13 @@ class CheckpointService:
         work = os.path.join(c.shim.dir, "criu-work")
         os.makedirs(work, exist_ok=True)
         # (A previous dump's settings are not a restore's.)
+        try:
+            own_cgroup = criuconf.cannot_leave_cgroup(bundle_mod.read_config(run_bundle))
+        except DaemonError:
+            own_cgroup = False
         criuconf.write(self._conf(c), criuconf.restore_options(
-            os.path.join(self.sup.config.state_dir, "criu", "empty")))
+            os.path.join(self.sup.config.state_dir, "criu", "empty"),
+            own_cgroup_only=own_cgroup))
         lazy = None
         if r.lazy:
             lazy = LazyPages(self.criu(), image, work)

@@ -13,6 +13,7 @@ import os
 import signal as signal_mod
 
 from ..errors import InvalidArgument, Unavailable
+from . import seccomp
 from .settings import ContainerSettings
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
@@ -179,6 +180,8 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         annotations[STOP_SIGNAL_ANNOTATION] = signal_mod.Signals(s.stop_signal).name
     if annotations:
         spec["annotations"] = annotations
+    if s.seccomp is not None:
+        _apply_seccomp(spec, s.seccomp)
     if s.init:
         if not init_binary or not os.access(init_binary, os.X_OK):
             raise Unavailable(f"init: true runs tini, and {init_binary or 'tini-static'} is "
@@ -190,6 +193,23 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         # PID 1 and so gets the kernel's default actions (SIGTERM kills).
         p["args"] = [INIT_PATH, "--"] + p["args"]
     return spec
+
+
+def _apply_seccomp(spec: dict, choice: str) -> None:
+    """The filter a create asked for, over whatever the bundle had; the
+    default's capability-guarded syscalls follow the spec's bounding set."""
+    linux = spec.setdefault("linux", {})
+    if choice == "unconfined":
+        linux.pop("seccomp", None)
+        return
+    if not seccomp.supported():
+        raise Unavailable("this kernel has no seccomp: only \"unconfined\" works",
+                          field="seccomp")
+    if choice == "default":
+        caps = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
+        linux["seccomp"] = seccomp.default_profile(caps)
+    else:
+        linux["seccomp"] = seccomp.load_profile(choice, field="seccomp")
 
 
 def _check_cwd(rootfs: str, cwd: str, mounts: list[dict], own_rootfs: bool) -> None:
@@ -248,6 +268,8 @@ def effective(spec: dict, s: ContainerSettings) -> dict:
         "readonlyRootfs": bool(spec.get("root", {}).get("readonly")),
         "mounts": s.mounts, "annotations": spec.get("annotations", {}),
         "stopSignal": signal_mod.Signals(stop_signal(spec)).name, "init": s.init,
+        "seccomp": s.seccomp or ("bundle" if spec.get("linux", {}).get("seccomp")
+                                 else "unconfined"),
     }
 
 
