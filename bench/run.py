@@ -730,6 +730,7 @@ def main(argv=None) -> int:
         "ready_reps": 1 if q else 3,
         "startpath_pairs": 10 if q else 40,
         "restore_reps": 3 if q else 10,
+        "app_reps": 2 if q else 6,
         "pool_reps": 5 if q else 20,
     }
 
@@ -814,6 +815,7 @@ def main(argv=None) -> int:
             return {"startpath": G.fig_startpath(d, work, bundles["sleep"],
                                                  cfg["startpath_pairs"]),
                     "restore": G.fig_restore_trivial(d, work, cfg["restore_reps"]),
+                    "app": G.fig_restore_app(d, work, pyapp, cfg["app_reps"]),
                     "pools": G.fig_pools(d, work, bundles["sleep"], pyapp, cfg["pool_reps"])}
         figure("goals", goals)
         figure("migrate", lambda: migrate_bench.fig_migrate(work, q))

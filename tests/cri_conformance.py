@@ -276,9 +276,10 @@ def run(args) -> int:
 # Why a spec cannot pass here, by a word of its name; filled in from what
 # the failures say, never to hide one.
 KNOWN = {
-    "MaskedPaths": "/bin/ls is masked (tests/test_cri_security.py sees a masked file read "
-                   "empty), but Debian's busybox-static shell runs its applets in-process "
-                   "(FEATURE_SH_STANDALONE), so `sh -c ls` never execs /bin/ls to be refused",
+    "MaskedPaths": "/bin/ls is masked (exec'ing /bin/ls is refused: permission denied; "
+                   "tests/test_cri_security.py reads masked files empty), but Debian's "
+                   "busybox-static shell runs its applets in-process (FEATURE_SH_STANDALONE), "
+                   "so `sh -c ls` never execs /bin/ls and the spec's expected error never comes",
     "with digest": "pinned to upstream's manifest digest sha256:9700f9a2...; an archive "
                    "built offline cannot have that digest",
 }

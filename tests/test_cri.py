@@ -223,8 +223,8 @@ def test_streaming_exec_attach_and_port_forward(cri):
                        timeout=60)
     assert r.returncode == 0 and r.stdout == "from-stdin\n", r.stderr
 
-    # port-forward: a host port relayed to port 80 inside the pod's netns,
-    # which the host cannot reach otherwise (loopback only in there).
+    # port-forward: a host port relayed to 127.0.0.1:80 inside the pod's
+    # netns (the daemon connects from within it, not to the pod's address).
     import socket as socket_mod
     with socket_mod.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -318,19 +318,30 @@ def test_a_stopped_pod_is_not_brought_back_by_a_restart():
         half, _ = run_web_pod(d, "halfway", free_port())
         netns = inspectp(d, half)["info"]["namespaces"]["net"]
         veth = host_veth(netns)
+        # And one killed before its sandbox record was saved (its network
+        # set up, its IPC/UTS pinned): here its record is taken away.
+        unsaved = crictl(d, "runp", write(d, "pod-unsaved.json", {
+            "metadata": {"name": "unsaved", "namespace": "default", "uid": "u"},
+            "linux": {}})).stdout.strip()
+        unsaved_netns = inspectp(d, unsaved)["info"]["namespaces"]["net"]
         d.kill9()
-        record = os.path.join(d.state_dir, "data", "cri", "sandboxes", half + ".json")
-        with open(record) as f:
+        records = os.path.join(d.state_dir, "data", "cri", "sandboxes")
+        with open(os.path.join(records, half + ".json")) as f:
             rec = json.load(f)
         rec["state"] = "notready"
-        with open(record, "w") as f:
+        with open(os.path.join(records, half + ".json"), "w") as f:
             json.dump(rec, f)
+        os.unlink(os.path.join(records, unsaved + ".json"))
         restart(d)
         for pod_id in (stopped, half):
             assert inspectp(d, pod_id)["status"]["state"] == "SANDBOX_NOTREADY"
             assert inspectp(d, pod_id)["status"]["network"]["ip"] == ""
             assert leases_of(d, pod_id) == [] and pod_id not in iptables()
         assert not link_exists(veth) and not os.path.exists(netns) and netns not in mounts()
+        assert crictl(d, "inspectp", unsaved, check=False).returncode != 0
+        assert leases_of(d, unsaved) == [] and not os.path.exists(unsaved_netns)
+        assert not os.path.exists(os.path.join(d.state_dir, "cri", "sandboxes", unsaved))
+        assert unsaved not in mounts()
         crictl(d, "rmp", stopped)
         crictl(d, "rmp", half)
     finally:

@@ -196,7 +196,15 @@ class SandboxStore:
     async def reconcile(self) -> None:
         """At start: a pod network whose sandbox is gone or stopped (a
         daemon killed between the two steps of a run, stop or remove) is
-        released; a ready pod's is kept, still answering at its address."""
+        released, and so are the pinned namespaces of a sandbox whose
+        record was never saved; a ready pod's are kept, its network still
+        answering at its address."""
+        for name in sorted(os.listdir(self.run_dir)):
+            if name not in self.sandboxes:
+                log.warning("pod %s: releasing the namespaces of a sandbox without a record",
+                            name)
+                _release(Sandbox(id=name, config_b64="", created_ns=0,
+                                 dir=os.path.join(self.run_dir, name)))
         for oid in self.networks.netns_owners(OWNER_KIND):
             sb = self.sandboxes.get(oid)
             if sb is None or sb.state != READY:

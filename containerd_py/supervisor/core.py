@@ -15,7 +15,7 @@ import os
 import shutil
 
 from .. import bundle as bundle_mod, failpoints, orphans, shim_loss
-from .. import states, timing
+from .. import shim_spare, states, timing
 from .. import stats as stats_mod
 from ..checkpoint import after_restore, criu_log_tail
 from ..checkpoint.service import CheckpointService
@@ -164,6 +164,7 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
                     if os.path.isdir(os.path.join(self.config.state_dir, "runtime", n))]
         await orphans.remove_orphans(runtimes, os.path.join(self.config.state_dir, "shims"),
                                      {self.config.shim_dir(i) for i in ids}, ids)
+        self.checkpointing.prune_settings(ids)
         orphans.remove_partial_checkpoints(
             {p for c in self.containers.values()
              for p in (c.record.bundle_path, getattr(c.record, "checkpoint_home", None)) if p})
@@ -181,6 +182,7 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pools.close()
         self.events.close()
+        shim_spare.release()
         # Not on each delete: a concurrent create could be between runc's
         # mkdir of the parent and of its own dir.
         stats_mod.remove_empty_parent(self.config.cgroup_parent)
@@ -386,7 +388,8 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
         spec = runspec.write_runtime_bundle(
             bundle, spec, settings, rootfs=root, own_rootfs=own,
             cgroups_path=f"/{self.config.cgroup_parent}/{c.rid}", resources=r.resources,
-            init_binary=self.config.init_binary)
+            init_binary=self.config.init_binary,
+            runtime_annotations=self.checkpointing.runtime_annotations(c, spec))
         r.init = bundle_mod.process_record(spec["process"], 0)
         r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
         return bundle
