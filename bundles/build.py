@@ -46,6 +46,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 HERE = Path(__file__).resolve().parent
+# Run as a script (`python bundles/build.py`) or imported by the tests: the
+# daemon's package is beside this folder either way.
+sys.path.insert(0, str(HERE.parent))
+from containerd_py.runtime.spec import default_spec  # noqa: E402
+
 BUSYBOX_BUNDLE = HERE / "busybox"
 BUSYBOX_ROOTFS = BUSYBOX_BUNDLE / "rootfs"
 PYAPP_BUNDLE = HERE / "pyapp"
@@ -76,14 +81,6 @@ DEFAULT_ENV = {
     "TERM": "xterm",
     "HOME": "/root",
 }
-# runc's defaults (`runc spec`)
-DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-MASKED_PATHS = [
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-    "/proc/scsi",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 LIB_DIRS = ("lib", "lib32", "lib64", "libx32")
 
 
@@ -92,28 +89,6 @@ class BuildError(Exception):
 
 
 # ----------------------------------------------------------------- OCI spec
-
-def _default_mounts(readonly: bool) -> list[dict[str, Any]]:
-    mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ]
-    # A private, writable /tmp (always: the shared rootfs is never written to).
-    mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
-    return mounts
-
 
 def _mount_entry(m: Any) -> dict[str, Any]:
     """An OCI mount dict, or (source, destination[, options]) for a bind mount
@@ -152,30 +127,20 @@ def make_spec(args: Sequence[str], *, rootfs: str | os.PathLike = "rootfs", term
     """The OCI runtime spec (as a dict) `runc spec` would make, adapted."""
     if isinstance(args, str) or not args:
         raise ValueError("args must be a non-empty list of strings")
-    spec: dict[str, Any] = {
-        "ociVersion": "1.0.2-dev",
-        "process": {
-            "terminal": bool(terminal),
-            "user": {"uid": 0, "gid": 0},
-            "args": [str(a) for a in args],
-            "env": _env_list(env),
-            "cwd": cwd,
-            "capabilities": {k: list(DEFAULT_CAPS)
-                             for k in ("bounding", "effective", "permitted", "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": str(rootfs), "readonly": bool(readonly)},
-        "hostname": hostname,
-        "mounts": _default_mounts(readonly) + [_mount_entry(m) for m in mounts],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            # a new network namespace gets only a loopback interface (runc sets it up)
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
-    }
+    # The daemon's own base (`runc spec`'s defaults), so that a bundle built
+    # here and an image container differ only in what the caller chose.
+    spec: dict[str, Any] = default_spec()
+    proc = spec["process"]
+    proc["terminal"] = bool(terminal)
+    proc["args"] = [str(a) for a in args]
+    proc["env"] = _env_list(env)
+    proc["cwd"] = cwd
+    spec["root"] = {"path": str(rootfs), "readonly": bool(readonly)}
+    spec["hostname"] = hostname
+    # A private, writable /tmp (always: the shared rootfs is never written to).
+    spec["mounts"] += [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}]
+    spec["mounts"] += [_mount_entry(m) for m in mounts]
     if annotations:
         spec["annotations"] = {str(k): str(v) for k, v in annotations.items()}
     if memory_limit is not None:
