@@ -24,11 +24,12 @@ does not exist is NotFound, anything that is not a complete archive of
 ours is InvalidArgument, both naming the path.
 """
 
+import contextlib
 import copy
 import dataclasses
+import glob
 import json
 import os
-import glob
 import shutil
 import struct
 import tarfile
@@ -71,6 +72,17 @@ def archive_path(ref: str) -> str | None:
 
 
 @dataclasses.dataclass
+class Staged:
+    """An archive read, checked and extracted into a dir of its own."""
+    path: str      # the archive
+    dir: str       # what it held
+    meta: dict     # the checkpoint's (CheckpointMeta's fields)
+    spec: dict     # the spec the container was dumped with
+    image: object  # the store's Image it was taken on
+    shown: str     # that image as its caller named it
+
+
+@dataclasses.dataclass
 class Restored:
     container: object  # the supervisor's Container
     image: str         # the image as the checkpointed container's caller named it
@@ -81,63 +93,79 @@ class CheckpointRestore:
     def __init__(self, sup, images, containers):
         self.sup, self.images, self.containers = sup, images, containers
 
-    async def create(self, cid: str, path: str, cfg, sb: Sandbox, *, name: str,
+    @contextlib.asynccontextmanager
+    async def staged(self, path: str | None):
+        """The archive at `path` extracted and checked (None for None),
+        removed on the way out. Done before the CRI's lock is taken: a big
+        archive holds up no other pod's calls."""
+        if path is None:
+            yield None
+            return
+        self.sup.checkpointing.criu()  # Unavailable before anything is read
+        _peek(path)
+        tmp = os.path.join(self.sup.checkpointing.received_dir,
+                           f".cri-restore-{uuid.uuid4().hex[:12]}")
+        try:
+            yield await self._stage(path, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _stage(self, path: str, tmp: str) -> Staged:
+        with open(path, "rb") as f:
+            async def read(n):
+                return f.read(n)  # a local file: short reads, no thread needed
+            try:
+                await extract(read, tmp, special_under=("rootfs-diff",))
+            except ArchiveError as e:
+                raise InvalidArgument(f"checkpoint archive {path!r}: {e}", field=FIELD,
+                                      image=path) from None
+        try:
+            manifest = read_manifest(tmp)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"{path!r}: {e.message}", field=FIELD, image=path) from None
+        settings = manifest["container"]
+        spec = _load(tmp, "config.json", path, required=True)
+        cri = _load(tmp, CRI_MEMBER, path) or {}
+        img_ref = (settings.get("image") or {}).get("id") or \
+            (settings.get("image") or {}).get("ref")
+        if not img_ref:
+            raise InvalidArgument(f"checkpoint archive {path!r} is of a container made "
+                                  "from a bundle, not an image: the CRI can only restore "
+                                  "an image's container", field=FIELD, image=path)
+        try:
+            image = self.images.status(img_ref)
+        except NotFound:
+            named = cri.get("image") or img_ref
+            raise NotFound(f"checkpoint archive {path!r} was taken on image {named!r}, "
+                           "which is not in the image store (pull it first)",
+                           field=FIELD, image=named) from None
+        shown = cri.get("image") or (image.names[0] if image.names else image.id)
+        return Staged(path=path, dir=tmp, meta=manifest["checkpoint"], spec=spec,
+                      image=image, shown=shown)
+
+    async def create(self, cid: str, staged: Staged, cfg, sb: Sandbox, *, name: str,
                      labels: dict) -> Restored:
-        """Container `cid` in pod `sb`, to be restored from the archive at
-        `path` by its first start. Leaves nothing behind when it fails
+        """Container `cid` in pod `sb`, to be restored from the staged
+        archive by its first start. Leaves nothing behind when it fails
         before the supervisor has the container (after that, deleting the
         container removes everything)."""
-        svc = self.sup.checkpointing
-        svc.criu()  # Unavailable before anything is read
-        _peek(path)
-        staged = os.path.join(svc.received_dir, f".cri-restore-{uuid.uuid4().hex[:12]}")
-        home = os.path.join(svc.received_dir, cid)
-        registered = False
+        meta, image = staged.meta, staged.image
+        spec = retarget(staged.spec, cfg, sb)
+        readonly = bool(spec.get("root", {}).get("readonly"))
+        home = os.path.join(self.sup.checkpointing.received_dir, cid)
         try:
-            with open(path, "rb") as f:
-                async def read(n):
-                    return f.read(n)  # a local file: short reads, no thread needed
-                try:
-                    await extract(read, staged, special_under=("rootfs-diff",))
-                except ArchiveError as e:
-                    raise InvalidArgument(f"checkpoint archive {path!r}: {e}", field=FIELD,
-                                          image=path) from None
-            try:
-                manifest = read_manifest(staged)
-            except InvalidArgument as e:
-                raise InvalidArgument(f"{path!r}: {e.message}", field=FIELD,
-                                      image=path) from None
-            meta, settings = manifest["checkpoint"], manifest["container"]
-            original = _load(staged, "config.json", path, required=True)
-            cri = _load(staged, CRI_MEMBER, path) or {}
-            img_ref = (settings.get("image") or {}).get("id") or \
-                (settings.get("image") or {}).get("ref")
-            if not img_ref:
-                raise InvalidArgument(f"checkpoint archive {path!r} is of a container made "
-                                      "from a bundle, not an image: the CRI can only restore "
-                                      "an image's container", field=FIELD, image=path)
-            try:
-                image = self.images.status(img_ref)
-            except NotFound:
-                named = cri.get("image") or img_ref
-                raise NotFound(f"checkpoint archive {path!r} was taken on image {named!r}, "
-                               "which is not in the image store (pull it first)",
-                               field=FIELD, image=named) from None
-            spec = retarget(original, cfg, sb)
-            readonly = bool(spec.get("root", {}).get("readonly"))
-
             # Into the container's own places: the CRIU images where a
             # received checkpoint lives, the filesystem changes as its
             # writable layer, the spec as its CRI bundle.
             os.mkdir(home, 0o700)
             images_dir = os.path.join(home, "checkpoints", meta["name"])
             os.makedirs(os.path.dirname(images_dir))
-            os.rename(os.path.join(staged, "checkpoint"), images_dir)
+            os.rename(os.path.join(staged.dir, "checkpoint"), images_dir)
             with open(os.path.join(images_dir, META), "w") as f:
                 json.dump(meta, f)
             if sb.ns_path("uts"):
                 rehost(images_dir, pod_hostname(sb.config))
-            diff = os.path.join(staged, "rootfs-diff")
+            diff = os.path.join(staged.dir, "rootfs-diff")
             if os.path.isdir(diff):
                 upper = self.sup.images.upper(cid)
                 os.makedirs(os.path.dirname(upper), exist_ok=True)
@@ -147,18 +175,15 @@ class CheckpointRestore:
                 cid, bundle, name=name, labels=labels, image=image.id, start=False,
                 checkpoint=meta["name"], checkpoint_home=home,
                 settings=ContainerSettings(readonly_rootfs=True if readonly else None))
-            registered = True
         except BaseException:
-            if not registered and cid not in self.sup.containers:
+            if cid not in self.sup.containers:
                 shutil.rmtree(home, ignore_errors=True)
                 self.sup.images.remove(cid)
                 self.containers.remove(cid)
             raise
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        shown = cri.get("image") or (image.names[0] if image.names else image.id)
-        self.sup.events.emit("import-checkpoint", cid, checkpoint=meta["name"], archive=path)
-        return Restored(container=c, image=shown, image_id=image.id)
+        self.sup.events.emit("import-checkpoint", cid, checkpoint=meta["name"],
+                             archive=staged.path)
+        return Restored(container=c, image=staged.shown, image_id=image.id)
 
 
 def _peek(path: str) -> None:

@@ -157,12 +157,12 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             raise InvalidArgument("config.metadata.name is required", field="config.metadata")
         if not cfg.image.image:
             raise InvalidArgument("config.image.image is required", field="config.image")
-        async with self.lock:
+        archive = restore_mod.archive_path(cfg.image.image)
+        async with self.restorer.staged(archive) as staged, self.lock:
             sb = self.sandboxes.get(request.pod_sandbox_id)
             if sb.state != READY:
                 raise Conflict(f"pod sandbox {sb.id!r} is not ready", id=sb.id,
                                status="notready")
-            archive = restore_mod.archive_path(cfg.image.image)
             image = None if archive else self.images.status(cfg.image.image)
             cid = new_id()
             meta = sb.config.metadata
@@ -177,7 +177,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             try:
                 if archive:
                     # Made from a checkpoint: its first start restores it.
-                    made = await self.restorer.create(cid, archive, cfg, sb, name=name,
+                    made = await self.restorer.create(cid, staged, cfg, sb, name=name,
                                                       labels=labels)
                     c, image_id = made.container, made.image_id
                     cfg.image.image = made.image  # shown as the image it runs
