@@ -180,10 +180,12 @@ def unmount_all_under(prefix: str) -> list[str]:
     return left
 
 
-def replace_section(md_path: str, begin: str, end: str, lines: list[str]) -> None:
+def replace_section(md_path: str, begin: str, end: str, lines: list[str],
+                    before: str | None = None) -> None:
     """Put one figure's section, between its `begin` and `end` markers, into
     an existing benchmarks.md: a run of that figure alone does not rewrite
-    the others' sections."""
+    the others' sections. A section the file does not have yet goes before
+    the line `before` if the file has it, else at the end."""
     block = "\n".join([begin, *lines, end])
     try:
         with open(md_path) as f:
@@ -193,6 +195,9 @@ def replace_section(md_path: str, begin: str, end: str, lines: list[str]) -> Non
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]
+    elif before and before in text:
+        head, rest = text.split(before, 1)
+        text = head + block + "\n\n" + before + rest
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(md_path, "w") as f:

@@ -89,6 +89,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
     err = tempfile.TemporaryFile()
     claim, bare, server = Samples(), Samples(), Samples()
     ratios = []
+    phases: dict[str, list[float]] = {}
     try:
         c.create_pool("bench-web", bundle, 3)
         for i in range(reps + 2):
@@ -106,8 +107,12 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
                 pair["claim"] = time.perf_counter() - t0
                 if st != 201 or "runtimeId" not in body:
                     raise Unavailable(f"claim -> {st}: {one_line(body)}")
-                server.add(SP.parse_server_timing(headers.get("Server-Timing", ""))
-                           .get("total", 0))
+                st_phases = SP.parse_server_timing(headers.get("Server-Timing", ""))
+                server.add(st_phases.get("total", 0))
+                if i >= 2:
+                    st_phases["http"] = max(pair["claim"] - st_phases.get("total", 0), 0)
+                    for k, v in st_phases.items():
+                        phases.setdefault(k, []).append(v)
                 rc.delete(f"/containers/{cid}?force=true")
                 time.sleep(SP.SETTLE_S)
             if i >= 2:  # warm-up
@@ -124,6 +129,7 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
     out["claim"], out["bare"], out["claim_server"] = (claim.to_json(), bare.to_json(),
                                                       server.to_json())
     out["ratio_median_of_pairs"] = statistics.median(ratios) if ratios else None
+    out["claim_phases"] = {k: statistics.median(v) for k, v in phases.items()}
 
     if pyapp_bundle:
         first = Samples()
@@ -163,55 +169,154 @@ def fig_pools(d, work: str, bundle: str, pyapp_bundle: str | None, reps: int) ->
     return out
 
 
+def criu_defaults_bundle(bundle: str, dest: str) -> str:
+    """A copy of `bundle` whose config names a CRIU configuration of its own
+    (an empty file: CRIU's defaults), so that the daemon's settings
+    (containerd_py/checkpoint/criuconf.py) do not apply: its dumps and
+    restores run as they did before them, for an A/B in one run."""
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    root = spec.setdefault("root", {})
+    root["path"] = os.path.join(bundle, root.get("path", "rootfs"))  # absolute stays
+    os.makedirs(dest, exist_ok=True)
+    conf = os.path.join(dest, "criu-defaults.conf")
+    open(conf, "w").close()
+    spec.setdefault("annotations", {})["org.criu.config"] = conf
+    with open(os.path.join(dest, "config.json"), "w") as f:
+        json.dump(spec, f)
+    return dest
+
+
 def fig_restore_trivial(d, work: str, reps: int) -> dict:
     """Cold start of the busybox counter against a restore of its
-    checkpoint (request -> 201), pair by pair."""
+    checkpoint (request -> 201), pair by pair; and the same restore with
+    CRIU's defaults (its network lock: as before criuconf.py)."""
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))), "bundles"))
     from build import write_bundle
     bundle = str(write_bundle(os.path.join(work, "bundle-counter"), COUNTER))
+    old = criu_defaults_bundle(bundle, os.path.join(work, "bundle-counter-criu-defaults"))
     c = d.client
     rc = SP.RawClient(d.port)
-    cold, restore = Samples(), Samples()
+    cold, restore, restore_old = Samples(), Samples(), Samples()
     phases: dict[str, list[float]] = {}
     criu: dict[str, list[float]] = {}
     out: dict = {"errors": []}
+    arms = ("cold", "restore", "restore-old")
     try:
-        c.create("grs-src", bundle)
-        time.sleep(0.5)
-        c.checkpoint("grs-src", "trivial")
-        c.delete("grs-src", force=True)
+        for b in (bundle, old):
+            c.create("grs-src", b)
+            time.sleep(0.5)
+            c.checkpoint("grs-src", "trivial")
+            c.delete("grs-src", force=True)
         for i in range(reps + 1):
-            for who in (("cold", "restore") if i % 2 == 0 else ("restore", "cold")):
+            for who in (arms if i % 2 == 0 else arms[::-1]):
                 cid = f"grs-{who}-{i}"
-                body = {"bundlePath": bundle}
-                if who == "restore":
+                body = {"bundlePath": old if who == "restore-old" else bundle}
+                if who != "cold":
                     body["checkpoint"] = "trivial"
                 t0 = time.perf_counter()
                 st, headers, resp = rc.post(f"/containers/{cid}", body)
                 dt = time.perf_counter() - t0
                 if st != 201:
                     raise Unavailable(f"{who} -> {st}: {one_line(resp)}")
-                if who == "restore":
+                if who != "cold" and i >= 1:
                     crit = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
                                                     "restore.log"))
-                    if crit and i >= 1:
-                        for k, v in crit.items():
-                            criu.setdefault(k, []).append(v)
+                    for k, v in (crit or {}).items():
+                        criu.setdefault(who, {}).setdefault(k, []).append(v)
+                    for k, v in SP.parse_server_timing(
+                            headers.get("Server-Timing", "")).items():
+                        phases.setdefault(who, {}).setdefault(k, []).append(v)
                 if i >= 1:
-                    (cold if who == "cold" else restore).add(dt)
-                    if who == "restore":
-                        for k, v in SP.parse_server_timing(
-                                headers.get("Server-Timing", "")).items():
-                            phases.setdefault(k, []).append(v)
+                    {"cold": cold, "restore": restore, "restore-old": restore_old}[who].add(dt)
                 rc.delete(f"/containers/{cid}?force=true")
                 time.sleep(SP.SETTLE_S)
     except Exception as e:  # noqa: BLE001
         out["errors"].append(one_line(e))
     out["cold"], out["restore"] = cold.to_json(), restore.to_json()
-    out["restore_phases"] = {k: statistics.median(v) for k, v in phases.items()}
-    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.items()}
+    out["restore_criu_defaults"] = restore_old.to_json()
+    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+    out["restore_phases"] = med(phases.get("restore", {}))
+    out["criu_phases"] = med(criu.get("restore", {}))
+    out["restore_phases_criu_defaults"] = med(phases.get("restore-old", {}))
+    out["criu_phases_criu_defaults"] = med(criu.get("restore-old", {}))
+    # What CRIU saved with tar (one image per tmpfs it fills on restore).
+    out["tmpfs_images"] = {k: _tar_images(os.path.join(b, "checkpoints", "trivial"))
+                           for k, b in (("after", bundle), ("before", old))}
+    return out
+
+
+def _tar_images(image_dir: str) -> int | None:
+    try:
+        return sum(n.startswith("tmpfs-dev-") for n in os.listdir(image_dir))
+    except OSError:
+        return None
+
+
+def fig_restore_app(d, work: str, pyapp_bundle: str, reps: int) -> dict:
+    """The 64 MiB app: request -> its answer to a ping, eager restore of its
+    checkpoint (dumped with --exit after a cold start); 8 clones restored at
+    once until all answered, and one alone. Each against the same with
+    CRIU's defaults (criu_defaults_bundle), alternated."""
+    from run import time_to_ready, wait_log
+    c = d.client
+    old = criu_defaults_bundle(pyapp_bundle, os.path.join(work, "pyapp-64-criu-defaults"))
+    bundles = {"new": pyapp_bundle, "old": old}
+    out: dict = {"errors": []}
+    eager = {k: Samples() for k in bundles}
+    clones = {k: {n: Samples() for n in (1, 8)} for k in bundles}
+    criu: dict[str, list[float]] = {}
+    seq = iter(range(10**6))
+    try:
+        for k, b in bundles.items():
+            src = f"gapp-src-{k}"
+            c.create(src, b)
+            wait_log(c, src, "ready", 120)
+            c.checkpoint(src, "gapp", exit=True)
+            c.delete(src, force=True)
+        for i in range(reps):
+            for k in (("new", "old") if i % 2 == 0 else ("old", "new")):
+                cid = f"gapp-{k}-{next(seq)}"
+                try:
+                    eager[k].add(time_to_ready(d, cid, bundles[k], checkpoint="gapp")["pong"])
+                    ph = criu_phases(os.path.join(d.state, "shims", cid, "criu-work",
+                                                  "restore.log"))
+                    for name, v in (ph or {}).items():
+                        criu.setdefault(k, {}).setdefault(name, []).append(v)
+                finally:
+                    c.delete(cid, force=True)
+                time.sleep(SP.SETTLE_S)
+        import concurrent.futures as cf
+        for i in range(max(2, reps // 2)):
+            for n in (8, 1):
+                for k in (("new", "old") if i % 2 == 0 else ("old", "new")):
+                    ids = [f"gclone-{k}-{next(seq)}" for _ in range(n)]
+                    t0 = time.perf_counter()
+                    try:
+                        with cf.ThreadPoolExecutor(n) as pool:
+                            list(pool.map(lambda cid: time_to_ready(
+                                d, cid, bundles[k], checkpoint="gapp"), ids))
+                        clones[k][n].add(time.perf_counter() - t0)
+                    finally:
+                        for cid in ids:
+                            try:
+                                c.delete(cid, force=True)
+                            except Exception:  # noqa: BLE001
+                                pass
+                    time.sleep(0.5)
+    except Exception as e:  # noqa: BLE001
+        out["errors"].append(one_line(e))
+    finally:
+        import shutil
+        for b in bundles.values():
+            shutil.rmtree(os.path.join(b, "checkpoints", "gapp"), ignore_errors=True)
+    out["eager"] = {k: v.to_json() for k, v in eager.items()}
+    out["clones"] = {k: {str(n): s.to_json() for n, s in v.items()} for k, v in clones.items()}
+    out["criu_phases"] = {k: statistics.median(v) for k, v in criu.get("new", {}).items()}
+    out["criu_phases_criu_defaults"] = {k: statistics.median(v)
+                                        for k, v in criu.get("old", {}).items()}
     return out
 
 
@@ -298,19 +403,32 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     rs = g.get("restore") or {}
     if (rs.get("restore") or {}).get("n"):
         a, b = rs["restore"]["median"], rs["cold"]["median"]
+        base = f"cold start: {_spread(rs['cold'])}"
+        if (rs.get("restore_criu_defaults") or {}).get("n"):
+            base += ("; restore with CRIU's defaults (as before): "
+                     f"{_spread(rs['restore_criu_defaults'])}")
         out.append(("trivial container: restore ≤ cold start", _spread(rs["restore"]),
-                    f"cold start: {_spread(rs['cold'])}", _verdict(a <= b)))
+                    base, _verdict(a <= b)))
+    app = g.get("app") or {}
     ready = (results.get("ready") or {}).get("64") or {}
-    eager = (ready.get("eager") or {}).get("pong") or {}
+    eager = ((app.get("eager") or {}).get("new") or
+             (ready.get("eager") or {}).get("pong") or {})
     if eager.get("n"):
+        base = (f"with CRIU's defaults (as before): {_spread(app['eager']['old'])}"
+                if app.get("eager") else f"cold start: {_spread(ready['cold']['pong'])}")
         out.append(("64 MiB app ready ≤ 120 ms after the request (eager restore)",
-                    _spread(eager), f"cold start: {_spread(ready['cold']['pong'])}",
-                    _verdict(eager["median"] <= 0.120)))
-    clones = ((ready.get("clones") or {}).get("8") or {}).get("wall") or {}
+                    _spread(eager), base, _verdict(eager["median"] <= 0.120)))
+    ac = app.get("clones") or {}
+    clones = (((ac.get("new") or {}).get("8")) or
+              ((ready.get("clones") or {}).get("8") or {}).get("wall") or {})
     if clones.get("n"):
-        one = ((ready.get("clones") or {}).get("1") or {}).get("wall") or {}
+        one = ((ac.get("new") or {}).get("1") or
+               ((ready.get("clones") or {}).get("1") or {}).get("wall") or {})
+        base = f"one clone: {_spread(one)}"
+        if ac.get("old"):
+            base += f"; 8 with CRIU's defaults (as before): {_spread(ac['old'].get('8'))}"
         out.append(("8 clones restored at once all answer ≤ 400 ms", _spread(clones),
-                    f"one clone: {_spread(one)}", _verdict(clones["median"] <= 0.400)))
+                    base, _verdict(clones["median"] <= 0.400)))
     po = g.get("pools") or {}
     if (po.get("claim") or {}).get("n"):
         r = po.get("ratio_median_of_pairs")
@@ -328,6 +446,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
 
 PHASE_ORDER = ["http", "parse", "read-spec", "prepare", "write-spec", "shim-start",
                "shim-reply", "cgroups", "save", "event", "watch", "respond"]
+
+
+CLAIM_PHASES = ["http", "parse", "take", "start", "save", "event", "respond", "total"]
 
 
 def breakdown(sp: dict) -> dict[str, float]:
@@ -406,25 +527,68 @@ def markdown(results: dict, docs: str) -> list[str]:
                "exit (reaped by the shim) to the daemon holding the shim's answer.", ""]
     rs = g.get("restore") or {}
     if rs.get("restore_phases"):
-        ph, cp = rs["restore_phases"], rs.get("criu_phases") or {}
+        cols = [(rs.get("restore_phases_criu_defaults") or {},
+                 rs.get("criu_phases_criu_defaults") or {}),
+                (rs["restore_phases"], rs.get("criu_phases") or {})]
+
+        def cell(ph, cp, key):
+            if key == "runc":
+                v = ph.get("runtime", 0) - cp["total"] if cp.get("total") else None
+            elif key.startswith("criu:"):
+                v = cp.get(key[5:])
+            else:
+                v = ph.get(key)
+            return "—" if v is None else f"{v * 1000:.1f}"
         md += ["Where a trivial container's restore goes (medians; the runtime's part "
-               "split by CRIU's own log):", "", "| part | ms |", "| --- | --- |"]
-        for k in ("shim-start", "runtime", "after-restore"):
-            if k in ph:
-                md.append(f"| daemon: {k} | {ph[k] * 1000:.1f} |")
-        if cp.get("total") and ph.get("runtime"):
-            md.append(f"| runc restore outside CRIU (Go start, spec, cgroups, CRIU's "
-                      f"start) | {(ph['runtime'] - cp['total']) * 1000:.1f} |")
-        for name, _ in CRIU_MARKS:
-            if name in cp:
-                md.append(f"| CRIU: {name} | {cp[name] * 1000:.1f} |")
-        if "tmpfs mounts" in cp:
-            md += ["", f"CRIU fills each of the container's {cp['tmpfs mounts']:.0f} tmpfs "
-                   "mounts (/dev, /tmp, /dev/shm, the cgroup v1 tmpfs, ...) by running "
-                   "`tar --extract --gzip` on its image: most of the mount namespace's "
-                   "time."]
+               "split by CRIU's own log). *Before*: the same restore in the same run with "
+               "CRIU's defaults (its iptables network lock, every tmpfs through tar), as "
+               "before the daemon's CRIU settings (containerd_py/checkpoint/criuconf.py); "
+               "*after*: as the daemon restores now.", "",
+               "| part | before, ms | after, ms |", "| --- | --- | --- |"]
+        rows_ = [("daemon: shim-start", "shim-start"), ("daemon: runtime", "runtime"),
+                 ("daemon: after-restore", "after-restore"),
+                 ("runc restore outside CRIU (Go start, spec, cgroups, CRIU's version "
+                  "check and start)", "runc")]
+        rows_ += [(f"CRIU: {name}", f"criu:{name}") for name, _ in CRIU_MARKS]
+        rows_.append(("CRIU: total (its log)", "criu:total"))
+        for label, key in rows_:
+            md.append(f"| {label} | {cell(*cols[0], key)} | {cell(*cols[1], key)} |")
+        tars = rs.get("tmpfs_images") or {}
+        if tars.get("after") is not None:
+            md += ["", f"tmpfs mounts CRIU saves and fills with `tar --gzip`: "
+                   f"{tars.get('before')} before, {tars.get('after')} after (the "
+                   "read-only empty masks over /proc/acpi and /sys/firmware are external "
+                   "mounts now; /dev, /dev/shm, /tmp and the cgroup v1 tmpfs are writable "
+                   "and stay). The iptables lock's `iptables-restore` runs were in the "
+                   "restorer row (the unlock) and before the mount namespace (the lock)."]
         md.append("")
-    for key, what in (("startpath", "start path"), ("restore", "restore"), ("pools", "pools")):
+    ap = (g.get("app") or {}).get("criu_phases") or {}
+    if ap.get("total"):
+        bp = (g.get("app") or {}).get("criu_phases_criu_defaults") or {}
+        f = lambda d, k: "—" if k not in d else f"{d[k] * 1000:.1f}"  # noqa: E731
+        md += ["Where the 64 MiB app's eager restore goes inside CRIU (medians, from its "
+               "log; before: with CRIU's defaults, alternated in the same run). The "
+               "restorer's part is mostly reading the ~135 MiB of pages (the app's heap "
+               "and its 64 MiB ballast) into fresh anonymous memory:", "",
+               "| CRIU part | before, ms | after, ms |", "| --- | --- | --- |"]
+        for name, _ in CRIU_MARKS + [("total", ())]:
+            md.append(f"| {name} | {f(bp, name)} | {f(ap, name)} |")
+        md.append("")
+    cl = (g.get("pools") or {}).get("claim_phases")
+    if cl:
+        md += ["Where a claim from a bundle pool goes (medians of the daemon's phases, "
+               "`Server-Timing` of each claim):", "", "| phase | ms |", "| --- | --- |"]
+        for k in CLAIM_PHASES:
+            if k in cl:
+                md.append(f"| {k} | {cl[k] * 1000:.2f} |")
+        md += ["", "*http*: the client's round trip outside the route handler (request "
+               "parsing and schema validation, the answer's write, the client); *take*: "
+               "the pool's member and its liveness; *start*: the member's exec fifo "
+               "opened and its init seen exec'ing (no runtime command); *save*: the "
+               "user's record written (the member's record goes after the answer, as "
+               "does the refill's start).", ""]
+    for key, what in (("startpath", "start path"), ("restore", "restore"), ("app", "app"),
+                      ("pools", "pools")):
         errs = (g.get(key) or {}).get("errors")
         if errs:
             md += [f"Errors ({what}): " + "; ".join(errs), ""]

@@ -23,6 +23,8 @@ from common import Samples, Unavailable, free_port, one_line, run
 import systems as S
 
 HTTP_PORT = 8080
+BEGIN = "<!-- network: begin (bench/network.py) -->"
+END = "<!-- network: end -->"
 
 
 def _free_subnet() -> str:
@@ -194,10 +196,3 @@ def markdown(res: dict) -> list[str]:
         md.append(f"| {mb} MiB | {_ms(r['cold_api'])} | {_ms(r['cold'])} | "
                   f"{_ms(r['restored_api'])} | {_ms(r['restored'])} | {_ms(r['checkpoint'])} |")
     return md + [""]
-
-
-def append_report(results: dict, docs: str) -> None:
-    lines = markdown(results.get("network") or {})
-    if lines:
-        with open(os.path.join(docs, "benchmarks.md"), "a") as f:
-            f.write("\n".join(lines) + "\n")

@@ -183,10 +183,66 @@ def plot_ready(ready, path):
 
 # -- markdown ---------------------------------------------------------------------
 
-def write(results: dict, docs: str) -> None:
+# Which figures each section of benchmarks.md is made from: a run of some
+# figures (`bench/run.py --only ...`) replaces only the sections made from
+# them and keeps the others as they are in the file.
+CORE = {"start", "throughput", "scale", "ready"}
+SECTIONS = {"headline": CORE | {"cri"}, "goals": {"goals"}, "reading": CORE, "setup": CORE,
+            "start": {"start"}, "throughput": {"throughput"}, "scale": {"scale"},
+            "api": {"scale"}, "ready": {"ready"}, "images": {"images"},
+            "network": {"network"}, "migrate": {"migrate"}, "load": {"load"}, "cri": {"cri"},
+            "daemon-log": CORE}
+# Figures whose plots go with them (docs/bench-NAME.png).
+PLOTS = {"start": ["start"], "throughput": ["throughput"], "scale": ["memory", "api"],
+         "ready": ["ready"], "goals": ["startpath"]}
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The comment lines around a section (the figure modules with a
+    standalone runner have their own)."""
+    mod = {"images": "images", "migrate": "migrate", "load": "load", "network": "network",
+           "cri": "cri"}.get(name)
+    if mod:
+        m = __import__(mod)
+        return m.BEGIN, m.END
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+
+
+def write(results: dict, docs: str, only: set | None = None) -> None:
+    """docs/benchmarks.md from results. With `only` (the figures of a partial
+    run, results holding the previous figures too), the sections made from
+    those figures replace theirs in the existing file, and the rest of the
+    file stays; the plots of other figures are not rewritten either."""
+    md_path = os.path.join(docs, "benchmarks.md")
+    if only is not None and os.path.exists(md_path):
+        import tempfile
+        import shutil
+        from common import replace_section
+        with tempfile.TemporaryDirectory() as tmp:
+            write(results, tmp)
+            with open(os.path.join(tmp, "benchmarks.md")) as f:
+                new = f.read()
+            for fig in only:
+                for name in PLOTS.get(fig, []):
+                    src = os.path.join(tmp, f"bench-{name}.png")
+                    if os.path.exists(src):
+                        shutil.copy(src, os.path.join(docs, f"bench-{name}.png"))
+        for name, figs in SECTIONS.items():
+            b, e = markers(name)
+            if figs & only and b in new:
+                inner = new.split(b, 1)[1].split(e, 1)[0].strip("\n").split("\n")
+                replace_section(md_path, b, e, inner, before=markers("daemon-log")[0])
+        return
     os.makedirs(docs, exist_ok=True)
     md = []
     add = md.append
+
+    def begin(name):
+        add(markers(name)[0])
+
+    def end(name):
+        add(markers(name)[1])
+        add("")
     q = results.get("quick")
     start = results.get("start") or {}
     tp = results.get("throughput") or {}
@@ -221,10 +277,14 @@ def write(results: dict, docs: str) -> None:
         + f") on {results.get('started', '?')}, in {results.get('duration_s', '?')} s. "
         "Raw numbers: `docs/benchmarks.json`. Every comparison runs in the same invocation, "
         "interleaved (A B C … then B C … A), each daemon on private state dirs and its own "
-        "socket/port, started and stopped by the benchmark.")
+        "socket/port, started and stopped by the benchmark. A run of some figures "
+        "(`bench/run.py --only FIGURE,...`) replaces only the sections made from them "
+        "(between their `<!-- NAME: begin/end -->` markers); each such section says when "
+        "it ran.")
     add("")
 
     # ---------------------------------------------------------------- headline
+    begin("headline")
     add("## Headline")
     add("")
     add("| metric | containerd-py | baseline | ratio (containerd-py / baseline) |")
@@ -268,20 +328,26 @@ def write(results: dict, docs: str) -> None:
                     add(f"| time to ready, {mb} MiB app: restore ({mode}) vs cold start | "
                         f"{secs(rest)} | cold: {secs(cold)} | **{ratio(rest, cold)}** "
                         f"({cold / rest:.1f}× faster) |")
+    import cri as cri_bench
+    md.extend(cri_bench.headline_rows(results.get("cri") or {}))
     add("")
     add("Ratios below 1× mean containerd-py is faster (or smaller); above 1×, slower "
         "(or larger). Medians; see the sections below for spread.")
-    add("")
+    end("headline")
     import goals
+    begin("goals")
     md.extend(goals.markdown(results, docs))
+    end("goals")
     notes = reading(results)
+    begin("reading")
     if notes:
         add("### Reading the numbers")
         add("")
         md.extend(f"- {n}" for n in notes)
-        add("")
+    end("reading")
 
     # ---------------------------------------------------------------- setup
+    begin("setup")
     add("## Setup")
     add("")
     v = results.get("versions", {})
@@ -320,6 +386,8 @@ def write(results: dict, docs: str) -> None:
     add("")
 
     # ---------------------------------------------------------------- fig 1
+    end("setup")
+    begin("start")
     add("## 1. Start latency")
     add("")
     if not start or "error" in start:
@@ -349,6 +417,8 @@ def write(results: dict, docs: str) -> None:
     add("")
 
     # ---------------------------------------------------------------- fig 2
+    end("start")
+    begin("throughput")
     add("## 2. Throughput")
     add("")
     if not tp or "error" in tp:
@@ -397,6 +467,8 @@ def write(results: dict, docs: str) -> None:
     add("")
 
     # ---------------------------------------------------------------- fig 3
+    end("throughput")
+    begin("scale")
     add("## 3. Memory per running container")
     add("")
     if not scale or "error" in scale:
@@ -439,6 +511,8 @@ def write(results: dict, docs: str) -> None:
     add("")
 
     # ---------------------------------------------------------------- fig 4
+    end("scale")
+    begin("api")
     add("## 4. API latency at scale")
     add("")
     api = (scale.get("containerd-py") or {}).get("api") if isinstance(scale, dict) else None
@@ -473,6 +547,8 @@ def write(results: dict, docs: str) -> None:
     add("")
 
     # ---------------------------------------------------------------- fig 5
+    end("api")
+    begin("ready")
     add("## 5. Time to ready: cold start vs CRIU restore")
     add("")
     if not ready or "error" in ready:
@@ -556,19 +632,20 @@ def write(results: dict, docs: str) -> None:
             add("")
             add(f"![time to ready]({plots['ready']})")
     add("")
-    if results.get("images"):
-        import images as images_bench
-        md.extend([images_bench.BEGIN, *images_bench.report_lines(results["images"]),
-                   images_bench.END, ""])
-    if results.get("migrate"):
-        import migrate as migrate_bench
-        md.extend([migrate_bench.BEGIN, *migrate_bench.report_lines(results["migrate"]),
-                   migrate_bench.END, ""])
-    if results.get("load"):
-        import load as load_bench
-        md.extend([load_bench.BEGIN, *load_bench.report_lines(results["load"]),
-                   load_bench.END, ""])
+    end("ready")
+    import images as images_bench
+    import migrate as migrate_bench
+    import load as load_bench
+    import network as network_bench
+    for name, lines in (("images", images_bench.report_lines), ("network", network_bench.markdown),
+                        ("migrate", migrate_bench.report_lines), ("load", load_bench.report_lines),
+                        ("cri", cri_bench.report_lines)):
+        if results.get(name):
+            begin(name)
+            md.extend(lines(results[name]))
+            end(name)
     dl = results.get("daemon_log")
+    begin("daemon-log")
     if dl:
         add("## containerd-py daemon log")
         add("")
@@ -577,11 +654,11 @@ def write(results: dict, docs: str) -> None:
         add("")
         for msg, n in dl.items():
             add(f"- {n}× `{msg.replace('`', chr(39))}`")
-        add("")
+    end("daemon-log")
     if results.get("interrupted"):
         add(f"**This run was interrupted ({results['interrupted']}); results are partial.**")
         add("")
-    with open(os.path.join(docs, "benchmarks.md"), "w") as f:
+    with open(md_path, "w") as f:
         f.write("\n".join(md))
 
 

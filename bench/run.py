@@ -5,8 +5,13 @@ and podman, in one run (`make bench`, or `.venv/bin/python bench/run.py`).
     bench/run.py            full run (~10-15 min on 2 cores)
     bench/run.py --quick    smoke run (~1-2 min, few iterations)
 
-Writes docs/benchmarks.md, docs/bench-*.png and docs/benchmarks.json.
-Installs containerd and podman from Debian if they are missing. Every daemon
+    bench/run.py --only cri critest --benchmark against containerd-py and
+                            containerd 1.6's CRI plugin (bench/cri.py)
+
+Writes docs/benchmarks.md, docs/bench-*.png and docs/benchmarks.json; with
+--only, just the sections (and numbers) of the figures it ran.
+Installs containerd, podman and the CNI plugins from Debian if they are
+missing. Every daemon
 runs on private state under a temporary work dir and is stopped at the end;
 every container, mount and daemon is removed, also on failure or Ctrl-C.
 """
@@ -17,6 +22,7 @@ import argparse
 import concurrent.futures as cf
 import datetime
 import itertools
+import json
 import os
 import platform
 import random
@@ -38,6 +44,7 @@ import images as images_bench  # noqa: E402
 import migrate as migrate_bench  # noqa: E402
 import load as load_bench  # noqa: E402
 import network as network_bench  # noqa: E402
+import cri as cri_bench  # noqa: E402
 
 REPO = S.REPO
 
@@ -49,14 +56,20 @@ def log(msg: str) -> None:
 # -- installing the baselines ------------------------------------------------------
 
 APT_PACKAGES = {"containerd": ["containerd", "ctr", "containerd-shim-runc-v2"],
-                "podman": ["podman"], "conmon": ["conmon"]}
+                "podman": ["podman"], "conmon": ["conmon"],
+                # containerd's CRI pods need a CNI network (bench/cri.py)
+                "containernetworking-plugins": [os.path.join(cri_bench.CNI_BIN, p)
+                                                for p in cri_bench.CNI_PLUGINS]}
+
+
+def _have(binary: str) -> bool:
+    return os.access(binary, os.X_OK) if os.path.isabs(binary) else bool(shutil.which(binary))
 
 
 def install_baselines() -> dict:
     """apt-get install what is missing (idempotent: nothing runs when all the
     binaries are there). Returns {package: 'ok' | error}."""
-    missing = [pkg for pkg, bins in APT_PACKAGES.items()
-               if not all(shutil.which(b) for b in bins)]
+    missing = [pkg for pkg, bins in APT_PACKAGES.items() if not all(_have(b) for b in bins)]
     status = {pkg: "ok" for pkg in APT_PACKAGES if pkg not in missing}
     if not missing:
         return status
@@ -69,7 +82,7 @@ def install_baselines() -> dict:
         p = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
                            capture_output=True, env=env)
     for pkg in missing:
-        ok = all(shutil.which(b) for b in APT_PACKAGES[pkg])
+        ok = all(_have(b) for b in APT_PACKAGES[pkg])
         status[pkg] = "ok" if ok else \
             f"apt-get install failed: {one_line(p.stderr.decode(errors='replace'), 200)}"
     return status
@@ -627,7 +640,8 @@ def daemon_log_summary(work: str) -> dict:
 
 # ctr puts containers under /default/ID, podman under /libpod_parent/...: the
 # parents stay (empty) after the containers go.
-BASELINE_CGROUP_PARENTS = ("default", "libpod_parent")
+# containerd's CRI puts pods without a cgroup parent under /k8s.io/ID.
+BASELINE_CGROUP_PARENTS = ("default", "libpod_parent", "k8s.io")
 
 
 def top_cgroups() -> set[str]:
@@ -653,11 +667,40 @@ def remove_new_cgroups(before: set[str]) -> None:
 
 # -- main --------------------------------------------------------------------------
 
+FIGURES = ["start", "throughput", "scale", "ready", "images", "goals", "migrate", "network",
+           "load", "cri"]
+
+
+def merge_previous(results: dict, only: set, json_path: str) -> dict:
+    """A run of some figures: the previous benchmarks.json with this run's
+    figures replaced (and when each was last run), so the file keeps every
+    figure's numbers."""
+    try:
+        with open(json_path) as f:
+            prev = json.load(f)
+    except (OSError, ValueError):
+        return results
+    merged = dict(prev)
+    for fig in only:
+        if fig in results:
+            merged[fig] = results[fig]
+    runs = dict(prev.get("figure_runs") or {})
+    for fig in only:
+        runs[fig] = {"started": results["started"], "duration_s": results.get("duration_s"),
+                     "quick": results.get("quick"), "versions": results.get("versions")}
+    merged["figure_runs"] = runs
+    if results.get("interrupted"):
+        merged["interrupted"] = results["interrupted"]
+    return merged
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations (~1-2 min)")
     ap.add_argument("--only", default="", help="comma list of figures to run: "
-                    "start,throughput,scale,ready,images,goals,migrate,network,load (default: all)")
+                    "start,throughput,scale,ready,images,goals,migrate,network,load,cri "
+                    "(default: all). The report keeps the other figures' sections and numbers "
+                    "as they are in docs/")
     ap.add_argument("--docs", default=None,
                     help="where benchmarks.md, benchmarks.json and the PNGs go "
                          "(default docs/, or bench/out/quick for --quick so a smoke run "
@@ -667,8 +710,11 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("bench/run.py must run as root (it creates containers)", file=sys.stderr)
         return 1
-    only = set(filter(None, a.only.split(","))) or {"start", "throughput", "scale", "ready",
-                                                     "images", "goals", "migrate", "network", "load"}
+    only = set(filter(None, a.only.split(","))) or set(FIGURES)
+    unknown = only - set(FIGURES)
+    if unknown:
+        ap.error(f"--only: unknown figure(s) {', '.join(sorted(unknown))}; "
+                 f"known: {','.join(FIGURES)}")
     q = a.quick
     a.docs = a.docs or (os.path.join(HERE, "out", "quick") if q else os.path.join(REPO, "docs"))
     os.makedirs(a.docs, exist_ok=True)
@@ -684,6 +730,7 @@ def main(argv=None) -> int:
         "ready_reps": 1 if q else 3,
         "startpath_pairs": 10 if q else 40,
         "restore_reps": 3 if q else 10,
+        "app_reps": 2 if q else 6,
         "pool_reps": 5 if q else 20,
     }
 
@@ -768,6 +815,7 @@ def main(argv=None) -> int:
             return {"startpath": G.fig_startpath(d, work, bundles["sleep"],
                                                  cfg["startpath_pairs"]),
                     "restore": G.fig_restore_trivial(d, work, cfg["restore_reps"]),
+                    "app": G.fig_restore_app(d, work, pyapp, cfg["app_reps"]),
                     "pools": G.fig_pools(d, work, bundles["sleep"], pyapp, cfg["pool_reps"])}
         figure("goals", goals)
         figure("migrate", lambda: migrate_bench.fig_migrate(work, q))
@@ -775,6 +823,7 @@ def main(argv=None) -> int:
             d, work, bundles, by_key.get("runc") or S.BareRuntime("runc", work, bundles),
             by_key.get("podman"), q))
         figure("load", lambda: load_bench.fig_load(work, q))
+        figure("cri", lambda: cri_bench.fig_cri(work, q))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         results["interrupted"] = str(e) or "KeyboardInterrupt"
@@ -791,12 +840,16 @@ def main(argv=None) -> int:
             log(f"unmounted {len(left)} leftover mounts under {work}")
         if not a.keep_work:
             shutil.rmtree(work, ignore_errors=True)
-    results["duration_s"] = round(time.time() - t_start)
+    results["duration_s"] = duration = round(time.time() - t_start)
     import report
-    S.json_dump(results, os.path.join(a.docs, "benchmarks.json"))
-    report.write(results, a.docs)
-    network_bench.append_report(results, a.docs)
-    log(f"done in {results['duration_s']}s: {os.path.join(a.docs, 'benchmarks.md')}")
+    json_path = os.path.join(a.docs, "benchmarks.json")
+    partial = only != set(FIGURES) and os.path.exists(json_path) \
+        and os.path.exists(os.path.join(a.docs, "benchmarks.md"))
+    if partial:
+        results = merge_previous(results, only, json_path)
+    S.json_dump(results, json_path)
+    report.write(results, a.docs, only=only if partial else None)
+    log(f"done in {duration}s: {os.path.join(a.docs, 'benchmarks.md')}")
     return 130 if "interrupted" in results else 0
 
 

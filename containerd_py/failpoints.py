@@ -5,7 +5,9 @@ what a restarted daemon makes of it.
 
 Steps: create-before-shim (the runtime bundle and overlay exist, no shim
 yet), create-after-shim (the shim and init run, the record is not saved),
-checkpoint-during-dump (CRIU is dumping).
+checkpoint-during-dump (CRIU is dumping), pool-claim-answered (a warm
+pool's claim has been answered; the member's record is still in the
+pool's store).
 """
 
 import os

@@ -12,13 +12,16 @@ daemon with --image-mirror.
 """
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -34,21 +37,23 @@ DAEMON = os.path.join(ROOT, ".venv", "bin", "containerd-py")
 BUSYBOX_ROOTFS = os.path.join(ROOT, "bundles", "busybox", "rootfs")
 STAGING = "gcr.io/k8s-staging-cri-tools/"
 E2E = "registry.k8s.io/e2e-test-images/"
+# What critest runs its containers from (also the benchmark mode's image).
+DEFAULT_IMAGE = E2E + "busybox:1.29-2"
 WEB_PAGE = "<html><body><h1>Welcome to nginx!</h1></body></html>\n"
 
 # name -> (image entry, image config). Names that share an entry are tags
 # of one image; distinct entries are distinct images.
 IMAGES = {
     E2E + "busybox:1.29-2": ("busybox", {}),
-    # As nginx: PID 1 is "nginx: master process" (here the shell's $0) and
-    # writes its pid file; the PID namespace specs look for both.
-    E2E + "nginx:1.14-2": ("web", {"Cmd": ["sh", "-c", "mkdir -p /var/run && echo $$ > "
-                                          "/var/run/nginx.pid && httpd -f -p 80 -h /www",
-                                          "nginx: master process"]}),
+    # As nginx: PID 1 is a process named nginx (`pidof nginx`) with "master
+    # process" in its command line, and writes its pid file; the PID
+    # namespace specs look for all three (see NGINX).
+    E2E + "nginx:1.14-2": ("web", {"Cmd": ["nginx", "master process"]}),
     # Apache prints its command line at start; critest looks for it in the log.
     E2E + "httpd:2.4.39-4": ("httpd", {"Cmd": ["sh", "-c", "echo \"AH00094: Command line: "
                                               "'httpd -D FOREGROUND'\"; exec httpd -f -p 80 -h /www"]}),
-    E2E + "nonewprivs:1.3": ("busybox", {}),
+    # As upstream's: a setuid-root program printing its effective uid (NNP).
+    E2E + "nonewprivs:1.3": ("nnp", {"Entrypoint": ["/usr/local/bin/nnp"]}),
     STAGING + "hostnet-nginx-amd64:latest": (
         "hostnet-web", {"Cmd": ["httpd", "-f", "-p", "12003", "-h", "/www"]}),
     STAGING + "test-image-latest:latest": ("t-latest", {}),
@@ -83,6 +88,21 @@ echo "key        shmid      owner      perms      bytes      nattch     status"
 awk 'NR > 1 {printf "0x%08x %-10s %-10s %-10s %-10s %-10s\\n", $1, $2, $8, $3, $4, $7}' \\
     /proc/sysvipc/shm
 """
+# The nginx stand-in: a script, so that its process is named after the file
+# (comm "nginx"), which stays PID 1 (a shell would exec httpd in its place)
+# and passes TERM on to httpd.
+NGINX = b"""#!/bin/sh
+mkdir -p /var/run && echo $$ > /var/run/nginx.pid
+httpd -f -p 80 -h /www &
+trap 'kill $!; exit 0' TERM INT
+wait
+"""
+# The nonewprivs stand-in's program; installed setuid root, it reports uid 0
+# unless no_new_privs stops the setuid bit at exec.
+NNP_C = b"""#include <stdio.h>
+#include <unistd.h>
+int main(void) { printf("Effective uid: %d\\n", (int)geteuid()); return 0; }
+"""
 # Debian's busybox-static has no pgrep applet; the images critest expects do.
 PGREP = b"""#!/bin/sh
 ps -o pid,comm | awk -v n="$1" '$2 == n {print $1; f = 1} END {exit !f}'
@@ -94,17 +114,54 @@ USERS = [("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-da
 
 
 def _layer(files) -> bytes:
-    """A layer tar of (path, bytes); bin/ entries executable."""
-    import io
-    import tarfile
+    """A layer tar of (path, bytes[, mode]); bin/ entries executable."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path, data in files:
+        for path, data, *mode in files:
             ti = tarfile.TarInfo(path)
             ti.size, ti.mtime = len(data), 1700000000
-            ti.mode = 0o755 if path.startswith("bin/") else 0o644
+            ti.mode = mode[0] if mode else 0o755 if "bin/" in path else 0o644
             tar.addfile(ti, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _busybox_layer() -> bytes:
+    """The busybox rootfs with its applets as hard links to bin/busybox, as
+    in the busybox image: masking one applet (maskedPaths: /bin/ls) then
+    hides that file only, where a symlink would take runc's mount through
+    to the busybox binary every applet shares."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out, \
+            tarfile.open(fileobj=io.BytesIO(archives.dir_layer(BUSYBOX_ROOTFS))) as src:
+        members = src.getmembers()
+        links = [m for m in members
+                 if m.issym() and m.name.startswith("bin/") and m.linkname == "busybox"]
+        for m in members:
+            if m not in links:
+                out.addfile(m, src.extractfile(m) if m.isreg() else None)
+        for m in links:  # after their target
+            m.type, m.linkname = tarfile.LNKTYPE, "bin/busybox"
+            out.addfile(m)
+    return buf.getvalue()
+
+
+def _nnp_binary() -> bytes | None:
+    """The nonewprivs program, compiled static (gcc and libc6-dev are
+    setup dependencies for the native shim already); None without a C
+    compiler, and the NoNewPrivs specs then fail saying so."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "nnp.c"), "wb") as f:
+            f.write(NNP_C)
+        r = subprocess.run([cc, "-static", "-O2", "-o", os.path.join(d, "nnp"),
+                            os.path.join(d, "nnp.c")], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"nonewprivs stand-in not built: {r.stderr.strip()}", file=sys.stderr)
+            return None
+        with open(os.path.join(d, "nnp"), "rb") as f:
+            return f.read()
 
 
 def build_mirror(mirror: str) -> None:
@@ -112,7 +169,8 @@ def build_mirror(mirror: str) -> None:
     differ in a small top layer of their own (so distinct entries are
     distinct images, and names sharing an entry share one image)."""
     os.makedirs(mirror, exist_ok=True)
-    base = archives.dir_layer(BUSYBOX_ROOTFS)
+    base = _busybox_layer()
+    nnp = _nnp_binary()
     by_entry: dict[str, list[str]] = {}
     for name, (entry, _) in IMAGES.items():
         by_entry.setdefault(entry, []).append(name)
@@ -122,6 +180,10 @@ def build_mirror(mirror: str) -> None:
                  ("stand-in-for", entry.encode() + b"\n")]
         if "web" in entry or entry == "httpd":
             files.append(("www/index.html", WEB_PAGE.encode()))
+        if entry == "web":
+            files.append(("usr/sbin/nginx", NGINX))
+        if entry == "nnp" and nnp is not None:
+            files.append(("usr/local/bin/nnp", nnp, 0o4755))
         if entry.startswith("u-"):
             files += USERS
         top = _layer(files)
@@ -132,46 +194,38 @@ def build_mirror(mirror: str) -> None:
                                     cfg, tags)
 
 
-def run(args) -> int:
-    if not os.access(CRITEST, os.X_OK):
-        print(f"critest not found at {CRITEST} (set CRI_TOOLS_DIR)", file=sys.stderr)
-        return 2
-    work = tempfile.mkdtemp(prefix="cdpy-critest-")
-    state, mirror = os.path.join(work, "s"), os.path.join(work, "mirror")
-    build_mirror(mirror)
-    print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
-    images_file = os.path.join(work, "test-images.yaml")
-    with open(images_file, "w") as f:
-        f.write(f"defaultTestContainerImage: {E2E}busybox:1.29-2\n"
+def write_images_file(path: str) -> str:
+    """critest's --test-images-file: the two images it lets a runner choose."""
+    with open(path, "w") as f:
+        f.write(f"defaultTestContainerImage: {DEFAULT_IMAGE}\n"
                 f"webServerTestImage: {E2E}nginx:1.14-2\n")
+    return path
+
+
+@contextlib.contextmanager
+def cri_daemon(work: str, mirror: str):
+    """A daemon on private dirs under work, its CRI on work/s/cri.sock and
+    PullImage served from mirror; yields the socket's path. On the way out
+    it removes what the callers left (pods keep their pinned namespaces and
+    containers their overlays after the daemon stops) and stops the
+    daemon; the state dir goes, its log (work/daemon.log) stays."""
+    state = os.path.join(work, "s")
     os.makedirs(state)
     sock = os.path.join(state, "cri.sock")
     log = open(os.path.join(work, "daemon.log"), "w")
     daemon = subprocess.Popen([DAEMON, "daemon", "--listen", "unix:" + os.path.join(state, "api.sock"),
                                "--state-dir", state, "--image-mirror", mirror],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    report = os.path.join(work, "report.json")
     try:
         for _ in range(300):
             if os.path.exists(sock) or daemon.poll() is not None:
                 break
             time.sleep(0.1)
         if not os.path.exists(sock):
-            print(open(log.name).read()[-3000:], file=sys.stderr)
-            return 1
-        cmd = [CRITEST, "--runtime-endpoint", "unix://" + sock,
-               "--image-endpoint", "unix://" + sock, "--test-images-file", images_file,
-               "--ginkgo.focus", args.focus, "--ginkgo.no-color",
-               "--ginkgo.json-report", report]
-        if args.skip:
-            cmd += ["--ginkgo.skip", args.skip]
-        print("running:", " ".join(cmd), flush=True)
-        with open(os.path.join(work, "critest.log"), "w") as out:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work).returncode
-        print(f"critest exited {rc}; its output: {out.name}", flush=True)
+            raise RuntimeError("the daemon's CRI socket did not appear; its log ends: "
+                               + open(log.name).read()[-3000:])
+        yield sock
     finally:
-        # What a failed spec left: pods keep their pinned namespaces and
-        # containers their overlays after the daemon stops.
         crictl = os.path.join(TOOLS, "crictl")
         if os.access(crictl, os.X_OK) and os.path.exists(sock):
             subprocess.run([crictl, "--runtime-endpoint", "unix://" + sock, "rmp", "-f", "-a"],
@@ -181,9 +235,39 @@ def run(args) -> int:
             daemon.wait(30)
         except subprocess.TimeoutExpired:
             daemon.kill()
+            daemon.wait()
+        log.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def run(args) -> int:
+    if not os.access(CRITEST, os.X_OK):
+        print(f"critest not found at {CRITEST} (set CRI_TOOLS_DIR)", file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="cdpy-critest-")
+    mirror = os.path.join(work, "mirror")
+    build_mirror(mirror)
+    print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
+    images_file = write_images_file(os.path.join(work, "test-images.yaml"))
+    report = os.path.join(work, "report.json")
+    try:
+        with cri_daemon(work, mirror) as sock:
+            cmd = [CRITEST, "--runtime-endpoint", "unix://" + sock,
+                   "--image-endpoint", "unix://" + sock, "--test-images-file", images_file,
+                   "--ginkgo.focus", args.focus, "--ginkgo.no-color",
+                   "--ginkgo.json-report", report]
+            if args.skip:
+                cmd += ["--ginkgo.skip", args.skip]
+            print("running:", " ".join(cmd), flush=True)
+            with open(os.path.join(work, "critest.log"), "w") as out:
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=work).returncode
+            print(f"critest exited {rc}; its output: {out.name}", flush=True)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
     write_doc(report, args.out, args.focus)
     # The logs stay for a look at a failure; the daemon's dirs go.
-    shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(mirror, ignore_errors=True)
     print(f"wrote {args.out} (logs in {work})")
     return 0
@@ -192,12 +276,10 @@ def run(args) -> int:
 # Why a spec cannot pass here, by a word of its name; filled in from what
 # the failures say, never to hide one.
 KNOWN = {
-    "port mapping": "needs pod networking (CNI, port mappings): pods have loopback only; "
-                    "the CRI does not attach them to the network package's networks yet",
-    "in a pod should support network": "needs pod networking (CNI): the spec fetches a "
-                                       "page from the pod's IP",
-    "portforward": "the port-forward itself works (tests/test_cri.py), but the spec first "
-                   "fetches the page from the pod's IP, which needs CNI networking",
+    "MaskedPaths": "/bin/ls is masked (exec'ing /bin/ls is refused: permission denied; "
+                   "tests/test_cri_security.py reads masked files empty), but Debian's "
+                   "busybox-static shell runs its applets in-process (FEATURE_SH_STANDALONE), "
+                   "so `sh -c ls` never execs /bin/ls and the spec's expected error never comes",
     "with digest": "pinned to upstream's manifest digest sha256:9700f9a2...; an archive "
                    "built offline cannot have that digest",
 }

@@ -19,6 +19,7 @@ import urllib.request
 
 import pytest
 
+import criu_images
 from conftest import Daemon, free_port, free_subnet, host_pid_alive, wait_until
 from containerd_py.client import APIError
 
@@ -468,6 +469,9 @@ def test_checkpointed_web_server_clones_all_answer(net_daemon, napi, bundle, cid
         napi.checkpoint(src["id"], "warm")
     except APIError as e:
         pytest.skip(f"CRIU cannot checkpoint a listening socket here: {e.body['error']}")
+    # Reachable from the host: CRIU keeps its network lock around the dump.
+    assert criu_images.network_lock(os.path.join(b, "checkpoints", "warm")) \
+        == criu_images.NETWORK_LOCK_IPTABLES
     clones = []
     for _ in range(3):
         p = free_port()

@@ -263,6 +263,40 @@ def test_members_survive_a_daemon_restart_and_dead_ones_are_removed(private_daem
     assert our_mounts(d.state_dir) == []
 
 
+def test_daemon_killed_right_after_a_claims_answer(private_daemon, bundle, cid):
+    """The claim answers before the member's record leaves the pool's
+    store: a daemon killed at that moment comes back with the container
+    the user's and the pool without it."""
+    d = private_daemon
+    d.env = {"CONTAINERD_PY_FAILPOINT": "pool-claim-answered"}
+    d.start()
+    api = d.client
+    api.create_pool("web", bundle(), 1)
+    wait_ready(api, "web", 1)
+    c = cid()
+    got = api.claim(c, "web")  # answered: the daemon dies just after
+    d.proc.wait(30)
+    assert d.proc.returncode == -signal.SIGKILL
+    assert got["status"] == "running" and host_pid_alive(got["pid"])
+    member_records = os.listdir(os.path.join(d.state_dir, "data", "pools", "web", "members"))
+    assert got["runtimeId"] + ".json" in member_records  # what the kill left
+    d.env = {}
+    d.start()
+    again = api.get(c)
+    assert again["status"] == "running" and again["pid"] == got["pid"]
+    assert again["runtimeId"] == got["runtimeId"]
+    wait_ready(api, "web", 1)
+    idle = {k for k, v in members(d.state_dir, "web").items() if v["status"] == "created"}
+    assert got["runtimeId"] not in idle and len(idle) == 1
+    assert got["runtimeId"] + ".json" not in os.listdir(
+        os.path.join(d.state_dir, "data", "pools", "web", "members"))
+    api.delete(c, force=True)
+    assert not host_pid_alive(got["pid"])
+    api.delete_pool("web")
+    assert members(d.state_dir, "web") == {}
+    assert our_mounts(d.state_dir) == []
+
+
 def test_checkpoint_members_are_frozen_and_share_nothing_writable(api, daemon, bundle, cid,
                                                                    pool_name):
     if not api.info()["criu"].get("available"):

@@ -112,3 +112,22 @@ def test_exit_files_are_read_with_the_shims_own_parser(tmp_path):
         path.write_text(bad)
         assert read_exit_file(str(path)) is None, bad
     assert read_exit_file(str(tmp_path / "missing")) is None
+
+
+def test_cri_port_mappings_in_the_network_packages_form():
+    from containerd_py.cri._gen import api_pb2 as pb
+    from containerd_py.cri.sandbox import port_mappings
+    cfg = pb.PodSandboxConfig(port_mappings=[
+        pb.PortMapping(container_port=80, host_port=8080),
+        pb.PortMapping(container_port=53, host_port=5353, protocol=pb.UDP, host_ip="127.0.0.1"),
+        pb.PortMapping(container_port=9000),  # no host port: reached at the pod's address
+    ])
+    assert port_mappings(cfg) == [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "0.0.0.0"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}]
+    for bad, word in ((pb.PortMapping(container_port=80, host_port=81, protocol=pb.SCTP), "SCTP"),
+                      (pb.PortMapping(container_port=0, host_port=81), "containerPort"),
+                      (pb.PortMapping(container_port=80, host_port=81, host_ip="::1"), "IPv4")):
+        with pytest.raises(InvalidArgument, match=word) as e:
+            port_mappings(pb.PodSandboxConfig(port_mappings=[bad]))
+        assert e.value.details["field"] == "port_mappings"

@@ -19,7 +19,7 @@ from .common import bool_field, check_fields
 
 SETTINGS_FIELDS = {"args", "entrypoint", "env", "cwd", "user", "hostname", "terminal",
                    "readonlyRootfs", "mounts", "resources", "annotations", "stopSignal",
-                   "init"}
+                   "init", "seccomp"}
 ZUN_FIELDS = {"command", "environment", "workdir", "cpu", "memory", "interactive"}
 # Checked by api/networks.py (create_fields).
 NETWORK_FIELDS = {"networks", "nets", "ports"}
@@ -137,7 +137,20 @@ def settings(body: dict) -> ContainerSettings:
     if "stopSignal" in body:
         s.stop_signal = signal_number(body["stopSignal"])
     s.init = bool_field(body, "init")
+    if "seccomp" in body:
+        s.seccomp = _seccomp(body["seccomp"])
     return s
+
+
+def _seccomp(value) -> str:
+    """"default" (the runtime default, as Docker's), "unconfined" or the
+    absolute path of a profile file in the OCI form (read at create)."""
+    if value in ("default", "unconfined"):
+        return value
+    if isinstance(value, str) and value.startswith("/") and "\0" not in value:
+        return os.path.normpath(value)
+    raise InvalidArgument(f"seccomp {value!r}: use \"default\", \"unconfined\" or the "
+                          "absolute path of a profile file", field="seccomp")
 
 
 def restart_policy(value) -> dict:

@@ -671,6 +671,8 @@ SCHEMAS = {
         "hostname": S, "terminal": B, "readonlyRootfs": B,
         "mounts": {"type": "array", "items": {"$ref": "#/components/schemas/Mount"}},
         "annotations": STR_MAP, "stopSignal": S, "init": B,
+        "seccomp": {"type": "string", "description": "default, unconfined, a profile's path, "
+                    "or bundle (the bundle's own filter)"},
         "image": _obj({"ref": S, "id": S}),
         "networks": {"type": "object", "additionalProperties": ATTACHMENT},
         "requestedNetworks": {"type": "array", "items": S},
@@ -713,6 +715,12 @@ SCHEMAS = {
         "annotations": STR_MAP,
         "stopSignal": {"$ref": "#/components/schemas/StopSignal"},
         "init": {"type": "boolean", "description": "tini as PID 1 (docker run --init)"},
+        "seccomp": {"oneOf": [{"type": "string", "enum": ["default", "unconfined"]}, ABS_PATH],
+                    "description": "the syscall filter: the runtime default (an allow list "
+                                   "following the capabilities), none, or an OCI-form profile "
+                                   "file; without it the bundle's own stays",
+                    "x-error": 'use "default", "unconfined" or the absolute path of a '
+                               'profile file'},
         # Zun's names.
         "command": {"oneOf": [{"type": "string", "minLength": 1, "pattern": NO_NUL},
                               _PROCESS_FIELDS["args"]],

@@ -220,6 +220,7 @@ class Migration:
             # The final dump leaves the container running, i.e. as it was:
             # frozen (CRIU restores the freezer state it found), so that a
             # failure later only has to thaw it.
+            self.service.before_dump(c, tcp=False)
             await self.rt.checkpoint(c.rid, image, wdir, leave_running=True, pre_dump=pre_dump,
                                      parent=parent, page_server=page_server)
         except RuntimeFailure as e:

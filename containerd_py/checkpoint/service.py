@@ -18,6 +18,7 @@ import uuid
 from .. import bundle as bundle_mod, states
 from ..errors import Conflict, DaemonError, InvalidArgument, RuntimeFailure, Unavailable
 from ..runtime.settings import ContainerSettings
+from . import criuconf
 from .archive import ArchiveError, ArchivePlan, extract
 from .criu import LazyPages, criu_log_tail, criu_status
 from .store import META, CheckpointMeta, CheckpointStore
@@ -89,6 +90,7 @@ class CheckpointService:
             work = os.path.join(c.shim.dir, f"criu-dump-{token}")
             os.makedirs(work)
             try:
+                self.before_dump(c, tcp=tcp)
                 await self.sup.runtime(c.record.runtime).checkpoint(
                     c.rid, tmp, work, leave_running=not exit, tcp=tcp,
                     unix_sockets=unix_sockets, shell=shell)
@@ -114,6 +116,25 @@ class CheckpointService:
                         break
                     await asyncio.sleep(0.05)
             return meta
+
+    # -- CRIU's settings of a container (criuconf.py) --------------------------
+
+    def _conf(self, c) -> str:
+        return criuconf.path(self.sup.config.state_dir, c.rid)
+
+    def runtime_annotations(self, c, spec: dict) -> dict:
+        """For the runtime config: where CRIU finds this container's settings."""
+        return criuconf.runtime_annotations(spec, self._conf(c))
+
+    def before_dump(self, c, *, tcp: bool) -> None:
+        net = c.record.network or {}
+        criuconf.write(self._conf(c), criuconf.dump_options(
+            tcp=tcp, isolated=criuconf.isolated(os.path.join(c.shim.dir, "bundle"),
+                                                net.get("netns"), net.get("attachments")),
+            empty_mounts=criuconf.empty_readonly_tmpfs(c.record.init.pid)))
+
+    def prune_settings(self, rids: set[str]) -> None:
+        criuconf.prune(self.sup.config.state_dir, rids)
 
     def check_dumpable(self, c, op: str) -> None:
         states.check(op, c.record.status, c.id)
@@ -150,6 +171,14 @@ class CheckpointService:
         meta = store.meta(r.checkpoint)
         work = os.path.join(c.shim.dir, "criu-work")
         os.makedirs(work, exist_ok=True)
+        # (A previous dump's settings are not a restore's.)
+        try:
+            own_cgroup = criuconf.cannot_leave_cgroup(bundle_mod.read_config(run_bundle))
+        except DaemonError:
+            own_cgroup = False
+        criuconf.write(self._conf(c), criuconf.restore_options(
+            os.path.join(self.sup.config.state_dir, "criu", "empty"),
+            own_cgroup_only=own_cgroup))
         lazy = None
         if r.lazy:
             lazy = LazyPages(self.criu(), image, work)
@@ -166,7 +195,10 @@ class CheckpointService:
                         criu_log_tail(lazy.work))
 
     def forget(self, record) -> None:
-        """Remove a received checkpoint with the container made from it."""
+        """Remove a received checkpoint with the container made from it, and
+        the container's CRIU settings."""
+        criuconf.remove(criuconf.path(self.sup.config.state_dir,
+                                      record.runtime_id or record.id))
         home = record.checkpoint_home
         if home and os.path.dirname(home) == self.received_dir:
             shutil.rmtree(home, ignore_errors=True)

@@ -63,8 +63,15 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                                   runtime_api_version=CRI_API_VERSION)
 
     async def Status(self, request, context):
-        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
-                      pb.RuntimeCondition(type="NetworkReady", status=True)]
+        # The kubelet schedules no pod network on a node whose NetworkReady
+        # is false: it is, when the default network's CNI plugins are there.
+        missing = self.sup.networks.plugins_missing()
+        network = pb.RuntimeCondition(type="NetworkReady", status=not missing)
+        if missing:
+            network.reason = "NetworkPluginNotReady"
+            network.message = (f"CNI plugins {missing} not found in "
+                               f"{self.sup.networks.cni.path}")
+        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True), network]
         info = {}
         if request.verbose:
             info["config"] = json.dumps({"runtime": self.sup.default_runtime,
@@ -82,7 +89,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if not cfg.metadata.name:
             raise InvalidArgument("config.metadata.name is required", field="config.metadata")
         async with self.lock:
-            sb = self.sandboxes.create(new_id(), cfg, request.runtime_handler)
+            sb = await self.sandboxes.create(new_id(), cfg, request.runtime_handler)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
 
     def _pod_containers(self, sb: Sandbox) -> list[CRIContainer]:
@@ -96,7 +103,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         async with self.lock:
             for c in self._pod_containers(sb):
                 await self._stop(c.id, 0)
-            self.sandboxes.stop(sb)
+            await self.sandboxes.stop(sb)
         return pb.StopPodSandboxResponse()
 
     async def RemovePodSandbox(self, request, context):
@@ -107,7 +114,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         async with self.lock:
             for c in self._pod_containers(sb):
                 await self._remove(c.id)
-            self.sandboxes.remove(sb)
+            await self.sandboxes.remove(sb)
         return pb.RemovePodSandboxResponse()
 
     def _sandbox_status(self, sb: Sandbox) -> pb.PodSandboxStatus:
@@ -116,7 +123,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             id=sb.id, metadata=cfg.metadata,
             state=pb.SANDBOX_READY if sb.state == READY else pb.SANDBOX_NOTREADY,
             created_at=sb.created_ns,
-            network=pb.PodSandboxNetworkStatus(ip=""),
+            network=pb.PodSandboxNetworkStatus(ip=self.sandboxes.ip(sb)),
             linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(
                 options=cfg.linux.security_context.namespace_options)),
             labels=cfg.labels, annotations=cfg.annotations,
@@ -128,6 +135,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if request.verbose:
             info["info"] = json.dumps({"namespaces": {k: sb.ns_path(k) for k in
                                                       ("net", "ipc", "uts")},
+                                       "network": self.sup.networks.netns_owner(sb.id),
                                        "pauseProcess": False})
         return pb.PodSandboxStatusResponse(status=self._sandbox_status(sb), info=info)
 

@@ -2,10 +2,14 @@
 
 No pause process. A sandbox is its namespaces, pinned by bind mounts under
 the daemon's run dir (as `ip netns add` does, and as CRI-O's drop-infra mode
-pins them with `pinns`): the network namespace (loopback only until the
-network package gives pods CNI interfaces), IPC and UTS (with the pod's
-hostname), plus the pod's /etc/resolv.conf, /etc/hostname and /etc/hosts.
-Each container joins them through its spec's namespace paths. Why none:
+pins them with `pinns`): IPC and UTS (with the pod's hostname), plus the
+pod's /etc/resolv.conf, /etc/hostname and /etc/hosts. The network namespace
+is the network package's (NetworkService.create_netns): lo, and eth0 on the
+daemon's default network through CNI with the pod's port_mappings, kept as
+an owner of its own there so that a daemon restart neither loses nor
+collects it; StopPodSandbox gives it back (CNI DEL: the veth, the lease and
+the DNAT rules go). A host-network pod has none of this. Each container
+joins the pod's namespaces through its spec's namespace paths. Why none:
 a pause process costs a shim, a runtime start and a cgroup per pod and
 does nothing a bind mount cannot do for these three namespaces; the state
 survives a daemon restart the same way (the mounts stay). A pod-wide PID
@@ -22,6 +26,7 @@ import base64
 import ctypes
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -30,9 +35,13 @@ import subprocess
 import threading
 import time
 
-from ..errors import Conflict, NotFound, RuntimeFailure
+from ..errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from ..events import now_ns
+from ..network import check_ports
+from ..network.etcfiles import resolv_conf
 from ._gen import api_pb2 as pb
+
+log = logging.getLogger("containerd_py.cri")
 
 MNT_DETACH = 2
 CLONE_NEWNET = 0x40000000
@@ -40,6 +49,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 READY, NOTREADY = "ready", "notready"
 PINNED = ("net", "ipc", "uts")
+OWNER_KIND = "pod"  # the network service's word for a sandbox's netns
+PROTOCOLS = {pb.TCP: "tcp", pb.UDP: "udp"}
 
 
 @dataclasses.dataclass
@@ -54,6 +65,9 @@ class Sandbox:
     # time, so that a reused pid is never taken for it.
     pid_holder: int = 0
     pid_holder_start: int = 0
+    # The network service's namespace of the pod (empty: the host's, or a
+    # record of a daemon that pinned a loopback-only one under dir).
+    netns: str = ""
 
     @property
     def config(self) -> pb.PodSandboxConfig:
@@ -72,6 +86,8 @@ class Sandbox:
             return f"/proc/{self.pid_holder}/ns/pid"
         if kind == "net" and self.host_network:
             return None
+        if kind == "net" and self.netns:
+            return self.netns
         if kind == "ipc" and self.namespace_mode("ipc") == pb.NODE:
             return None
         if kind == "uts" and self.host_network:
@@ -94,8 +110,9 @@ class SandboxStore:
     """Sandbox records, one JSON file each in the data dir (they must
     outlive a daemon restart, as container records do)."""
 
-    def __init__(self, records_dir: str, run_dir: str):
+    def __init__(self, records_dir: str, run_dir: str, networks):
         self.records_dir, self.run_dir = records_dir, run_dir
+        self.networks = networks  # the daemon's NetworkService
         os.makedirs(records_dir, mode=0o700, exist_ok=True)
         os.makedirs(run_dir, mode=0o700, exist_ok=True)
         self.sandboxes: dict[str, Sandbox] = {}
@@ -121,39 +138,113 @@ class SandboxStore:
             json.dump(dataclasses.asdict(sb), f)
         os.replace(path + ".tmp", path)
 
-    def create(self, sid: str, config: pb.PodSandboxConfig, runtime_handler: str) -> Sandbox:
+    async def create(self, sid: str, config: pb.PodSandboxConfig,
+                     runtime_handler: str) -> Sandbox:
         sb = Sandbox(id=sid, config_b64=base64.b64encode(config.SerializeToString()).decode(),
                      created_ns=now_ns(), runtime_handler=runtime_handler,
                      dir=os.path.join(self.run_dir, sid))
+        mappings = port_mappings(config)
         os.makedirs(sb.dir, mode=0o711)
         try:
-            _write_etc(sb, config)
+            ip = ""
+            if not sb.host_network:
+                net = await self.networks.create_netns(sid, OWNER_KIND, _owner_name(config),
+                                                       ports=mappings)
+                sb.netns = net["netns"]
+                ip = pod_ip(net)
+            _write_etc(sb, config, ip)
             _pin_namespaces(sb, pod_hostname(config))
             if pod_pid_namespace(config):
                 sb.pid_holder, sb.pid_holder_start = _start_pid_holder()
             self.save(sb)
         except BaseException:
+            await self._release_network(sb)
             _release(sb)
             raise
         self.sandboxes[sid] = sb
         return sb
 
-    def stop(self, sb: Sandbox) -> None:
-        """NOTREADY: the network goes (the CRI: 'reclaim network resources'),
-        the record stays for status until RemovePodSandbox."""
+    def ip(self, sb: Sandbox) -> str:
+        """The pod's address on the default network while it has one."""
+        return pod_ip(self.networks.netns_owner(sb.id) or {})
+
+    async def _release_network(self, sb: Sandbox) -> None:
+        await self.networks.release_netns(sb.id)
+
+    async def stop(self, sb: Sandbox) -> None:
+        """NOTREADY, and the network goes (the CRI: 'reclaim network
+        resources'): CNI DEL, so the address, the veth and the published
+        ports are free again; the record stays for status until
+        RemovePodSandbox. NOTREADY is saved first: a daemon killed
+        half-way finishes the teardown at its next start (reconcile)."""
         if sb.pid_holder and _same_process(sb.pid_holder, sb.pid_holder_start):
             os.kill(sb.pid_holder, signal.SIGKILL)
         if sb.state != NOTREADY:
             sb.state = NOTREADY
             self.save(sb)
+        await self._release_network(sb)
 
-    def remove(self, sb: Sandbox) -> None:
+    async def remove(self, sb: Sandbox) -> None:
+        await self._release_network(sb)
         _release(sb)
         try:
             os.unlink(os.path.join(self.records_dir, sb.id + ".json"))
         except FileNotFoundError:
             pass
         self.sandboxes.pop(sb.id, None)
+
+    async def reconcile(self) -> None:
+        """At start: a pod network whose sandbox is gone or stopped (a
+        daemon killed between the two steps of a run, stop or remove) is
+        released, and so are the pinned namespaces of a sandbox whose
+        record was never saved; a ready pod's are kept, its network still
+        answering at its address."""
+        for name in sorted(os.listdir(self.run_dir)):
+            if name not in self.sandboxes:
+                log.warning("pod %s: releasing the namespaces of a sandbox without a record",
+                            name)
+                _release(Sandbox(id=name, config_b64="", created_ns=0,
+                                 dir=os.path.join(self.run_dir, name)))
+        for oid in self.networks.netns_owners(OWNER_KIND):
+            sb = self.sandboxes.get(oid)
+            if sb is None or sb.state != READY:
+                try:
+                    await self.networks.release_netns(oid)
+                except Exception as e:  # noqa: BLE001 -- the daemon starts anyway
+                    log.warning("pod %s: network teardown: %s", oid, e)
+
+
+def port_mappings(config: pb.PodSandboxConfig) -> list[dict]:
+    """The pod's port_mappings in the network package's form. As containerd
+    does, a mapping without a host port publishes nothing (the container
+    port is reached at the pod's own address), and an empty host_ip means
+    every address of the host."""
+    out = []
+    for i, p in enumerate(config.port_mappings):
+        if p.host_port <= 0:
+            continue
+        if p.protocol not in PROTOCOLS:
+            raise InvalidArgument(f"port_mappings[{i}].protocol "
+                                  f"{pb.Protocol.Name(p.protocol)} is not supported: TCP or UDP",
+                                  field="port_mappings")
+        out.append({"hostPort": p.host_port, "containerPort": p.container_port,
+                    "protocol": PROTOCOLS[p.protocol], "hostIp": p.host_ip or "0.0.0.0"})
+    try:
+        return check_ports(out)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"port_mappings: {e}", field="port_mappings") from None
+
+
+def pod_ip(net: dict) -> str:
+    for a in (net.get("attachments") or {}).values():
+        if a.get("ip"):
+            return a["ip"]
+    return ""
+
+
+def _owner_name(config: pb.PodSandboxConfig) -> str:
+    meta = config.metadata
+    return f"{meta.name}_{meta.namespace}" if meta.namespace else meta.name
 
 
 def pod_pid_namespace(config: pb.PodSandboxConfig) -> bool:
@@ -170,7 +261,7 @@ def pod_hostname(config: pb.PodSandboxConfig) -> str:
     return config.hostname or config.metadata.name[:63]
 
 
-def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
+def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig, ip: str) -> None:
     dns = config.dns_config
     if dns.servers or dns.searches or dns.options:
         lines = [f"nameserver {s}" for s in dns.servers]
@@ -179,21 +270,25 @@ def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
         if dns.options:
             lines.append("options " + " ".join(dns.options))
         text = "\n".join(lines) + "\n"
-    else:
+    elif sb.host_network:
         # As containerd: no DNS config means the host's.
         try:
             with open("/etc/resolv.conf") as f:
                 text = f.read()
         except FileNotFoundError:
             text = ""
+    else:
+        # The host's, without a loopback resolver (systemd-resolved's
+        # 127.0.0.53 is the host's, not reachable from the pod's netns).
+        text = resolv_conf()
     hostname = pod_hostname(config)
-    if config.linux.security_context.namespace_options.network == pb.NODE:
+    if sb.host_network:
         hostname = os.uname().nodename
     files = {
         "resolv.conf": text,
         "hostname": hostname + "\n",
         "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 f"127.0.1.1\t{hostname}\n",
+                 f"{ip or '127.0.1.1'}\t{hostname}\n",
     }
     for name, content in files.items():
         with open(sb.etc_file(name), "w") as f:
@@ -204,7 +299,7 @@ def _write_etc(sb: Sandbox, config: pb.PodSandboxConfig) -> None:
 def _pin_namespaces(sb: Sandbox, hostname: str) -> None:
     """One short-lived process unshares the pod's namespaces; util-linux's
     unshare bind-mounts each onto its file, so they outlive it."""
-    kinds = [k for k in PINNED if sb.ns_path(k)]
+    kinds = [k for k in PINNED if sb.ns_path(k) == os.path.join(sb.dir, k)]
     if not kinds:
         return
     argv = ["unshare"]

@@ -41,7 +41,9 @@ def attach(app, config, gid: int | None = None) -> None:
         sup = app[SUPERVISOR]
         data = os.path.join(config.data_dir, "cri")
         run = os.path.join(config.state_dir, "cri")
-        sandboxes = SandboxStore(os.path.join(data, "sandboxes"), os.path.join(run, "sandboxes"))
+        sandboxes = SandboxStore(os.path.join(data, "sandboxes"), os.path.join(run, "sandboxes"),
+                                 sup.networks)
+        await sandboxes.reconcile()
         containers = CRIContainerStore(os.path.join(data, "containers"))
         images = CRIImages(sup.images, config.image_mirror)
         streaming = StreamingServer(sup, None)

@@ -7,6 +7,8 @@ import os
 from ..errors import InvalidArgument
 from ._gen import api_pb2 as pb
 from ..images import Image
+from ..runtime import propagation, seccomp
+from ..runtime.spec import resolve_user
 from .sandbox import Sandbox, pod_hostname
 
 # containerd's default capability set for CRI containers (Docker's too).
@@ -120,8 +122,17 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: Image,
             "sysctl": dict(sb.config.linux.sysctls),
         },
     }
+    root_prop = None
+    for m in config.mounts:
+        root_prop = propagation.rootfs_propagation(
+            root_prop, PROPAGATION.get(m.propagation, "rprivate"))
+    if root_prop:
+        spec["linux"]["rootfsPropagation"] = root_prop
     if sb.host_network:
         spec.pop("hostname")
+    profile = _seccomp(sc, caps)
+    if profile is not None:
+        spec["linux"]["seccomp"] = profile
     if not privileged:
         spec["linux"]["maskedPaths"] = list(sc.masked_paths) if sc.masked_paths else MASKED_PATHS
         spec["linux"]["readonlyPaths"] = (list(sc.readonly_paths) if sc.readonly_paths
@@ -133,6 +144,46 @@ def build(cid: str, config: pb.ContainerConfig, sb: Sandbox, image: Image,
             {"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
              "access": "rwm"} for d in devices]
     return spec
+
+
+# The deprecated seccomp_profile_path's words, as containerd 1.6 reads them.
+SECCOMP_WORDS = {"runtime/default": pb.SecurityProfile.RuntimeDefault,
+                 "docker/default": pb.SecurityProfile.RuntimeDefault,
+                 "unconfined": pb.SecurityProfile.Unconfined}
+LOCALHOST = "localhost/"
+
+
+def _seccomp(sc: pb.LinuxContainerSecurityContext, caps: list[str]) -> dict | None:
+    """The container's seccomp filter, or None for none: `seccomp` if set,
+    else the deprecated `seccomp_profile_path`; neither set is unconfined
+    (containerd's default), and a privileged container is never filtered."""
+    if sc.HasField("seccomp"):
+        kind, ref, field = sc.seccomp.profile_type, sc.seccomp.localhost_ref, "seccomp"
+        if kind != pb.SecurityProfile.Localhost and ref:
+            raise InvalidArgument("seccomp.localhost_ref is only for profile_type Localhost",
+                                  field="linux.security_context.seccomp")
+        ref = ref.removeprefix(LOCALHOST)
+    elif sc.seccomp_profile_path:
+        path, field = sc.seccomp_profile_path, "seccomp_profile_path"
+        if path in SECCOMP_WORDS:
+            kind, ref = SECCOMP_WORDS[path], ""
+        elif path.startswith(LOCALHOST):
+            kind, ref = pb.SecurityProfile.Localhost, path[len(LOCALHOST):]
+        else:
+            raise InvalidArgument(
+                f"seccomp profile {path!r}: use runtime/default, docker/default, unconfined "
+                f"or localhost/<absolute path of a profile file>",
+                field="linux.security_context.seccomp_profile_path")
+    else:
+        return None
+    if sc.privileged or kind == pb.SecurityProfile.Unconfined:
+        return None
+    if not seccomp.supported():
+        raise InvalidArgument("this kernel has no seccomp: only an unconfined profile works",
+                              field="linux.security_context." + field)
+    if kind == pb.SecurityProfile.Localhost:
+        return seccomp.load_profile(ref, field="linux.security_context." + field)
+    return seccomp.default_profile(caps)
 
 
 def _caps(cap: pb.Capability) -> list[str]:
@@ -147,78 +198,32 @@ def _caps(cap: pb.Capability) -> list[str]:
 
 
 def _user(sc: pb.LinuxContainerSecurityContext, image_user: str, rootfs: str) -> dict:
+    """run_as_user / run_as_username over the image's User, looked up in
+    the image's /etc/passwd and /etc/group (runtime.spec.resolve_user, the
+    one lookup REST containers use too); run_as_group and
+    supplemental_groups on top."""
     if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
         # As containerd: a group alone would pair with whatever user the
         # image has, which is not what the caller asked for.
         raise InvalidArgument("run_as_group needs run_as_user or run_as_username",
                               field="linux.security_context.run_as_group")
-    uid = gid = 0
-    name = None
     if sc.HasField("run_as_user"):
-        uid = sc.run_as_user.value
+        wanted, field = str(sc.run_as_user.value), "linux.security_context.run_as_user"
     elif sc.run_as_username:
-        name = sc.run_as_username
-    elif image_user:
-        u, _, g = image_user.partition(":")
-        if u.isdigit():
-            uid = int(u)
-        else:
-            name = u
-        if g:
-            gid = int(g) if g.isdigit() else _lookup_group(rootfs, g)
-    passwd = _passwd(rootfs)
-    if name is not None:
-        if name not in passwd:
-            raise InvalidArgument(f"user {name!r} is not in the image's /etc/passwd",
-                                  field="linux.security_context.run_as_username")
-        uid, gid = passwd[name][0], passwd[name][1]
-    elif not (image_user and ":" in image_user):
-        gid = next((g for u, g in passwd.values() if u == uid), gid)
+        wanted, field = sc.run_as_username, "linux.security_context.run_as_username"
+    else:
+        wanted, field = image_user or "0", "image"
+    try:
+        user = resolve_user(wanted, rootfs)
+    except InvalidArgument as e:
+        raise InvalidArgument(e.message, field=field) from None
     if sc.HasField("run_as_group"):
-        gid = sc.run_as_group.value
-    user = {"uid": uid, "gid": gid}
-    extra = list(sc.supplemental_groups) + _member_gids(rootfs, name or _name_of(passwd, uid))
+        user["gid"] = sc.run_as_group.value
+    extra = list(user.pop("additionalGids", [])) + list(sc.supplemental_groups)
+    extra = [g for g in dict.fromkeys(extra) if g != user["gid"]]
     if extra:
-        user["additionalGids"] = list(dict.fromkeys(g for g in extra if g != gid))
+        user["additionalGids"] = extra
     return user
-
-
-def _passwd(rootfs: str) -> dict[str, tuple[int, int]]:
-    out = {}
-    try:
-        with open(os.path.join(rootfs, "etc/passwd")) as f:
-            for line in f:
-                p = line.strip().split(":")
-                if len(p) >= 4 and p[2].isdigit() and p[3].isdigit():
-                    out[p[0]] = (int(p[2]), int(p[3]))
-    except OSError:
-        pass
-    return out
-
-
-def _name_of(passwd: dict, uid: int) -> str | None:
-    return next((n for n, (u, _) in passwd.items() if u == uid), None)
-
-
-def _groups(rootfs: str) -> list[list[str]]:
-    try:
-        with open(os.path.join(rootfs, "etc/group")) as f:
-            return [ln.strip().split(":") for ln in f if ln.count(":") >= 3]
-    except OSError:
-        return []
-
-
-def _lookup_group(rootfs: str, name: str) -> int:
-    for g in _groups(rootfs):
-        if g[0] == name and g[2].isdigit():
-            return int(g[2])
-    raise InvalidArgument(f"group {name!r} is not in the image's /etc/group", field="image")
-
-
-def _member_gids(rootfs: str, user: str | None) -> list[int]:
-    if not user:
-        return []
-    return [int(g[2]) for g in _groups(rootfs) if g[2].isdigit() and user in g[3].split(",")]
 
 
 def _mounts(config: pb.ContainerConfig, sb: Sandbox, privileged: bool) -> list[dict]:
@@ -250,7 +255,9 @@ def _mounts(config: pb.ContainerConfig, sb: Sandbox, privileged: bool) -> list[d
         if not os.path.exists(m.host_path):
             raise InvalidArgument(f"mount host_path {m.host_path!r} does not exist",
                                   field="config.mounts")
-        opts = ["rbind", PROPAGATION.get(m.propagation, "rprivate"), "ro" if m.readonly else "rw"]
+        prop = PROPAGATION.get(m.propagation, "rprivate")
+        propagation.check(m.host_path, prop, "config.mounts")
+        opts = ["rbind", prop, "ro" if m.readonly else "rw"]
         mounts.append({"destination": m.container_path, "type": "bind",
                        "source": m.host_path, "options": opts})
     return mounts

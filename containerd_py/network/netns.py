@@ -1,8 +1,8 @@
 """Network namespaces pinned by a bind mount under the daemon's run dir.
 
 pyroute2 does the work as iproute2 does (`ip netns add`): it makes the
-directory a shared mount point, unshares a child into a new namespace and
-bind-mounts the child's /proc/PID/ns/net onto a file there, so the namespace
+directory a shared mount point and bind-mounts a new namespace (here a
+short-lived thread's, not a forked child's: see create) onto a file there, so the namespace
 outlives every process in it and a daemon restarted after kill -9 finds it
 again at the same path. The runtime joins it through the spec's
 linux.namespaces `path`; CNI plugins enter it through CNI_NETNS.
@@ -20,6 +20,7 @@ from pyroute2 import netns as _netns
 from ..errors import RuntimeFailure
 
 MNT_DETACH = 2
+CLONE_NEWNET = 0x40000000
 _lock = threading.Lock()
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -31,7 +32,35 @@ def create(path: str) -> None:
             return
         if os.path.lexists(path):
             os.unlink(path)  # a mount point file left by a create that died
-        _netns.create(path)
+        _create_in_thread(path)
+
+
+def _create_in_thread(path: str) -> None:
+    """pyroute2's netns.create forks a child to unshare in, and a fork
+    among the daemon's gRPC threads can crash the child (SIGSEGV: gRPC's
+    fork handlers are skipped while its threads are busy). A network
+    namespace belongs to a thread, not to the whole process: a thread of
+    its own unshares, pyroute2 pins that thread's namespace (attach()
+    mounts /proc/thread-self/ns/net, with the iproute2 steps for the
+    directory), and the thread ends. Never a pooled thread: its namespace
+    is no longer the daemon's."""
+    result: dict = {}
+
+    def run():
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+            _netns.attach(path, "thread-self")
+        except Exception as e:  # noqa: BLE001 -- re-raised in the caller
+            result["error"] = e
+
+    t = threading.Thread(target=run, name="netns-create")
+    t.start()
+    t.join()
+    if "error" in result:
+        if os.path.lexists(path) and not exists(path):
+            os.unlink(path)
+        raise result["error"]
 
 
 def exists(path: str) -> bool:

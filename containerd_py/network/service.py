@@ -3,6 +3,9 @@
     prepare(record, spec)   before the runtime starts: netns, CNI ADD, /etc files
     release(record)         after the container stopped or on delete: CNI DEL, netns gone
     attach / detach         a network on a running container
+    create_netns / release_netns
+                            a namespace of an owner that is not a container
+                            (a CRI pod sandbox), kept across restarts (owners.py)
     create_network / delete_network / networks / network
 
 The container's side of it lives in `record.network` (persisted with the
@@ -24,9 +27,10 @@ from pyroute2 import IPRoute
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from . import etcfiles, netns, ports as ports_mod
-from .cni import CNI, ResultCache, first_ipv4
+from .cni import CNI, CNIError, ResultCache, first_ipv4
 from .isolation import Isolation
-from .networks import DEFAULT_NETWORK, DEFAULT_SUBNET, Network, NetworkStore
+from .networks import DEFAULT_NETWORK, DEFAULT_SUBNET, NAME_RE, Network, NetworkStore
+from .owners import NetnsOwner, OwnerStore
 
 log = logging.getLogger("containerd_py.network")
 
@@ -49,6 +53,11 @@ class NetworkService:
         self.published: dict[str, list[dict]] = {}
         self._lock = asyncio.Lock()
         self._hostnames: dict[str, str] = {}
+        # Known before any front door loads its records: a restart's orphan
+        # collection must not take an owner's namespace away.
+        self.owners = OwnerStore(os.path.join(data_dir, "cni", "owners"))
+        for owner in self.owners.owners.values():
+            self.restore(owner)
         if DEFAULT_NETWORK not in {n.name for n in self.store.all()}:
             # From the first start on. A subnet the user gave is taken as it
             # is (a daemon must start); the built-in one steps aside from a
@@ -129,6 +138,7 @@ class NetworkService:
         through a setup left behind (cached results and namespaces that no
         record names)."""
         owned = {_cni_id(r) for r in records if (r.network or {}).get("netns")}
+        owned |= {_cni_id(o) for o in self.owners.owners.values()}
         async with self._lock:
             for entry in self.cni.cache.entries():
                 try:
@@ -173,28 +183,99 @@ class NetworkService:
         if requested == [HOST]:
             linux["namespaces"] = namespaces
             return
-        path = self._netns_path(record.id)
         async with self._lock:
-            ports_mod.check_free(record.ports or [], {k: v for k, v in self.published.items()
-                                                      if k != record.id})
-            # The CNI container id, fixed here: a record's id can change
-            # (a warm pool's member claimed under the user's id).
-            record.network = {"netns": path, "attachments": {}, "ports": [], "cniId": record.id}
-            try:
-                await asyncio.to_thread(netns.create, path)
-                await self.cni.add(LOOPBACK_CONFLIST, record.id, path, "lo")
-                for i, name in enumerate(requested):
-                    await self._add(record, name, f"eth{i}",
-                                    record.ports if i == 0 else [])
-                self._write_files(record, hostname or record.name or record.id)
-            except BaseException:
-                await self._release_locked(record)
-                raise
+            path = await self._setup(record, requested, hostname or record.name or record.id)
         namespaces.append({"type": "network", "path": path})
         linux["namespaces"] = namespaces
         dests = {m.get("destination") for m in spec.get("mounts", [])}
         spec.setdefault("mounts", []).extend(
             m for m in etcfiles.mounts(self._files_dir(record.id)) if m["destination"] not in dests)
+
+    async def _setup(self, record, requested: list[str], hostname: str | None) -> str:
+        """A pinned netns with lo up and an interface on each network (the
+        ports on the first); the /etc files when `hostname` is given. Caller
+        holds the lock. On a failure nothing is left."""
+        path = self._netns_path(record.id)
+        ports_mod.check_free(record.ports or [], {k: v for k, v in self.published.items()
+                                                  if k != record.id})
+        # The CNI container id, fixed here: a record's id can change
+        # (a warm pool's member claimed under the user's id).
+        record.network = {"netns": path, "attachments": {}, "ports": [], "cniId": record.id}
+        try:
+            await asyncio.to_thread(netns.create, path)
+            await self.cni.add(LOOPBACK_CONFLIST, record.id, path, "lo")
+            for i, name in enumerate(requested):
+                await self._add(record, name, f"eth{i}", record.ports if i == 0 else [])
+            if hostname is not None:
+                self._write_files(record, hostname)
+        except BaseException:
+            await self._release_locked(record)
+            raise
+        return path
+
+    # -- namespaces of other owners (the CRI's pod sandboxes) ------------------
+
+    async def create_netns(self, owner_id: str, kind: str, name: str,
+                           networks: list[str] | None = None,
+                           ports: list[dict] | None = None) -> dict:
+        """A network namespace of the service's own for `owner_id`, on
+        `networks` (the default network unless given) with `ports` (the
+        portmap form of ports.check_ports) published on the first; the
+        owner writes its own /etc files. Returns its network state (the
+        netns path, the attachments with their addresses). Persisted, so
+        that a restarted daemon keeps it; `release_netns` ends it."""
+        if not isinstance(owner_id, str) or not NAME_RE.match(owner_id):
+            raise InvalidArgument(f"invalid network namespace owner {owner_id!r}", field="id")
+        networks = [DEFAULT_NETWORK] if networks is None else networks
+        self.check_request(networks, ports or [])
+        if HOST in networks:
+            raise InvalidArgument('a namespace of its own cannot be on "host"',
+                                  field="networks")
+        async with self._lock:
+            if owner_id in self.owners.owners or os.path.lexists(self._netns_path(owner_id)):
+                raise Conflict(f"{owner_id!r} has a network namespace already", id=owner_id)
+            owner = NetnsOwner(id=owner_id, kind=kind, name=name or owner_id,
+                               networks=list(networks), ports=list(ports or []))
+            await self._setup(owner, owner.networks, None)
+            try:
+                self.owners.save(owner)
+            except BaseException:
+                await self._release_locked(owner)
+                raise
+            return owner.network
+
+    def plugins_missing(self, network: str = DEFAULT_NETWORK) -> list[str]:
+        """The CNI plugins of `network`'s chain (and loopback) that are not
+        in the plugin path: what a setup on it would fail for."""
+        types = [p["type"] for p in self.store.get(network).conflist["plugins"]]
+        missing = []
+        for t in dict.fromkeys(["loopback", *types]):
+            try:
+                self.cni.plugin_binary(t)
+            except CNIError:
+                missing.append(t)
+        return missing
+
+    def netns_owner(self, owner_id: str) -> dict | None:
+        """The owner's network state as create_netns returned it, or None."""
+        o = self.owners.owners.get(owner_id)
+        return o.network if o else None
+
+    def netns_owners(self, kind: str) -> list[str]:
+        return sorted(o.id for o in self.owners.owners.values() if o.kind == kind)
+
+    async def release_netns(self, owner_id: str) -> None:
+        """CNI DEL of every interface (the leases and published ports go),
+        the namespace unpinned. Idempotent. The owner's record goes last,
+        so a daemon killed half-way still knows what to finish."""
+        async with self._lock:
+            o = self.owners.owners.get(owner_id)
+            if o is None:
+                return
+            try:
+                await self._release_locked(o)
+            finally:
+                self.owners.remove(owner_id)
 
     async def _add(self, record, name: str, ifname: str, mappings: list[dict]) -> None:
         n = self.store.get(name)

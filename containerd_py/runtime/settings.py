@@ -24,6 +24,7 @@ class ContainerSettings:
     annotations: dict = dataclasses.field(default_factory=dict)
     stop_signal: int | None = None
     init: bool = False
+    seccomp: str | None = None            # "default", "unconfined" or a profile's path
 
     def given(self) -> bool:
         return self != ContainerSettings()

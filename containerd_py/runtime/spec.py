@@ -13,6 +13,7 @@ import os
 import signal as signal_mod
 
 from ..errors import InvalidArgument, Unavailable
+from . import seccomp
 from .settings import ContainerSettings
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
@@ -123,15 +124,19 @@ def merge_env(base: list[str], over_: list[str]) -> list[str]:
 
 def write_runtime_bundle(dest: str, spec: dict, settings: ContainerSettings, *, rootfs: str,
                          own_rootfs: bool, cgroups_path: str, resources: dict,
-                         init_binary: str | None) -> dict:
+                         init_binary: str | None, runtime_annotations: dict | None = None
+                         ) -> dict:
     """The whole of it: `spec` (a bundle's config.json or `default_spec()`,
     changed in place) with the settings applied, over `rootfs`, written as
-    `dest`/config.json. Returns the spec as written."""
+    `dest`/config.json. Returns the spec as written, but for
+    `runtime_annotations`: the daemon's own, for the runtime only (not
+    shown as the container's)."""
     if own_rootfs:
         # The container's own overlay: writable unless the settings say not.
         spec.setdefault("root", {})["readonly"] = False
     apply(spec, settings, rootfs, own_rootfs=own_rootfs, init_binary=init_binary)
-    write(dest, spec, rootfs=rootfs, cgroups_path=cgroups_path, resources=resources)
+    write(dest, spec, rootfs=rootfs, cgroups_path=cgroups_path, resources=resources,
+          annotations=runtime_annotations)
     return spec
 
 
@@ -175,6 +180,8 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         annotations[STOP_SIGNAL_ANNOTATION] = signal_mod.Signals(s.stop_signal).name
     if annotations:
         spec["annotations"] = annotations
+    if s.seccomp is not None:
+        _apply_seccomp(spec, s.seccomp)
     if s.init:
         if not init_binary or not os.access(init_binary, os.X_OK):
             raise Unavailable(f"init: true runs tini, and {init_binary or 'tini-static'} is "
@@ -186,6 +193,23 @@ def apply(spec: dict, s: ContainerSettings, rootfs: str, *, own_rootfs: bool,
         # PID 1 and so gets the kernel's default actions (SIGTERM kills).
         p["args"] = [INIT_PATH, "--"] + p["args"]
     return spec
+
+
+def _apply_seccomp(spec: dict, choice: str) -> None:
+    """The filter a create asked for, over whatever the bundle had; the
+    default's capability-guarded syscalls follow the spec's bounding set."""
+    linux = spec.setdefault("linux", {})
+    if choice == "unconfined":
+        linux.pop("seccomp", None)
+        return
+    if not seccomp.supported():
+        raise Unavailable("this kernel has no seccomp: only \"unconfined\" works",
+                          field="seccomp")
+    if choice == "default":
+        caps = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
+        linux["seccomp"] = seccomp.default_profile(caps)
+    else:
+        linux["seccomp"] = seccomp.load_profile(choice, field="seccomp")
 
 
 def _check_cwd(rootfs: str, cwd: str, mounts: list[dict], own_rootfs: bool) -> None:
@@ -208,7 +232,7 @@ def _exists(rootfs: str, path: str, mounts: list[dict]) -> bool:
 
 
 def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
-          resources: dict) -> str:
+          resources: dict, annotations: dict | None = None) -> str:
     """Write `spec` as `dest`/config.json with the root path, the daemon's
     cgroup and the resource limits; return `dest`."""
     spec.setdefault("root", {})["path"] = rootfs
@@ -218,6 +242,8 @@ def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
     if resources:
         merge_resources(linux.setdefault("resources", {}), resources)
     os.makedirs(dest, exist_ok=True)
+    if annotations:
+        spec = {**spec, "annotations": {**(spec.get("annotations") or {}), **annotations}}
     with open(os.path.join(dest, "config.json"), "w") as f:
         json.dump(spec, f)
     return dest
@@ -242,6 +268,8 @@ def effective(spec: dict, s: ContainerSettings) -> dict:
         "readonlyRootfs": bool(spec.get("root", {}).get("readonly")),
         "mounts": s.mounts, "annotations": spec.get("annotations", {}),
         "stopSignal": signal_mod.Signals(stop_signal(spec)).name, "init": s.init,
+        "seccomp": s.seccomp or ("bundle" if spec.get("linux", {}).get("seccomp")
+                                 else "unconfined"),
     }
 
 

@@ -164,6 +164,7 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
                     if os.path.isdir(os.path.join(self.config.state_dir, "runtime", n))]
         await orphans.remove_orphans(runtimes, os.path.join(self.config.state_dir, "shims"),
                                      {self.config.shim_dir(i) for i in ids}, ids)
+        self.checkpointing.prune_settings(ids)
         orphans.remove_partial_checkpoints(
             {p for c in self.containers.values()
              for p in (c.record.bundle_path, getattr(c.record, "checkpoint_home", None)) if p})
@@ -386,7 +387,8 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
         spec = runspec.write_runtime_bundle(
             bundle, spec, settings, rootfs=root, own_rootfs=own,
             cgroups_path=f"/{self.config.cgroup_parent}/{c.rid}", resources=r.resources,
-            init_binary=self.config.init_binary)
+            init_binary=self.config.init_binary,
+            runtime_annotations=self.checkpointing.runtime_annotations(c, spec))
         r.init = bundle_mod.process_record(spec["process"], 0)
         r.config, r.stop_signal = runspec.effective(spec, settings), runspec.stop_signal(spec)
         return bundle
