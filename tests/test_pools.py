@@ -160,6 +160,26 @@ def test_empty_pool_falls_back_to_a_normal_start(api, daemon, bundle, cid, pool_
         _delete_pool(api, name)
 
 
+def test_a_member_that_died_idle_is_never_claimed(api, daemon, bundle, cid, pool_name):
+    name = pool_name()
+    try:
+        api.create_pool(name, bundle(), 1)
+        wait_ready(api, name, 1)
+        (dead_id, dead), = members(daemon.state_dir, name).items()
+        os.kill(dead["pid"], signal.SIGKILL)
+        wait_until(lambda: not host_pid_alive(dead["pid"]), 10, what="the member to die")
+        c = cid()
+        got = api.claim(c, name)
+        assert got["status"] == "running" and host_pid_alive(got["pid"])
+        assert got.get("runtimeId") != dead_id and got["pid"] != dead["pid"]
+        wait_until(lambda: dead_id not in runc_list(daemon.state_dir), 20,
+                   what="the dead member's runtime state to go")
+        assert dead_id not in shim_dirs(daemon.state_dir, name)
+        api.delete(c, force=True)
+    finally:
+        _delete_pool(api, name)
+
+
 def test_delete_pool_removes_idle_members_and_leaves_nothing(api, daemon, bundle, cid,
                                                               pool_name):
     name = pool_name()
