@@ -156,6 +156,13 @@ def test_restore_into_a_new_pod_continues_the_process(cri, checkpointed):
         assert ip + "/" in crictl(cri, "exec", "-s", cid, "ip", "-4", "addr").stdout
     assert crictl(cri, "exec", "-s", cid, "hostname").stdout.strip() == "dst-host"
 
+    # A daemon restart finds it running, as any container.
+    cri.stop()
+    cri.start()
+    wait_until(lambda: os.path.exists(cri.cri_sock), what="the CRI socket")
+    info = inspect(cri, cid)
+    assert info["status"]["state"] == "CONTAINER_RUNNING" and info["info"]["pid"] == pid
+
     # The original is independent of it: removing it and its pod leaves the
     # restored one running.
     crictl(cri, "rm", "-f", cp["cid"])
