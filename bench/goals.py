@@ -444,7 +444,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-PHASE_ORDER = ["http", "parse", "read-spec", "prepare", "write-spec", "shim-start",
+PHASE_ORDER = ["http", "parse", "read-spec", "network", "prepare", "write-spec", "shim-start",
                "shim-reply", "cgroups", "save", "event", "watch", "respond"]
 
 
