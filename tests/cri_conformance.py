@@ -217,8 +217,11 @@ def default_busybox(into: str) -> str:
     os.makedirs(DEB_CACHE, exist_ok=True)
     debs = sorted(f for f in os.listdir(DEB_CACHE) if f.startswith("busybox_") and f.endswith(".deb"))
     if not debs:
-        r = subprocess.run(["apt-get", "download", "busybox"], cwd=DEB_CACHE,
-                           capture_output=True, text=True)
+        try:
+            r = subprocess.run(["apt-get", "download", "busybox"], cwd=DEB_CACHE,
+                               capture_output=True, text=True)
+        except OSError as e:  # not a Debian host
+            r = subprocess.CompletedProcess(e.filename, 1, "", str(e))
         debs = sorted(f for f in os.listdir(DEB_CACHE)
                       if f.startswith("busybox_") and f.endswith(".deb"))
         if r.returncode != 0 or not debs:
@@ -340,7 +343,11 @@ def run(args) -> int:
         return 2
     work = tempfile.mkdtemp(prefix="cdpy-critest-")
     mirror = os.path.join(work, "mirror")
-    build_mirror(mirror)
+    try:
+        build_mirror(mirror)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 2
     print(f"stand-in images: {len(os.listdir(mirror))} archives in {mirror}", flush=True)
     images_file = write_images_file(os.path.join(work, "test-images.yaml"))
     report = os.path.join(work, "report.json")
@@ -409,9 +416,9 @@ def write_doc(report_path: str, out: str, focus: str) -> None:
         "# critest",
         "",
         f"`make conformance` ran critest 1.26.1 (`--ginkgo.focus={focus}`) against a daemon "
-        f"it started, with stand-in images built offline from busybox-static (the default "
-        f"image from Debian's busybox, whose shell execs applets through /bin as upstream's "
-        f"does) (tests/cri_conformance.py). Run: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.",
+        f"it started, with stand-in images built offline from busybox-static and, for the "
+        f"default image, Debian's busybox (whose shell execs applets through /bin, as "
+        f"upstream's does; tests/cri_conformance.py). Run: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.",
     ]
     if conf:
         lines += table("Conformance specs", conf)
