@@ -27,6 +27,10 @@ COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sl
 # adds the measurement): the daemon's phases of one start, medians of 20
 # alternating pairs (bench/startpath.py), for the before/after plot.
 BEFORE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startpath-before.json")
+# A warm pool's claim before this work and after, back to back (bench/goals.py's
+# fig_pools against each daemon), for the claim's before/after table.
+POOLS_BEFORE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                 "pools-before.json")
 
 
 def _wait(pred, timeout, what):
@@ -668,19 +672,41 @@ def markdown(results: dict, docs: str) -> list[str]:
         for name, _ in CRIU_MARKS + [("total", ())]:
             md.append(f"| {name} | {f(bp, name)} | {f(ap, name)} |")
         md.append("")
-    cl = (g.get("pools") or {}).get("claim_phases")
+    po = g.get("pools") or {}
+    cl = po.get("claim_phases")
     if cl:
+        ab = {}
+        try:
+            with open(POOLS_BEFORE_JSON) as f:
+                ab = json.load(f)
+        except (OSError, ValueError):
+            pass
+        b, a = (ab.get("before") or {}).get("phases", {}), (ab.get("after") or {}).get("phases", {})
         md += ["Where a claim from a bundle pool goes (medians of the daemon's phases, "
-               "`Server-Timing` of each claim):", "", "| phase | ms |", "| --- | --- |"]
+               "`Server-Timing` of each claim). *Before* and *after*: the same figure run "
+               "back to back against the daemon before this work (commit "
+               f"{(ab.get('before') or {}).get('commit', '?')}) and after it, on a loaded "
+               "machine (load average 6-9, bench/pools-before.json), where the refill's "
+               "competition showed most; *this run*: this report's run.", "",
+               "| phase | before, ms | after, ms | this run, ms |", "| --- | --- | --- | --- |"]
         for k in CLAIM_PHASES:
-            if k in cl:
-                md.append(f"| {k} | {cl[k] * 1000:.2f} |")
+            if k in cl or k in b:
+                cells = [f"{x[k] * 1000:.2f}" if k in x else "—" for x in (b, a, cl)]
+                md.append(f"| {k} | " + " | ".join(cells) + " |")
+        if ab.get("before") and ab.get("after"):
+            md.append(f"| client: request → 201 | {ab['before']['claim'] * 1000:.2f} | "
+                      f"{ab['after']['claim'] * 1000:.2f} | "
+                      f"{(po.get('claim') or {}).get('median', 0) * 1000:.2f} |")
         md += ["", "*http*: the client's round trip outside the route handler (request "
                "parsing and schema validation, the answer's write, the client); *take*: "
                "the pool's member and its liveness; *start*: the member's exec fifo "
                "opened and its init seen exec'ing (no runtime command); *save*: the "
                "user's record written (the member's record goes after the answer, as "
-               "does the refill's start).", ""]
+               "does the refill's start); *respond*: the answer built (before: with the "
+               "member's record unlinked, and the refill's own work on the event loop). "
+               "Before, the refill woke at the claim's first await and its spec write, "
+               "shim spawn and `runc create` ran while the claimed member's fifo was "
+               "waited for: most of *start*.", ""]
     for key, what in (("startpath", "start path"), ("restore", "restore"), ("app", "app"),
                       ("pools", "pools")):
         errs = (g.get(key) or {}).get("errors")
