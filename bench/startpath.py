@@ -13,6 +13,12 @@ of alternating pairs:
   write, shim start, record save, event, ...), from the same header.
 
     .venv/bin/python bench/startpath.py [--pairs N]
+    .venv/bin/python bench/startpath.py --against CHECKOUT [--pairs N] [--json OUT]
+
+With --against, an A/B: the daemon of another checkout (with its own
+.venv, e.g. the main branch before a change) and this one's, each start
+alternated with the other's and with bare `runc run -d` in one run; prints
+both daemons' phases side by side.
 """
 
 from __future__ import annotations
@@ -181,6 +187,62 @@ def summary(r: dict) -> str:
             f"(server side {ms(r['server_added']['median'])})")
 
 
+def ab(ports: dict[str, int], bundle: str, runc: str, root: str, pairs: int,
+       warmup: int = 3) -> dict:
+    """Daemons (name -> port) and bare runc, one start of each per round in
+    alternating order; medians of each daemon's phases, its added time and
+    its runtime, and the wall times (s)."""
+    import tempfile
+    err = tempfile.TemporaryFile()
+    clients = {k: RawClient(p) for k, p in ports.items()}
+    names = list(ports) + ["bare"]
+    wall = {k: Samples() for k in names}
+    added = {k: Samples() for k in ports}
+    phases: dict[str, dict[str, list[float]]] = {k: {} for k in ports}
+    for i in range(warmup + pairs):
+        for who in (names if i % 2 == 0 else names[::-1]):
+            cid = f"ab-{who}-{i}"
+            if who == "bare":
+                dt = bare_run(runc, root, bundle, cid, err)
+                bare_delete(runc, root, cid)
+            else:
+                t0 = time.perf_counter()
+                status, headers, body = clients[who].post(f"/containers/{cid}",
+                                                          {"bundlePath": bundle})
+                dt = time.perf_counter() - t0
+                if status != 201:
+                    raise RuntimeError(f"{who}: POST /containers/{cid} -> {status}: {body}")
+                st = parse_server_timing(headers.get("Server-Timing", ""))
+                clients[who].delete(f"/containers/{cid}?force=true")
+                if i >= warmup:
+                    st["http"] = dt - st["total"]
+                    for k, v in st.items():
+                        phases[who].setdefault(k, []).append(v)
+                    added[who].add(dt - st["runtime"])
+            if i >= warmup:
+                wall[who].add(dt)
+            time.sleep(SETTLE_S)
+    return {"pairs": pairs, "wall": {k: v.to_json() for k, v in wall.items()},
+            "added": {k: v.to_json() for k, v in added.items()},
+            "phases": {k: {p: statistics.median(v) for p, v in ph.items()}
+                       for k, ph in phases.items()}}
+
+
+def ab_table(r: dict) -> str:
+    names = list(r["phases"])
+    keys = [k for k in r["phases"][names[0]] if k not in ("runtime", "total")]
+    rows = [f"{'phase':12}" + "".join(f"{n:>12}" for n in names)]
+    for k in keys + ["runtime", "total"]:
+        rows.append(f"{k:12}" + "".join(f"{r['phases'][n].get(k, 0) * 1000:12.3f}"
+                                         for n in names))
+    for n in names:
+        rows.append(f"{n}: added {r['added'][n]['median'] * 1000:.2f} ms, request to running "
+                    f"{r['wall'][n]['median'] * 1000:.2f} ms = "
+                    f"{r['wall'][n]['median'] / r['wall']['bare']['median']:.3f}x bare "
+                    f"({r['wall']['bare']['median'] * 1000:.2f} ms)")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     import argparse
     import shutil
@@ -188,7 +250,11 @@ def main(argv=None) -> int:
     import systems as S
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=30)
+    ap.add_argument("--against", help="another checkout (with its .venv): A/B against it")
+    ap.add_argument("--json", help="write the A/B's numbers here")
     a = ap.parse_args(argv)
+    if a.against:
+        return main_ab(a)
     work = tempfile.mkdtemp(prefix="cpb-start-", dir="/var/tmp")
     d = S.ContainerdPyDaemon(work)
     try:
@@ -202,6 +268,37 @@ def main(argv=None) -> int:
         print(json.dumps(r["phases"], indent=1))
     finally:
         d.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def main_ab(a) -> int:
+    import shutil
+    import tempfile
+    import systems as S
+    from build import write_bundle
+    work = tempfile.mkdtemp(prefix="cpb-start-ab-", dir="/var/tmp")
+    daemons = {"before": S.ContainerdPyDaemon(os.path.join(work, "before"),
+                                              repo=os.path.abspath(a.against)),
+               "after": S.ContainerdPyDaemon(os.path.join(work, "after"))}
+    try:
+        for d in daemons.values():
+            d.start()
+        bundle = str(write_bundle(os.path.join(work, "bundle-sleep"), S.SLEEP_ARGS))
+        root = os.path.join(work, "runc-root")
+        os.makedirs(root)
+        load = open("/proc/loadavg").read().split()[:3]
+        r = ab({k: d.port for k, d in daemons.items()}, bundle, shutil.which("runc"), root,
+               a.pairs)
+        r["loadavg"] = load + open("/proc/loadavg").read().split()[:3]
+        print(f"load average before/after the run: {' '.join(r['loadavg'])}")
+        print(ab_table(r))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(r, f, indent=1)
+    finally:
+        for d in daemons.values():
+            d.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -297,7 +297,9 @@ class ContainerdPyDaemon:
     """One daemon on a private port and state dir; serves both runtimes (the
     runtime is chosen per container with the API's `runtime` option)."""
 
-    def __init__(self, work: str):
+    def __init__(self, work: str, repo: str | None = None):
+        # `repo`: another checkout (with its .venv) to run, for an A/B.
+        self.repo = repo or REPO
         self.dir = os.path.join(work, "containerd-py")
         self.state = os.path.join(self.dir, "state")
         self.data = os.path.join(self.dir, "data")
@@ -309,8 +311,8 @@ class ContainerdPyDaemon:
         from common import free_port
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
-        exe = os.path.join(REPO, ".venv", "bin", "containerd-py")
-        if not os.path.exists(exe):
+        exe = os.path.join(self.repo, ".venv", "bin", "containerd-py")
+        if not os.path.exists(exe) and self.repo == REPO:
             exe = shutil.which("containerd-py") or exe
         argv = [exe, "daemon", "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state,
                 "--data-dir", self.data, "--runtime", "runc"]

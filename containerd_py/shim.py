@@ -10,6 +10,7 @@ import dataclasses
 import os
 import socket
 
+from . import shim_spare
 from ._native import ffi as _ffi, lib as _lib
 from .errors import RuntimeFailure
 
@@ -73,33 +74,23 @@ class Shim:
         shim saw it."""
         # -F: the process started is the shim itself, answering on its
         # stdout (no foreground and double fork: the daemon is the
-        # subreaper of its shims anyway); it setsid()s at once, so a Ctrl-C
-        # of a foreground daemon does not reach it.
+        # subreaper of its shims anyway); it takes a process group of its
+        # own at once, so a Ctrl-C of a foreground daemon does not reach it.
+        # Usually the process is a spare shim started ahead (shim_spare.py)
+        # that gets this command line on its stdin.
         argv = [SHIM_BINARY, "-F", "-s", self.dir, "-l", str(log_max)]
         if console_socket:
             argv += ["-c", console_socket]
         argv += ["--"] + runtime_argv
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            # posix_spawn (a vfork): neither a copy of the daemon's page
-            # tables nor a child-watcher thread per start, which asyncio's
-            # subprocess costs.
-            pid = os.posix_spawn(SHIM_BINARY, argv, os.environ, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
-        except OSError as e:
-            os.close(out_r)
-            os.close(err_r)
-            raise RuntimeFailure(f"cannot start the shim {SHIM_BINARY}: {e}") from None
+            pid, out_r, err_r = shim_spare.take(argv) or _spawn(argv)
+            try:
+                out, err = await asyncio.gather(_read_to_eof(out_r), _read_to_eof(err_r))
+            finally:
+                os.close(out_r)
+                os.close(err_r)
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        try:
-            out, err = await asyncio.gather(_read_to_eof(out_r), _read_to_eof(err_r))
-        finally:
-            os.close(out_r)
-            os.close(err_r)
+            shim_spare.refill_soon(SHIM_BINARY)
         if not out.startswith(b"O"):
             # 'E' and the runtime's words, or nothing: the shim has
             # cleaned up and exits.
@@ -249,6 +240,27 @@ class AttachedOutput:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _spawn(argv: list[str]) -> tuple[int, int, int]:
+    """A new shim running `argv`: (pid, stdout read end, stderr read end)."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        # posix_spawn (a vfork): neither a copy of the daemon's page
+        # tables nor a child-watcher thread per start, which asyncio's
+        # subprocess costs.
+        pid = os.posix_spawn(SHIM_BINARY, argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    except OSError as e:
+        os.close(out_r)
+        os.close(err_r)
+        raise RuntimeFailure(f"cannot start the shim {SHIM_BINARY}: {e}") from None
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return pid, out_r, err_r
 
 
 async def _readable(loop, sock) -> None:

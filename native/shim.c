@@ -9,6 +9,13 @@
  * process started is the real shim itself and its stdout is the sync pipe
  * (the daemon reads the answer, 'O...' or 'E...', and is the shim's
  * subreaper anyway): two forks and a wait fewer on every start.
+ *
+ *   containerd-py-shim -W
+ *
+ * A spare shim, started by the daemon ahead of demand: it waits for its
+ * command line (the options and the runtime argv above, NUL-terminated
+ * each) on stdin, then runs as with -F. The exec, the dynamic linking and
+ * the process setup are then off the start path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -678,15 +685,28 @@ static void finish(void)
 	exit(0);
 }
 
-static void shim_main(char *const argv[], long long logmax)
+static void shim_main(char *const argv[], long long logmax, int direct)
 {
 	char path[PATH_MAX], buf[32];
 	sigset_t set;
 	int fd, n;
 
-	/* Already a session leader when the daemon spawned us so (-F). */
-	if (setsid() < 0 && getsid(0) != getpid())
+	/*
+	 * Out of the caller's process group, so that a Ctrl-C of a daemon in
+	 * the foreground does not reach us. Started by the daemon (-F, -W):
+	 * our own process group only, as containerd's shims, not our own
+	 * session: with the scheduler's autogroups each new session is a new
+	 * scheduling group, which costs its creation on every start and, on a
+	 * loaded host, made the runtime run ~15% slower under the shim than
+	 * from a shell (init gets a session of its own from the runtime
+	 * anyway). Detached from a terminal (no -F): a session, as daemons do.
+	 */
+	if (direct) {
+		if (setpgid(0, 0) < 0)
+			die(errno, "setpgid");
+	} else if (setsid() < 0 && getsid(0) != getpid()) {
 		die(errno, "setsid");
+	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		die(errno, "prctl PR_SET_CHILD_SUBREAPER");
 	/* Our stdio may be the daemon's pipes: let go of them. */
@@ -787,13 +807,94 @@ static int foreground(int rfd)
 static void usage(void)
 {
 	die(0, "usage: containerd-py-shim -s STATEDIR [-c CONSOLESOCK] "
-	       "[-l LOGMAX] [-F] -- RUNTIME-ARGV...");
+	       "[-l LOGMAX] [-F] -- RUNTIME-ARGV... | containerd-py-shim -W");
+}
+
+/*
+ * -W: the command line, NUL-terminated fields, read from stdin to its end.
+ * It is written over our own argument strings too, which the daemon padded
+ * to room enough (it sends nothing longer): shims are told apart (by the
+ * daemon's orphan removal, by ps) by the state dir in their command line.
+ */
+static char **read_request(int argc0, char *argv0[], int *argc)
+{
+	char *area = argv0[0];
+	size_t room = (size_t)(argv0[argc0 - 1] + strlen(argv0[argc0 - 1]) + 1 - area);
+	size_t len = 0, cap = 0, i;
+	char *buf = NULL, **argv;
+	ssize_t n;
+	int k;
+
+	for (;;) {
+		if (len == cap) {
+			char *b = realloc(buf, cap = cap ? cap * 2 : 4096);
+
+			if (!b)
+				die(ENOMEM, "request buffer");
+			buf = b;
+		}
+		n = read(STDIN_FILENO, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die(errno, "read the request");
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (len == 0)
+		exit(0);	/* the daemon let its spare go */
+	if (buf[len - 1] != '\0')
+		die(0, "request not NUL-terminated");
+	for (i = 0, *argc = 0; i < len; i++)
+		*argc += buf[i] == '\0';
+	argv = calloc(*argc + 1, sizeof(*argv));
+	if (!argv)
+		die(ENOMEM, "request argv");
+	for (i = 0, k = 0; k < *argc; i += strlen(buf + i) + 1)
+		argv[k++] = buf + i;
+	if (len > room)
+		die(0, "request of %zu bytes, room for %zu", len, room);
+	/* The argument strings are contiguous; ending in NULs, the kernel
+	 * shows them as they are, NUL-separated. */
+	memcpy(area, buf, len);
+	memset(area + len, 0, room - len);
+	return argv;
+}
+
+static void parse_args(int argc, char *argv[], long long *logmax, int *direct, int *spare)
+{
+	int opt;
+
+	optind = 0;	/* glibc: start over (a spare parses twice) */
+	while ((opt = getopt(argc, argv, "+s:c:l:FW")) != -1) {
+		switch (opt) {
+		case 's':
+			g_state_dir = optarg;
+			break;
+		case 'c':
+			g_console_path = optarg;
+			break;
+		case 'l':
+			if (parse_ll(optarg, logmax) < 0)
+				die(0, "bad -l %s", optarg);
+			break;
+		case 'F':
+			*direct = 1;
+			break;
+		case 'W':
+			*spare = 1;
+			break;
+		default:
+			usage();
+		}
+	}
 }
 
 int main(int argc, char *argv[])
 {
 	long long logmax = 0;
-	int opt, sync[2], fd, ws, direct = 0;
+	int sync[2], fd, ws, direct = 0, spare = 0;
 	pid_t pid;
 
 	/* pipe() must not hand out 0, 1 or 2. */
@@ -804,24 +905,14 @@ int main(int argc, char *argv[])
 	} while (fd <= 2);
 	close(fd);
 
-	while ((opt = getopt(argc, argv, "+s:c:l:F")) != -1) {
-		switch (opt) {
-		case 's':
-			g_state_dir = optarg;
-			break;
-		case 'c':
-			g_console_path = optarg;
-			break;
-		case 'l':
-			if (parse_ll(optarg, &logmax) < 0)
-				die(0, "bad -l %s", optarg);
-			break;
-		case 'F':
-			direct = 1;
-			break;
-		default:
-			usage();
-		}
+	parse_args(argc, argv, &logmax, &direct, &spare);
+	if (spare) {
+		close_inherited();
+		argv = read_request(argc, argv, &argc);
+		spare = 0;
+		parse_args(argc, argv, &logmax, &direct, &spare);
+		if (spare || !direct)
+			die(0, "a spare shim's request must be a -F command line");
 	}
 	if (!g_state_dir || optind >= argc)
 		usage();
@@ -832,7 +923,7 @@ int main(int argc, char *argv[])
 		g_sync_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 		if (g_sync_fd < 0)
 			die(errno, "dup stdout");
-		shim_main(&argv[optind], logmax);
+		shim_main(&argv[optind], logmax, 1);
 		return 0;
 	}
 	if (pipe2(sync, O_CLOEXEC) < 0)
@@ -854,6 +945,6 @@ int main(int argc, char *argv[])
 		die(errno, "fork");
 	if (pid > 0)
 		_exit(0);
-	shim_main(&argv[optind], logmax);
+	shim_main(&argv[optind], logmax, 0);
 	return 0;
 }

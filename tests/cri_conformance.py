@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "bundles"))
 import archives  # noqa: E402  (bundles/archives.py)
+from conftest import free_subnet  # noqa: E402  (tests/conftest.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.environ.get("CRI_TOOLS_DIR",
@@ -213,8 +214,13 @@ def cri_daemon(work: str, mirror: str):
     os.makedirs(state)
     sock = os.path.join(state, "cri.sock")
     log = open(os.path.join(work, "daemon.log"), "w")
+    # Pods get addresses on the default network: a subnet no other daemon
+    # of this host has (the built-in one steps aside only from a bridge that
+    # is up when the daemon starts; another daemon's comes and goes with its
+    # pods, and two bridges on one subnet lose each other's traffic).
     daemon = subprocess.Popen([DAEMON, "daemon", "--listen", "unix:" + os.path.join(state, "api.sock"),
-                               "--state-dir", state, "--image-mirror", mirror],
+                               "--state-dir", state, "--image-mirror", mirror,
+                               "--default-subnet", free_subnet()],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for _ in range(300):

@@ -377,3 +377,35 @@ def test_network_ready_follows_the_cni_plugins(net_daemon, tmp_path):
 
 def netns_pins(d) -> str:
     return "\n".join(ln for ln in mounts().splitlines() if d.state_dir in ln)
+
+
+def test_a_subnet_another_interface_took_meanwhile_is_refused(tmp_path):
+    """The default network's subnet was free at the first start, but its
+    bridge comes only with the first pod: when another interface (here a
+    bridge of the test's own, standing in for another daemon's) has the
+    subnet by then, RunPodSandbox says so instead of giving the pod an
+    address nobody reaches; nothing is left, and it works once it is gone."""
+    d = start_daemon(str(tmp_path))
+    other = f"cdpyt{os.getpid() % 100000}"
+    try:
+        crictl(d, "pull", "busybox")
+        subnet = ipaddress.IPv4Network(d.client.request("GET", "/networks/default")["subnet"])
+        subprocess.run(["ip", "link", "add", other, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{subnet.broadcast_address - 1}/{subnet.prefixlen}",
+                        "dev", other], check=True)
+        pod = {"metadata": {"name": "clash", "namespace": "default", "uid": "c"}, "linux": {}}
+        pod_json = write(d, "pod-subnet.json", pod)
+        r = crictl(d, "runp", pod_json, check=False)
+        assert r.returncode != 0 and other in r.stderr and str(subnet) in r.stderr
+        assert "--default-subnet" in r.stderr
+        assert crictl(d, "pods", "-q").stdout.strip() == ""
+        assert not os.path.isdir(lease_dir(d)) or \
+            [n for n in os.listdir(lease_dir(d)) if n[0].isdigit()] == []
+        assert netns_pins(d) == ""
+        subprocess.run(["ip", "link", "del", other], check=True)
+        pod_id = crictl(d, "runp", pod_json).stdout.strip()
+        assert ipaddress.IPv4Address(inspectp(d, pod_id)["status"]["network"]["ip"]) in subnet
+        crictl(d, "rmp", "-f", pod_id)
+    finally:
+        subprocess.run(["ip", "link", "del", other], capture_output=True)
+        finish(d)

@@ -147,6 +147,46 @@ def test_daemon_killed_during_create_leaves_nothing_unlisted(fresh, bundle, cid,
     d.client.delete(keep, force=True)
 
 
+def _spare_shims(daemon_pid: int) -> list[int]:
+    """The daemon's spare shims (containerd-py-shim -W, waiting for a start)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == daemon_pid and b"containerd-py-shim" in args[0] and args[1:2] == [b"-W"]:
+            out.append(int(entry))
+    return out
+
+
+def test_daemon_killed_right_after_a_start_knows_the_container(fresh, bundle, cid):
+    """kill -9 right after the 201: the restarted daemon has the container
+    (running, its shim kept), and the spare shim started for the next start
+    goes with the daemon, leaving nothing."""
+    d = fresh
+    d.start()
+    c = cid()
+    pid = d.client.create(c, bundle())["processes"][0]["pid"]
+    spares = wait_until(lambda: _spare_shims(d.proc.pid), 10, what="a spare shim")
+    d.proc.kill()
+    d.proc.wait(30)
+    wait_until(lambda: not any(host_pid_alive(s) for s in spares), 10,
+               what="the spare shim to exit with its daemon")
+    d.start()
+    got = d.client.get(c)
+    assert got["status"] == "running" and got["pid"] == pid and host_pid_alive(pid)
+    assert len(shim_processes(d.state_dir)) == 1
+    assert_host_clean(d, {c})
+    d.client.delete(c, force=True)
+    assert_host_clean(d, set())
+
+
 def test_daemon_killed_during_a_checkpoint_dump(fresh, bundle, cid):
     d = fresh
     d.env = {"CONTAINERD_PY_FAILPOINT": "checkpoint-during-dump"}

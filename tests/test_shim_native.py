@@ -521,3 +521,72 @@ def test_long_lines_and_queued_execs(tmp_path):
     finally:
         os.kill(init_pid, signal.SIGKILL)
         assert wait_gone(shim_pid)
+
+
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().rstrip(b"\0").split(b"\0")
+
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def test_spare_shim_takes_its_command_line_from_stdin(tmp_path, containers):
+    """-W: started ahead, the shim waits for its -F command line on stdin;
+    then it runs the runtime as a -F shim does and shows that command line
+    as its own (orphan removal and ps tell shims by their state dir)."""
+    c = Container(tmp_path, ["sleep", "60"])
+    containers.append(c)
+    spare = subprocess.Popen([SHIM, "-W", " " * 4096], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while _cmdline(spare.pid)[:1] != [SHIM.encode()]:  # until its execve is done
+            assert time.monotonic() < deadline, _cmdline(spare.pid)
+            time.sleep(0.01)
+        assert _cmdline(spare.pid)[1] == b"-W"
+        argv = [SHIM, "-F", "-s", c.state, "-l", "0", "--", RUNC, "--root", c.root, "create",
+                "--bundle", c.bundle, "--pid-file", os.path.join(c.state, "init.pid"), c.id]
+        spare.stdin.write(b"".join(a.encode() + b"\0" for a in argv))
+        spare.stdin.close()
+        answer = spare.stdout.read().decode()
+        assert answer.startswith("O"), (answer, spare.stderr.read())
+        c.shim_pid, c.init_pid = map(int, answer[1:].split()[:2])
+        assert c.shim_pid == spare.pid
+        assert _cmdline(spare.pid) == [a.encode() for a in argv]
+        # A process group of its own, in our session: no new session (a
+        # scheduling autogroup) per start.
+        st = _stat(spare.pid)
+        assert int(st[2]) == spare.pid and int(st[3]) == os.getsid(0)
+        c.start()
+        c.runc("kill", c.id, "KILL")
+        assert spare.wait(10) == 0
+        with open(os.path.join(c.state, "exit")) as f:
+            assert f.read().split()[0] == "137"
+        c.shim_pid = None
+    finally:
+        if spare.poll() is None:
+            spare.kill()
+            spare.wait()
+
+
+def test_spare_shim_let_go_leaves_nothing(tmp_path):
+    spare = subprocess.Popen([SHIM, "-W", " " * 64], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    spare.stdin.close()
+    assert spare.wait(10) == 0
+    assert spare.stdout.read() == b"" and spare.stderr.read() == b""
+    assert os.listdir(tmp_path) == []
+
+
+def test_spare_shim_refuses_a_command_line_longer_than_its_room(tmp_path):
+    state = str(tmp_path / "state")
+    os.makedirs(state)
+    spare = subprocess.Popen([SHIM, "-W", " " * 16], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = [SHIM, "-F", "-s", state, "--", "/bin/true"]
+    out, err = spare.communicate(b"".join(a.encode() + b"\0" for a in argv), timeout=10)
+    assert spare.returncode == 1 and out == b"" and b"room" in err
+    assert os.listdir(state) == []

@@ -279,6 +279,7 @@ class NetworkService:
 
     async def _add(self, record, name: str, ifname: str, mappings: list[dict]) -> None:
         n = self.store.get(name)
+        await self._check_subnet_free(n)
         await self.isolation.add(n.bridge)
         runtime = {"portMappings": mappings} if mappings else {}
         result = await self.cni.add(n.conflist, _cni_id(record), record.network["netns"], ifname,
@@ -289,6 +290,27 @@ class NetworkService:
             record.network["ports"] = mappings
             self.published[record.id] = mappings
         self.members.setdefault(name, {})[record.id] = {"names": _names(record), "ip": a.get("ip")}
+
+    async def _check_subnet_free(self, n: Network) -> None:
+        """Before the bridge plugin makes a network's bridge (its first
+        member; the bridge goes with the last): no other interface of the
+        host may be on its subnet by then. The subnet was free when the
+        network was made, but another daemon's bridge comes and goes with
+        its containers, and of two bridges on one subnet one gets no
+        traffic: a clear 409 instead of a pod nobody can reach."""
+        def host_networks():
+            with IPRoute() as ipr:
+                if ipr.link_lookup(ifname=n.bridge):
+                    return []
+            return _host_networks({x.bridge for x in self.store.all()})
+        subnet = ipaddress.IPv4Network(n.subnet)
+        for ifname, h in await asyncio.to_thread(host_networks):
+            if h.overlaps(subnet):
+                fix = ("start the daemon with another --default-subnet"
+                       if n.name == DEFAULT_NETWORK else "use a network on a free subnet")
+                raise Conflict(f"network {n.name!r} is on {n.subnet}, which host interface "
+                               f"{ifname!r} has ({h}): its traffic would go there; {fix}",
+                               network=n.name, interface=ifname)
 
     async def _del(self, record, name: str, a: dict) -> None:
         try:

@@ -244,8 +244,9 @@ def write(dest: str, spec: dict, *, rootfs: str, cgroups_path: str,
     os.makedirs(dest, exist_ok=True)
     if annotations:
         spec = {**spec, "annotations": {**(spec.get("annotations") or {}), **annotations}}
+    data = json.dumps(spec)  # one write: json.dump writes each token apart
     with open(os.path.join(dest, "config.json"), "w") as f:
-        json.dump(spec, f)
+        f.write(data)
     return dest
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 
 from .. import bundle as bundle_mod, failpoints, orphans, shim_loss
-from .. import states, timing
+from .. import shim_spare, states, timing
 from .. import stats as stats_mod
 from ..checkpoint import after_restore, criu_log_tail
 from ..checkpoint.service import CheckpointService
@@ -182,6 +182,7 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pools.close()
         self.events.close()
+        shim_spare.release()
         # Not on each delete: a concurrent create could be between runc's
         # mkdir of the parent and of its own dir.
         stats_mod.remove_empty_parent(self.config.cgroup_parent)
