@@ -542,7 +542,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-PHASE_ORDER = ["http", "parse", "read-spec", "prepare", "write-spec", "shim-start",
+PHASE_ORDER = ["http", "parse", "read-spec", "network", "prepare", "write-spec", "shim-start",
                "shim-reply", "cgroups", "save", "event", "watch", "respond"]
 
 
@@ -640,9 +640,14 @@ def markdown(results: dict, docs: str) -> list[str]:
                 md.append(f"| {k} | {_ms(before.get(k), 2)} | {_ms(after.get(k), 2)} |")
         md += [f"| **sum** | {_ms(sum(before.values()), 2)} | {_ms(sum(after.values()), 2)} |",
                "", "*http* is the client's round trip outside the route handler (client "
-               "time − the handler's total); *shim-start* from the daemon's spawn of the "
-               "shim to the shim's fork of the runtime; *shim-reply* from the runtime's "
-               "exit (reaped by the shim) to the daemon holding the shim's answer.", ""]
+               "time − the handler's total): aiohttp's parsing, the schema validation, the "
+               "answer's write, the client itself, and waking the daemon's and the "
+               "client's CPUs after the runtime's wait, in which they idled (a `GET /ping` "
+               "took 0.87 ms after 30 ms idle against 0.41 ms back to back, on this VM); "
+               "*shim-start* from the daemon handing the shim its command line (a spare "
+               "shim started ahead, or a new one) to the shim's fork of the runtime; "
+               "*shim-reply* from the runtime's exit (reaped by the shim) to the daemon "
+               "holding the shim's answer (a wake-up of the idle daemon again).", ""]
         if sp.get("runtime") and sp.get("bare"):
             md += [runtime_gap(sp), ""]
     rs = g.get("restore") or {}

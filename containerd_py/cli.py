@@ -78,7 +78,17 @@ def run_daemon(args) -> int:
         except InvalidArgument as e:
             print(e.message, file=sys.stderr)
             return 1
-        attach(app, config, policy.gid)
+        # The socket's group: --cri-group (containerd's grpc.gid), else the
+        # API's --group, else root's alone.
+        cri_gid = policy.gid
+        if args.cri_group:
+            from .api.access import resolve_group
+            try:
+                cri_gid = resolve_group(args.cri_group)
+            except ValueError as e:
+                print(f"containerd-py daemon: --cri-group: {e}", file=sys.stderr)
+                return 1
+        attach(app, config, cri_gid)
     try:
         sock = open_socket(args.listen, policy.gid, args.insecure_listen_anywhere)
         # Where other daemons reach this one (a migration's rounds): every
@@ -127,6 +137,9 @@ def _add_daemon_parser(sub) -> None:
     d.add_argument("--cri-listen", default=None,
                    help="the CRI's gRPC socket, unix:///PATH (default: unix://STATE_DIR/cri.sock,"
                         " that is unix:///run/containerd-py/cri.sock; '' for none)")
+    d.add_argument("--cri-group", default=None, metavar="NAME",
+                   help="group of the CRI socket, which is mode 0660 (as containerd's "
+                        "grpc.gid; default: --group's, else root's)")
     d.add_argument("--image-mirror", default=None, metavar="DIR",
                    help="where the CRI's PullImage finds images the local store lacks")
     d.add_argument("--default-subnet", default=None, metavar="CIDR",

@@ -45,6 +45,8 @@ static int g_sig_fd = -1, g_ctl_fd = -1;
 static char g_sock_path[PATH_MAX], g_pid_path[PATH_MAX];
 static const char *g_console_path;
 static unsigned long g_seq;	/* bumped by every runtime command */
+/* What failed of the setup done while init's runtime command runs. */
+static char g_setup_err[PATH_MAX + 64];
 
 /* The runtime command in flight (at most one: exec-console.sock is shared). */
 static struct {
@@ -385,6 +387,14 @@ static void cmd_done(int status)
 	else if (!errbuf[0] && read_pid_file(cmd.pidfile, &pid) < 0)
 		snprintf(errbuf, sizeof(errbuf), "read %s: %s", cmd.pidfile,
 			 strerror(errno));
+	if (!c && status == 0 && g_setup_err[0]) {
+		/* The runtime made a container we cannot supervise: its init
+		 * (our child now) goes, the daemon deletes the rest. */
+		if (!errbuf[0] && pid > 0 && kill(pid, SIGKILL) == 0)
+			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
+		snprintf(errbuf, sizeof(errbuf), "%s", g_setup_err);
+	}
 
 	if (errbuf[0]) {
 		/* The runtime's own words (stderr, then stdout) say the most. */
@@ -685,11 +695,41 @@ static void finish(void)
 	exit(0);
 }
 
-static void shim_main(char *const argv[], long long logmax, int direct)
+static void setup_failed(const char *what, const char *path)
+{
+	snprintf(g_setup_err, sizeof(g_setup_err), "shim: %s %s: %s", what, path,
+		 strerror(errno));
+}
+
+static void setup(long long logmax)
 {
 	char path[PATH_MAX], buf[32];
+	int n;
+
+	path_join(path, g_state_dir, "exits");
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return setup_failed("mkdir", path);
+	path_join(path, g_state_dir, "exit");
+	if (unlink(path) < 0 && errno != ENOENT)	/* a previous run's */
+		return setup_failed("unlink", path);
+	path_join(g_pid_path, g_state_dir, "shim.pid");
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write_atomic(g_pid_path, buf, n) < 0)
+		return setup_failed("write", g_pid_path);
+	path_join(path, g_state_dir, "shim.sock");
+	g_ctl_fd = listen_unix(path);
+	if (g_ctl_fd < 0)
+		return setup_failed("listen on", path);
+	strcpy(g_sock_path, path);
+	if (log_try_open(g_state_dir, logmax) < 0)
+		return setup_failed("open", "container.log");
+}
+
+static void shim_main(char *const argv[], long long logmax, int direct)
+{
+	char path[PATH_MAX];
 	sigset_t set;
-	int fd, n;
+	int fd;
 
 	/*
 	 * Out of the caller's process group, so that a Ctrl-C of a daemon in
@@ -727,26 +767,17 @@ static void shim_main(char *const argv[], long long logmax, int direct)
 	if (g_sig_fd < 0)
 		die(errno, "signalfd");
 
-	path_join(path, g_state_dir, "exits");
-	if (mkdir(path, 0755) < 0 && errno != EEXIST)
-		die(errno, "mkdir %s", path);
-	path_join(path, g_state_dir, "exit");
-	if (unlink(path) < 0 && errno != ENOENT)	/* a previous run's */
-		die(errno, "unlink %s", path);
-	path_join(g_pid_path, g_state_dir, "shim.pid");
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write_atomic(g_pid_path, buf, n) < 0)
-		die(errno, "write %s", g_pid_path);
-	path_join(path, g_state_dir, "shim.sock");
-	g_ctl_fd = listen_unix(path);
-	if (g_ctl_fd < 0)
-		die(errno, "listen on %s", path);
-	strcpy(g_sock_path, path);
-	log_open(g_state_dir, logmax);
-
 	path_join(path, g_state_dir, "init.pid");
 	if (cmd_start(argv, path, g_console_path, NULL) < 0)
 		die(errno, "start %s", argv[0]);
+	/*
+	 * The rest of the setup runs while the runtime command does: nothing
+	 * of it is used before the runtime has exited (its output is held
+	 * until then, and the daemon connects and reads shim.pid after our
+	 * answer), and it was a third of the shim's part of the start path.
+	 * A failure here fails the start once the runtime is done (cmd_done).
+	 */
+	setup(logmax);
 	loop();
 	finish();
 }

@@ -64,7 +64,7 @@ int parse_ll(const char *s, long long *out);
 int read_pid_file(const char *path, pid_t *pid);
 
 /* log.c */
-void log_open(const char *dir, long long max);
+int log_try_open(const char *dir, long long max);	/* -1 with errno */
 void log_reopen_now(void);
 void stream_feed(struct stream *s);
 void stream_flush(struct stream *s);

@@ -84,7 +84,11 @@ def test_info_reports_criu_version_and_check_as_the_host_sees_them(api):
     assert f"Version: {criu['version']}" in ver.stdout
     check = subprocess.run([criu["path"], "check"], capture_output=True, text=True)
     assert criu["check"]["exitCode"] == check.returncode
-    assert criu["check"]["output"] == (check.stdout + check.stderr).strip()
+    # The verdict, not every line: `criu check` also prints notes that come
+    # and go with the host's passing state (e.g. "Can't check shutdown state
+    # of inet socket" while other sockets are being torn down).
+    host_out = (check.stdout + check.stderr).strip()
+    assert criu["check"]["output"].splitlines()[-1] == host_out.splitlines()[-1]
     assert criu["check"]["ok"] == criu["available"] == ("Looks good" in criu["check"]["output"])
     assert criu["inetSockets"] == dumps_inet_sockets(criu["version"], os.uname().release)
     assert ("warning" in criu) == (not criu["inetSockets"])

@@ -219,3 +219,34 @@ def _tar(files: dict, symlinks: dict | None = None, end: int | None = None) -> b
             ti.size = len(data)
             t.addfile(ti, io.BytesIO(data))
     return out.getvalue()
+
+
+def test_an_image_containers_own_files_travel_with_its_archive(api, cid, tmp_path):
+    """An image's container writes into the image store's writable layer,
+    not a bundle overlay: its archive carries that layer, and the imported
+    container gets it back on a writable layer of its own."""
+    import archives  # bundles/archives.py
+    name = f"localhost/export-{os.getpid()}:1"
+    image_tar = tmp_path / "image.tar"
+    archives.docker_archive(str(image_tar), [archives.dir_layer(archives.BUSYBOX_ROOTFS)],
+                            {"Cmd": ["sh", "-c", "echo made > /tmp/before; rm /etc/group; "
+                                     "while true; do sleep 0.2; done"]}, [name])
+    with open(image_tar, "rb") as f:
+        api.load(f)
+    c = cid("img-src")
+    pid = api.create(c, image=name)["processes"][0]["pid"]
+    wait_until(lambda: read_file(pid, "/tmp/before") == "made", 10, what="the file")
+    api.checkpoint(c, "withfiles")
+    data = export_bytes(api, c, "withfiles")
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        names = t.getnames()
+    assert "rootfs-diff/tmp/before" in names and "rootfs-diff/etc/group" in names
+    new = cid("img-copy")
+    npid = api.import_checkpoint(new, data)["processes"][0]["pid"]
+    assert read_file(npid, "/tmp/before") == "made"
+    assert not os.path.exists(f"/proc/{npid}/root/etc/group")  # the whiteout came too
+    api.exec_sync(new, ["sh", "-c", "echo mine > /tmp/copy-only"])
+    assert not os.path.exists(f"/proc/{pid}/root/tmp/copy-only")
+    api.delete(new, force=True)
+    api.delete(c, force=True)
+    api.rmi(name)

@@ -184,6 +184,29 @@ def test_stop_escalates_to_sigkill_after_timeout_and_honours_traps(api, ctr):
     assert polite["id"] in body["error"]
 
 
+def test_a_stop_sent_before_the_init_has_its_handler_is_sent_again(api, ctr):
+    # The init installs its TERM trap only once the test lets it: the stop's
+    # SIGTERM lands on a PID 1 without a handler, which the kernel drops.
+    # Without a second send the stop would end in SIGKILL (137) when the
+    # 60 s grace period is over.
+    late = ctr(["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                "trap 'exit 42' TERM; while true; do sleep 0.05; done"], prefix="late")
+    pid = pid_of(late)
+    with open(f"/proc/{pid}/status") as f:
+        sigcgt = int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+    assert not sigcgt >> (signal.SIGTERM - 1) & 1, "the init already catches SIGTERM"
+
+    with ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(api.stop, late["id"], 60)
+        time.sleep(0.5)  # the stop's SIGTERM has been sent and dropped by now
+        assert not stopping.done(), stopping.result()
+        with open(f"/proc/{pid}/root/tmp/go", "w"):
+            pass
+        got = stopping.result(timeout=50)
+    assert got["exitStatus"] == 42, got
+    assert not host_pid_alive(pid)
+
+
 def test_start_a_stopped_container_and_restart_reboot(api, ctr):
     t0 = time.time()
     rec = ctr(SLEEP)

@@ -590,3 +590,28 @@ def test_spare_shim_refuses_a_command_line_longer_than_its_room(tmp_path):
     out, err = spare.communicate(b"".join(a.encode() + b"\0" for a in argv), timeout=10)
     assert spare.returncode == 1 and out == b"" and b"room" in err
     assert os.listdir(state) == []
+
+
+def test_setup_failure_after_the_runtime_started_leaves_no_process(tmp_path):
+    """The shim's own files are made while the runtime command runs: one
+    that cannot be made fails the start once the runtime is done, with
+    init killed (nothing runs unsupervised) and the shim's files gone."""
+    c = Container(tmp_path, ["sleep", "60"])
+    os.makedirs(os.path.join(c.state, "exit", "x"))  # unlink(exit) fails: EISDIR
+    p = subprocess.run([SHIM, "-s", c.state, "--", RUNC, "--root", c.root, "create",
+                        "--bundle", c.bundle, "--pid-file", os.path.join(c.state, "init.pid"),
+                        c.id], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    try:
+        assert p.returncode == 1 and p.stdout == ""
+        assert "shim: unlink" in p.stderr and "exit" in p.stderr, p.stderr
+        with open(os.path.join(c.state, "init.pid")) as f:
+            init = int(f.read())
+        assert wait_gone(init), "init still running"
+        assert not os.path.exists(c.sock)
+        assert not os.path.exists(os.path.join(c.state, "shim.pid"))
+        state = json.loads(c.runc("state", c.id).stdout)
+        assert state["status"] == "stopped"
+    finally:
+        c.runc("delete", "-f", c.id, check=False)
+    reap_orphans()

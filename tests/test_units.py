@@ -1,5 +1,7 @@
 """Pure logic: parsers and the state table (no containers needed)."""
 
+import os
+
 import pytest
 
 from containerd_py import logs, states, validation as v
@@ -131,3 +133,30 @@ def test_cri_port_mappings_in_the_network_packages_form():
         with pytest.raises(InvalidArgument, match=word) as e:
             port_mappings(pb.PodSandboxConfig(port_mappings=[bad]))
         assert e.value.details["field"] == "port_mappings"
+
+
+def test_record_saves_never_rename_over_and_a_crash_between_keeps_a_record(tmp_path):
+    """A save of an existing record moves the old one aside (PATH.old) before
+    the new one takes its name, not renaming over it (ext4 writes the data
+    back at such a rename, and the save waits); a kill -9 between the two
+    renames leaves PATH.old alone, which the next load takes back."""
+    from containerd_py.store import ContainerRecord, ContainerStore
+    store = ContainerStore(str(tmp_path))
+    r = ContainerRecord(id="c1", bundle_path="/b", runtime="runc", created="t")
+    store.save(r)
+    r.restart_count = 1
+    store.save(r)
+    assert sorted(os.listdir(tmp_path)) == ["c1.json"]
+    assert [x.restart_count for x in store.load_all()] == [1]
+    # The crash between the renames: only the old record, aside.
+    os.rename(tmp_path / "c1.json", tmp_path / "c1.json.old")
+    assert [x.restart_count for x in store.load_all()] == [1]
+    assert sorted(os.listdir(tmp_path)) == ["c1.json"]
+    # The crash after the second rename: the new record wins, the old goes.
+    (tmp_path / "c1.json.old").write_text((tmp_path / "c1.json").read_text()
+                                          .replace('"restart_count": 1', '"restart_count": 0'))
+    assert [x.restart_count for x in store.load_all()] == [1]
+    assert sorted(os.listdir(tmp_path)) == ["c1.json"]
+    (tmp_path / "c1.json.old").write_text("{}")
+    store.remove("c1")
+    assert os.listdir(tmp_path) == []

@@ -129,8 +129,8 @@ class Inbox:
         final = os.path.join(s.dir, FINAL)
         if FINAL not in s.rounds:
             raise Conflict(f"migration {s.id}: the final dump has not been received")
-        from .service import _read_manifest
-        manifest = _read_manifest(final)
+        from .service import read_manifest
+        manifest = read_manifest(final)
         # What the target's operator opened the migration for, the source
         # cannot change: the token is for that bundle or image only.
         for key in ("bundlePath", "image"):

@@ -249,7 +249,7 @@ class Migration:
             "format": ARCHIVE_FORMAT, "checkpoint": dataclasses.asdict(meta),
             "container": {"id": r.id, **settings_of(r)}})
         plan.add_tree("checkpoint", final)
-        upper = upper_dir(self.c)
+        upper = upper_dir(self.c, self.sup.images)
         if upper:
             plan.add_tree("rootfs-diff", upper)
         return plan

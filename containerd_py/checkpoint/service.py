@@ -42,8 +42,13 @@ def settings_of(record) -> dict:
             "networks": record.networks, "ports": record.ports}
 
 
-def upper_dir(c) -> str | None:
-    """The container's own filesystem changes (its overlay's upper dir)."""
+def upper_dir(c, images) -> str | None:
+    """The container's own filesystem changes (its overlay's upper dir):
+    the image store's writable layer of an image's container, else the
+    overlay over its bundle's rootfs."""
+    if c.record.image:
+        path = images.upper(c.rid)
+        return path if os.path.isdir(path) else None
     path = os.path.join(c.shim.dir, "overlay", "upper")
     return path if c.record.overlay and os.path.isdir(path) else None
 
@@ -225,7 +230,7 @@ class CheckpointService:
             spec = bundle_mod.read_config(r.bundle_path)
         except DaemonError:
             spec = None
-        upper = upper_dir(c)
+        upper = upper_dir(c, self.sup.images)
         plan = ArchivePlan().add_json("manifest.json", {
             "format": ARCHIVE_FORMAT, "checkpoint": dataclasses.asdict(meta),
             "container": {"id": r.id, **settings_of(r)}, "rootfsDiff": upper is not None})
@@ -251,7 +256,7 @@ class CheckpointService:
                 await extract(read, tmp, special_under=("rootfs-diff",))
             except ArchiveError as e:
                 raise InvalidArgument(f"checkpoint archive: {e}", field="body") from None
-            manifest = _read_manifest(tmp)
+            manifest = read_manifest(tmp)
             return await self.create_from(cid, tmp, manifest["checkpoint"],
                                           manifest["container"], bundle=bundle, name=name,
                                           event=("import-checkpoint", {}))
@@ -297,7 +302,13 @@ class CheckpointService:
             # No await from this check to create()'s own registration of
             # the id: the shim dir filled here cannot be another's.
             self._check_id_free(cid)
-            if os.path.isdir(diff):
+            if os.path.isdir(diff) and image:
+                # An image's container mounts its writable layer from the
+                # image store (its first mount keeps an upper dir it finds).
+                upper = self.sup.images.upper(cid)
+                os.makedirs(os.path.dirname(upper), exist_ok=True)
+                shutil.move(diff, upper)
+            elif os.path.isdir(diff):
                 os.makedirs(upper_parent, exist_ok=True)
                 shutil.move(diff, os.path.join(upper_parent, "upper"))
             c = await self.sup.create(
@@ -313,6 +324,8 @@ class CheckpointService:
             if cid not in self.sup.containers:  # else the id is another's now
                 shutil.rmtree(home, ignore_errors=True)
                 shutil.rmtree(self.sup.config.shim_dir(cid), ignore_errors=True)
+                if image:
+                    self.sup.images.remove(cid)
             raise
         if event:
             self.sup.events.emit(event[0], cid, checkpoint=meta["name"], **event[1])
@@ -346,7 +359,7 @@ class CheckpointService:
             raise Conflict(f"container id {cid!r} is already in use", id=cid)
 
 
-def _read_manifest(root: str) -> dict:
+def read_manifest(root: str) -> dict:
     try:
         with open(os.path.join(root, "manifest.json")) as f:
             manifest = json.load(f)

@@ -25,6 +25,7 @@ class CRIContainer:
     image_id: str
     created_ns: int
     log_path: str = ""  # absolute, or "" when the caller asked for none
+    restored_from: str = ""  # the checkpoint archive it was made from
 
     @property
     def config(self) -> pb.ContainerConfig:

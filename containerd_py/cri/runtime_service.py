@@ -12,12 +12,13 @@ from ..errors import Conflict, InvalidArgument, NotFound, Unavailable
 from ..events import now_ns, parse_timestamp
 from ..states import Status
 from ..supervisor import Supervisor
-from . import spec as spec_mod
+from . import restore as restore_mod, spec as spec_mod
 from ._gen import api_pb2 as pb, api_pb2_grpc as pbg
 from .containers import LABEL_KIND, LABEL_NAME, LABEL_SANDBOX, CRIContainer, CRIContainerStore
 from .errors import DeadlineExceeded, mapped
 from ..runtime.settings import ContainerSettings
 from .images import CRIImages
+from .restore import CheckpointRestore
 from .sandbox import READY, Sandbox, SandboxStore, connect_in_netns
 
 CRI_API_VERSION = "v1"
@@ -52,6 +53,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         # Sandbox create/stop/remove and container create under one lock: a
         # container is never created into a sandbox that is being removed.
         self.lock = asyncio.Lock()
+        self.restorer = CheckpointRestore(sup, images, containers)
 
     # -- runtime ---------------------------------------------------------------
 
@@ -163,14 +165,14 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             raise InvalidArgument("config.metadata.name is required", field="config.metadata")
         if not cfg.image.image:
             raise InvalidArgument("config.image.image is required", field="config.image")
-        async with self.lock:
+        archive = restore_mod.archive_path(cfg.image.image)
+        async with self.restorer.staged(archive) as staged, self.lock:
             sb = self.sandboxes.get(request.pod_sandbox_id)
             if sb.state != READY:
                 raise Conflict(f"pod sandbox {sb.id!r} is not ready", id=sb.id,
                                status="notready")
-            image = self.images.status(cfg.image.image)
+            image = None if archive else self.images.status(cfg.image.image)
             cid = new_id()
-            spec = spec_mod.build(cid, cfg, sb, image, self.images.etc_root(image))
             meta = sb.config.metadata
             name = (f"{cfg.metadata.name}_{meta.name}_{meta.namespace}_{meta.uid}_"
                     f"{cfg.metadata.attempt}")
@@ -178,14 +180,18 @@ class RuntimeService(pbg.RuntimeServiceServicer):
             log_dir = scfg.log_directory or sb.config.log_directory
             if cfg.log_path and log_dir:
                 log_path = os.path.join(log_dir, cfg.log_path)
-            bundle = self.containers.write_bundle(cid, spec)
             labels = {**cfg.labels, LABEL_KIND: "container", LABEL_SANDBOX: sb.id,
                       LABEL_NAME: cfg.metadata.name}
             try:
-                ro = spec["root"]["readonly"]
-                c = await self.sup.create(
-                    cid, bundle, name=name, labels=labels, image=image.id, start=False,
-                    settings=ContainerSettings(readonly_rootfs=True if ro else None))
+                if archive:
+                    # Made from a checkpoint: its first start restores it.
+                    made = await self.restorer.create(cid, staged, cfg, sb, name=name,
+                                                      labels=labels)
+                    c, image_id = made.container, made.image_id
+                    cfg.image.image = made.image  # shown as the image it runs
+                else:
+                    c, image_id = await self._create_from_image(cid, cfg, sb, image, name,
+                                                                labels), image.id
                 if log_path:
                     os.makedirs(os.path.dirname(log_path), exist_ok=True)
                     os.makedirs(c.shim.dir, mode=0o700, exist_ok=True)
@@ -194,14 +200,22 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                     os.symlink(log_path, c.shim.log_path)
                 self.containers.save(CRIContainer(
                     id=cid, sandbox_id=sb.id, config_b64=CRIContainerStore.encode(cfg),
-                    image_ref=cfg.image.image, image_id=image.id, created_ns=now_ns(),
-                    log_path=log_path))
+                    image_ref=cfg.image.image, image_id=image_id, created_ns=now_ns(),
+                    log_path=log_path, restored_from=archive or ""))
             except BaseException:
                 if cid in self.sup.containers:
                     await self.sup.delete(cid, force=True)
                 self.containers.remove(cid)
                 raise
         return pb.CreateContainerResponse(container_id=cid)
+
+    async def _create_from_image(self, cid, cfg, sb, image, name, labels):
+        spec = spec_mod.build(cid, cfg, sb, image, self.images.etc_root(image))
+        bundle = self.containers.write_bundle(cid, spec)
+        ro = spec["root"]["readonly"]
+        return await self.sup.create(
+            cid, bundle, name=name, labels=labels, image=image.id, start=False,
+            settings=ContainerSettings(readonly_rootfs=True if ro else None))
 
     def _get(self, ref: str) -> CRIContainer:
         c = self.containers.items.get(ref)
@@ -219,7 +233,8 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         if record.started_at is not None:
             raise Conflict(f"container {c.id!r} was started before: the CRI starts a "
                            f"container once", id=c.id, status=record.status.value)
-        await self.sup.start(c.id)
+        # One made from a checkpoint archive is restored, not started cold.
+        await self.sup.start(c.id, checkpoint=record.checkpoint)
         return pb.StartContainerResponse()
 
     async def _stop(self, cid: str, timeout: float) -> None:
@@ -313,6 +328,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
                                        pb.CONTAINER_RUNNING else 0,
                                        "sandboxID": c.sandbox_id,
                                        "bundle": r.bundle_path,
+                                       "restoredFrom": c.restored_from or None,
                                        "runtime": r.runtime})
         return pb.ContainerStatusResponse(status=status, info=info)
 
@@ -440,6 +456,7 @@ class RuntimeService(pbg.RuntimeServiceServicer):
         tmp = f"{location}.{name}.tmp"
         try:
             plan = checkpoints.export_plan(c.id, name)
+            plan.add_json(restore_mod.CRI_MEMBER, restore_mod.cri_member(c))
             with open(tmp, "wb") as f:
                 async def write(data):
                     f.write(data)

@@ -19,8 +19,8 @@ def socket_path(listen: str) -> str:
 
 def attach(app, config, gid: int | None = None) -> None:
     """Serve the CRI for the life of `app` (after the supervisor is up).
-    The socket is root's and `gid`'s (the daemon's --group), like the REST
-    API's unix socket."""
+    The socket is root's and `gid`'s (--cri-group, else the daemon's
+    --group), mode 0660: whoever can open it can run anything as root."""
     from ..api.common import SUPERVISOR
 
     async def cri_ctx(app):

@@ -97,6 +97,13 @@ class ContainerLayers:
         except FileNotFoundError:
             raise NotFound(f"container {key!r} has no image root filesystem", id=key) from None
 
+    def upper(self, key: str) -> str:
+        """Where container `key`'s own writes are (its overlay's upper dir):
+        what a checkpoint archive carries as the container's filesystem
+        changes, and where a container restored from one gets them back
+        before its first mount."""
+        return self._active(key, "upper")
+
     def unmount(self, key: str) -> None:
         rootfs.unmount(self._active(key, "merged"))
 

@@ -22,6 +22,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Names with a meaning of their own in "networks": [...].
 RESERVED = {"host", "none", "bridge"}
 DEFAULT_NETWORK = "default"
+HOST = "host"  # "networks": ["host"]: the host's namespace
 DEFAULT_SUBNET = "10.88.0.0/16"  # podman's, so a host that runs both sees one plan
 
 

@@ -29,17 +29,16 @@ from ..errors import Conflict, InvalidArgument, NotFound
 from . import etcfiles, netns, ports as ports_mod
 from .cni import CNI, CNIError, ResultCache, first_ipv4
 from .isolation import Isolation
-from .networks import DEFAULT_NETWORK, DEFAULT_SUBNET, NAME_RE, Network, NetworkStore
-from .owners import NetnsOwner, OwnerStore
+from .networks import DEFAULT_NETWORK, DEFAULT_SUBNET, HOST, Network, NetworkStore
+from .owners import NetnsOwners, OwnerStore
 
 log = logging.getLogger("containerd_py.network")
 
-HOST = "host"
 LOOPBACK_CONFLIST = {"cniVersion": "1.0.0", "name": "cdpy-loopback",
                      "plugins": [{"type": "loopback"}]}
 
 
-class NetworkService:
+class NetworkService(NetnsOwners):
     def __init__(self, data_dir: str, state_dir: str, default_subnet: str | None = None,
                  cni_path: str | None = None):
         self.store = NetworkStore(data_dir)
@@ -119,6 +118,18 @@ class NetworkService:
             raise InvalidArgument("ports are published on a bridge network: give one in "
                                   "networks", field="ports")
         ports_mod.check_free(mappings, self.published)
+
+    def plugins_missing(self, network: str = DEFAULT_NETWORK) -> list[str]:
+        """The CNI plugins of `network`'s chain (and loopback) that are not
+        in the plugin path: what a setup on it would fail for."""
+        types = [p["type"] for p in self.store.get(network).conflist["plugins"]]
+        missing = []
+        for t in dict.fromkeys(["loopback", *types]):
+            try:
+                self.cni.plugin_binary(t)
+            except CNIError:
+                missing.append(t)
+        return missing
 
     # -- containers ----------------------------------------------------------
 
@@ -212,70 +223,6 @@ class NetworkService:
             await self._release_locked(record)
             raise
         return path
-
-    # -- namespaces of other owners (the CRI's pod sandboxes) ------------------
-
-    async def create_netns(self, owner_id: str, kind: str, name: str,
-                           networks: list[str] | None = None,
-                           ports: list[dict] | None = None) -> dict:
-        """A network namespace of the service's own for `owner_id`, on
-        `networks` (the default network unless given) with `ports` (the
-        portmap form of ports.check_ports) published on the first; the
-        owner writes its own /etc files. Returns its network state (the
-        netns path, the attachments with their addresses). Persisted, so
-        that a restarted daemon keeps it; `release_netns` ends it."""
-        if not isinstance(owner_id, str) or not NAME_RE.match(owner_id):
-            raise InvalidArgument(f"invalid network namespace owner {owner_id!r}", field="id")
-        networks = [DEFAULT_NETWORK] if networks is None else networks
-        self.check_request(networks, ports or [])
-        if HOST in networks:
-            raise InvalidArgument('a namespace of its own cannot be on "host"',
-                                  field="networks")
-        async with self._lock:
-            if owner_id in self.owners.owners or os.path.lexists(self._netns_path(owner_id)):
-                raise Conflict(f"{owner_id!r} has a network namespace already", id=owner_id)
-            owner = NetnsOwner(id=owner_id, kind=kind, name=name or owner_id,
-                               networks=list(networks), ports=list(ports or []))
-            await self._setup(owner, owner.networks, None)
-            try:
-                self.owners.save(owner)
-            except BaseException:
-                await self._release_locked(owner)
-                raise
-            return owner.network
-
-    def plugins_missing(self, network: str = DEFAULT_NETWORK) -> list[str]:
-        """The CNI plugins of `network`'s chain (and loopback) that are not
-        in the plugin path: what a setup on it would fail for."""
-        types = [p["type"] for p in self.store.get(network).conflist["plugins"]]
-        missing = []
-        for t in dict.fromkeys(["loopback", *types]):
-            try:
-                self.cni.plugin_binary(t)
-            except CNIError:
-                missing.append(t)
-        return missing
-
-    def netns_owner(self, owner_id: str) -> dict | None:
-        """The owner's network state as create_netns returned it, or None."""
-        o = self.owners.owners.get(owner_id)
-        return o.network if o else None
-
-    def netns_owners(self, kind: str) -> list[str]:
-        return sorted(o.id for o in self.owners.owners.values() if o.kind == kind)
-
-    async def release_netns(self, owner_id: str) -> None:
-        """CNI DEL of every interface (the leases and published ports go),
-        the namespace unpinned. Idempotent. The owner's record goes last,
-        so a daemon killed half-way still knows what to finish."""
-        async with self._lock:
-            o = self.owners.owners.get(owner_id)
-            if o is None:
-                return
-            try:
-                await self._release_locked(o)
-            finally:
-                self.owners.remove(owner_id)
 
     async def _add(self, record, name: str, ifname: str, mappings: list[dict]) -> None:
         n = self.store.get(name)

@@ -26,7 +26,7 @@ from ..events import EventJournal, now_ns, parse_timestamp, rfc3339
 from ..images import ImageStore, spec as image_spec
 from ..network import DEFAULT_NETWORK, NetworkService
 from ..pools import WarmPools
-from ..runtime import SUPPORTED, OCIRuntime, failures, rootfs, spec as runspec
+from ..runtime import SUPPORTED, OCIRuntime, failures, rootfs, signals, spec as runspec
 from ..runtime.settings import ContainerSettings
 from ..shim import ExitRecord, Shim
 from ..states import Status
@@ -622,18 +622,26 @@ class Supervisor(ProcessOperations, NetworkOperations, SystemInfo):
         # rule too); the next start clears it.
         c.record.stopped_by_user = True
         if timeout > 0:
-            await self._kill(c, c.record.stop_signal)
-            try:
-                await asyncio.wait_for(c.exited.wait(), timeout)
+            sig, pid = c.record.stop_signal, c.record.init.pid if c.record.init else 0
+            # Looked at before the send: an init without a handler yet
+            # loses the signal (runtime/signals.py says why it is resent).
+            dropped = bool(pid) and signals.would_drop(pid, sig)
+            await self._kill(c, sig)
+            if await signals.wait_exit(c.exited, pid, sig, dropped, timeout,
+                                       lambda: self._resend(c, sig)):
                 return
-            except asyncio.TimeoutError:
-                pass
         try:
             await self._kill(c, 9)
         except RuntimeFailure:
             if not c.exited.is_set():
                 raise
         await asyncio.wait_for(c.exited.wait(), 30)
+
+    async def _resend(self, c: Container, sig: int) -> None:
+        try:
+            await self._kill(c, sig)
+        except (Conflict, RuntimeFailure):
+            pass  # it exited meanwhile: what the stop waits for
 
     async def wait(self, ref: str) -> ContainerRecord:
         c = self.get(ref)
