@@ -12,9 +12,9 @@
  *
  *   containerd-py-shim -W
  *
- * A spare shim, started by the daemon ahead of demand: it waits for its
- * command line (the options and the runtime argv above, NUL-terminated
- * each) on stdin, then runs as with -F. The exec, the dynamic linking and
+ * A spare shim, started by the daemon ahead of demand: it writes 'R' on
+ * stdout, waits for its command line (the options and the runtime argv
+ * above, NUL-terminated each) on stdin, then runs as with -F. The exec, the dynamic linking and
  * the process setup are then off the start path.
  */
 #define _GNU_SOURCE
@@ -939,6 +939,10 @@ int main(int argc, char *argv[])
 	parse_args(argc, argv, &logmax, &direct, &spare);
 	if (spare) {
 		close_inherited();
+		/* Ready: the daemon hands its command line only to a spare that
+		 * said so (a shim built before -W existed never does). */
+		if (write(STDOUT_FILENO, "R", 1) != 1)
+			die(errno, "write the ready byte");
 		argv = read_request(argc, argv, &argc);
 		spare = 0;
 		parse_args(argc, argv, &logmax, &direct, &spare);

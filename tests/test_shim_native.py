@@ -552,8 +552,9 @@ def test_spare_shim_takes_its_command_line_from_stdin(tmp_path, containers):
         spare.stdin.write(b"".join(a.encode() + b"\0" for a in argv))
         spare.stdin.close()
         answer = spare.stdout.read().decode()
-        assert answer.startswith("O"), (answer, spare.stderr.read())
-        c.shim_pid, c.init_pid = map(int, answer[1:].split()[:2])
+        # 'R' (ready, written before it reads its command line), the answer
+        assert answer.startswith("RO"), (answer, spare.stderr.read())
+        c.shim_pid, c.init_pid = map(int, answer[2:].split()[:2])
         assert c.shim_pid == spare.pid
         assert _cmdline(spare.pid) == [a.encode() for a in argv]
         # A process group of its own, in our session: no new session (a
@@ -577,7 +578,7 @@ def test_spare_shim_let_go_leaves_nothing(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     spare.stdin.close()
     assert spare.wait(10) == 0
-    assert spare.stdout.read() == b"" and spare.stderr.read() == b""
+    assert spare.stdout.read() == b"R" and spare.stderr.read() == b""
     assert os.listdir(tmp_path) == []
 
 
@@ -588,7 +589,7 @@ def test_spare_shim_refuses_a_command_line_longer_than_its_room(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     argv = [SHIM, "-F", "-s", state, "--", "/bin/true"]
     out, err = spare.communicate(b"".join(a.encode() + b"\0" for a in argv), timeout=10)
-    assert spare.returncode == 1 and out == b"" and b"room" in err
+    assert spare.returncode == 1 and out == b"R" and b"room" in err
     assert os.listdir(state) == []
 
 
@@ -615,3 +616,24 @@ def test_setup_failure_after_the_runtime_started_leaves_no_process(tmp_path):
     finally:
         c.runc("delete", "-f", c.id, check=False)
     reap_orphans()
+
+
+def test_a_shim_binary_without_spare_mode_is_never_handed_a_start():
+    """A spare that exits before its ready byte (a shim built before -W)
+    is not used, and after a few such the daemon stops starting spares."""
+    import asyncio
+    from containerd_py import shim_spare
+
+    async def main():
+        shim_spare._lost = 0
+        for _ in range(shim_spare.LOST_MAX + 2):
+            shim_spare.refill_soon("/bin/false")  # exits at once, writes nothing
+            await asyncio.sleep(0.2)
+            assert shim_spare.take([SHIM, "-F", "-s", "/nonexistent", "--", "true"]) is None
+        assert shim_spare._spare is None and shim_spare._lost == shim_spare.LOST_MAX
+        shim_spare._lost = 0
+        shim_spare.refill_soon(SHIM)
+        await asyncio.sleep(0.2)
+        assert shim_spare._spare is not None and shim_spare._spare.check_ready()
+        shim_spare.release()
+    asyncio.run(main())
