@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LISTEN ?= 127.0.0.1:8888
+# Where `make run`'s daemon pulls images from over the CRI (there is no
+# registry here): one archive per reference, built offline.
+MIRROR ?= build/mirror
 
-.PHONY: setup host venv native bundles run test bench conformance clean
+.PHONY: setup host venv native bundles mirror run test bench conformance clean
 
 setup: host venv native
 
@@ -28,8 +31,16 @@ native: venv
 bundles: setup
 	$(PY) bundles/build.py
 
-run: bundles
-	$(VENV)/bin/containerd-py daemon --listen $(LISTEN)
+# busybox (the example bundles' busybox-static root) as the image `busybox`,
+# so that `crictl pull busybox` / `crictl run` work against `make run`.
+mirror: bundles
+	mkdir -p $(MIRROR)
+	test -s $(MIRROR)/docker.io_library_busybox_latest.tar || { \
+	  $(PY) bundles/archives.py $(MIRROR)/busybox.tar.part --name busybox && \
+	  mv $(MIRROR)/busybox.tar.part $(MIRROR)/docker.io_library_busybox_latest.tar; }
+
+run: mirror
+	$(VENV)/bin/containerd-py daemon --listen $(LISTEN) --image-mirror $(abspath $(MIRROR))
 
 test: bundles
 	$(VENV)/bin/pytest -q tests

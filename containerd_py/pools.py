@@ -285,17 +285,26 @@ class WarmPools:
             try:
                 await self._start_member(pool, c)
                 timing.mark("start")
-            except BaseException:
+            except BaseException as e:
                 sup.containers.pop(cid, None)
                 await sup._teardown(c)
                 pool.store.remove(r.runtime_id)
-                raise
-            # The user's record first: a crash between the two leaves a
-            # member record that recovery recognises as claimed. So the
-            # member's record can go after the answer (an unlink is a
-            # journal update of ext4, ~0.3 ms).
-            sup._mark_running(c, r.init.pid)
-            asyncio.get_running_loop().call_soon(_forget_member, pool, r.runtime_id)
+                if not isinstance(e, _MemberGone):
+                    raise
+                gone = e
+            else:
+                gone = None
+                # The user's record first: a crash between the two leaves a
+                # member record that recovery recognises as claimed. So the
+                # member's record can go after the answer (an unlink is a
+                # journal update of ext4, ~0.3 ms).
+                sup._mark_running(c, r.init.pid)
+                asyncio.get_running_loop().call_soon(_forget_member, pool, r.runtime_id)
+        if gone is not None:
+            # Died as it was taken (its liveness was checked just before):
+            # the next member, or a normal start.
+            log.warning("pool %s: member %s: %s", name, r.runtime_id, gone.message)
+            return await self._claim(pool, cid, container_name, labels)
         pool.claimed += 1
         return c
 
@@ -332,7 +341,7 @@ class WarmPools:
             return
         fifo = rt.exec_fifo(c.rid)
         if os.path.exists(fifo) and not pool.start_hooks:
-            await _open_exec_fifo(fifo)
+            await _open_exec_fifo(fifo, c.record.init.pid)
         else:
             await rt.start(c.rid)
 
@@ -478,7 +487,11 @@ def _spec_has_start_hooks(spec: dict) -> bool:
     return bool(hooks.get("poststart") or hooks.get("startContainer"))
 
 
-async def _open_exec_fifo(fifo: str) -> None:
+class _MemberGone(RuntimeFailure):
+    """The member's init exited before it was released."""
+
+
+async def _open_exec_fifo(fifo: str, init_pid: int) -> None:
     """What `runc start` does, without starting a Go binary (~10 ms): open
     the exec fifo for reading, which lets the waiting init go on; its one
     byte and then EOF (its end is close-on-exec) mean it has exec'd the
@@ -488,9 +501,18 @@ async def _open_exec_fifo(fifo: str) -> None:
     Opened non-blocking and watched by the event loop, not a thread: a
     FIFO's reader is woken only by data or by a writer that came and went
     (Linux pipe_poll), so an init that has not opened its end yet is simply
-    waited for."""
+    waited for. The init's pidfd is watched too: an init that dies
+    instead (killed as it was claimed) is not waited for."""
     loop = asyncio.get_running_loop()
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        pidfd = os.pidfd_open(init_pid)
+    except OSError:
+        raise _MemberGone(f"container init {init_pid} is gone") from None
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        os.close(pidfd)
+        raise
     data = bytearray()
     done = loop.create_future()
 
@@ -507,16 +529,34 @@ async def _open_exec_fifo(fifo: str) -> None:
         if not done.done():
             done.set_result(None)
 
+    def init_exited():
+        # Released (its byte is there) and then exited: started, as the
+        # runtime's `start` would say; else it died waiting.
+        try:
+            while chunk := os.read(fd, 64):
+                data.extend(chunk)
+        except OSError:
+            pass
+        if not done.done():
+            if data:
+                done.set_result(None)
+            else:
+                done.set_exception(_MemberGone(f"container init {init_pid} exited "
+                                               "before it was started"))
+
     loop.add_reader(fd, readable)
+    loop.add_reader(pidfd, init_exited)
     try:
         await asyncio.wait_for(done, FIFO_TIMEOUT_S)
     except asyncio.TimeoutError:
         raise RuntimeFailure(f"container init did not start within {FIFO_TIMEOUT_S}s") from None
     finally:
         loop.remove_reader(fd)
+        loop.remove_reader(pidfd)
         os.close(fd)
+        os.close(pidfd)
     if not data:
-        raise RuntimeFailure(f"container init closed {fifo} without starting")
+        raise _MemberGone(f"container init closed {fifo} without starting")
     os.unlink(fifo)
 
 

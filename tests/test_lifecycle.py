@@ -9,6 +9,7 @@ files under /sys/fs/cgroup, files inside the container read through
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,29 @@ def test_a_stop_sent_before_the_init_has_its_handler_is_sent_again(api, ctr):
         got = stopping.result(timeout=50)
     assert got["exitStatus"] == 42, got
     assert not host_pid_alive(pid)
+
+
+def test_a_runtime_init_that_has_not_exec_d_yet_counts_as_not_catching(bundle, tmp_path, cid):
+    # Between `runc start` returning and the exec of the container's
+    # program, PID 1 is runc's own init: Go's runtime catches every signal
+    # there, yet a SIGTERM it gets is lost with it at the exec. A real
+    # `runc create` leaves its init in exactly that state.
+    from containerd_py.runtime import signals
+
+    root, c = str(tmp_path / "runc"), cid("preexec")
+    subprocess.run(["runc", "--root", root, "create", "-b", bundle(SLEEP), c], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        pid = json.loads(subprocess.run(["runc", "--root", root, "state", c], check=True,
+                                        capture_output=True).stdout)["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        assert st["Name"].startswith("runc:["), st["Name"]
+        assert int(st["SigCgt"], 16) >> (signal.SIGTERM - 1) & 1, "Go's runtime catches TERM"
+        assert signals.would_drop(pid, signal.SIGTERM)
+        assert not signals.catches(pid, signal.SIGTERM)
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "-f", c], check=False)
 
 
 def test_start_a_stopped_container_and_restart_reboot(api, ctr):

@@ -12,6 +12,13 @@ signals: if the init does not catch the signal yet, it watches for the
 handler during the grace period and sends the signal again once the
 handler is there. A process that ignores the signal (SIG_IGN), or never
 installs a handler, still gets SIGKILL when the grace period ends.
+
+The same loss happens a step earlier: StartContainer (`runc start`)
+returns once runc's init has been let go, before that init has exec'd the
+container's program. Until then PID 1 is runc's own init (a Go program
+whose runtime catches every signal, so SigCgt says "caught"); a SIGTERM
+it gets is gone with it at the exec. So a runtime's init still waiting to
+exec counts as not catching the signal.
 """
 
 import asyncio
@@ -30,21 +37,35 @@ def _status(pid: int) -> dict[str, str]:
     return out
 
 
+# The names runtimes give their init before it execs the container's
+# program (runc: "runc:[2:INIT]").
+RUNTIME_INIT_PREFIXES = ("runc:[",)
+
+
+def _program_catches(st: dict[str, str], sig: int) -> bool:
+    """Does the container's own program (not a runtime's init about to exec
+    it) have a handler for sig?"""
+    if st.get("Name", "").startswith(RUNTIME_INIT_PREFIXES):
+        return False
+    return bool(int(st["SigCgt"], 16) >> (sig - 1) & 1)
+
+
 def catches(pid: int, sig: int) -> bool:
-    """Does pid have a handler installed for sig? (False when it is gone.)"""
+    """Does pid's program have a handler installed for sig? (False when it
+    is gone.)"""
     try:
-        return bool(int(_status(pid)["SigCgt"], 16) >> (sig - 1) & 1)
+        return _program_catches(_status(pid), sig)
     except (OSError, KeyError, ValueError):
         return False
 
 
 def would_drop(pid: int, sig: int) -> bool:
-    """Would the kernel drop sig sent to pid now: pid is the init of its PID
-    namespace and has no handler for it."""
+    """Would sig sent to pid now be lost: pid is the init of its PID
+    namespace and its program has no handler for it (yet)."""
     try:
         st = _status(pid)
         ns_init = st.get("NSpid", "").split()[-1:] == ["1"]
-        return ns_init and not int(st["SigCgt"], 16) >> (sig - 1) & 1
+        return ns_init and not _program_catches(st, sig)
     except (OSError, KeyError, ValueError):
         return False
 
