@@ -382,10 +382,20 @@ KNOWN = {
 }
 
 
+def _started(suites: list) -> str:
+    """When critest started (its report says), so that a doc regenerated
+    from a report keeps the run's own time."""
+    stamp = (suites[0].get("StartTime") or "")[:16] if suites else ""
+    try:
+        return datetime.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M}"
+
+
 def write_doc(report_path: str, out: str, focus: str) -> None:
     with open(report_path) as f:
         suites = json.load(f)
-    rows = []
+    rows, benchmarks = [], []
     for suite in suites:
         for spec in suite.get("SpecReports", []):
             if spec.get("LeafNodeType") != "It":
@@ -393,7 +403,11 @@ def write_doc(report_path: str, out: str, focus: str) -> None:
             name = " ".join(spec.get("ContainerHierarchyTexts", []) + [spec["LeafNodeText"]])
             state = spec["State"]
             if state == "skipped":
-                continue  # not selected by the focus
+                # Not selected by the focus; the benchmark specs only run
+                # with --benchmark.
+                if "benchmark" in name.lower():
+                    benchmarks.append(name)
+                continue
             why = ""
             if state not in ("passed", "pending"):
                 msg = (spec.get("Failure") or {}).get("Message", "").strip().splitlines()
@@ -418,12 +432,18 @@ def write_doc(report_path: str, out: str, focus: str) -> None:
         f"`make conformance` ran critest 1.26.1 (`--ginkgo.focus={focus}`) against a daemon "
         f"it started, with stand-in images built offline from busybox-static and, for the "
         f"default image, Debian's busybox (whose shell execs applets through /bin, as "
-        f"upstream's does; tests/cri_conformance.py). Run: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.",
+        f"upstream's does; tests/cri_conformance.py). Run: {_started(suites)} UTC.",
     ]
     if conf:
         lines += table("Conformance specs", conf)
     if rest:
         lines += table("The other specs", rest)
+    if benchmarks:
+        lines += ["", f"## Benchmark specs: {len(benchmarks)}", "",
+                  "These run only in critest's `--benchmark` mode: `bench/run.py --only cri` "
+                  "(part of `make bench`) runs them against containerd-py and containerd 1.6's "
+                  "CRI; docs/benchmarks.md, \"CRI: critest --benchmark\", has the figures.", ""]
+        lines += [f"- {name}" for name in sorted(benchmarks)]
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
 
