@@ -21,7 +21,7 @@ import pytest
 
 import archives  # bundles/archives.py
 from conftest import Daemon, free_port, wait_until
-from test_cri import BUSYBOX_ROOTFS, CRICTL
+from test_cri import BUSYBOX_ROOTFS, CRICTL, crictl, write
 
 pytestmark = pytest.mark.skipif(not os.access(CRICTL, os.X_OK),
                                 reason=f"crictl not found at {CRICTL} (set CRI_TOOLS_DIR)")
@@ -62,22 +62,6 @@ def net_daemon():
     crictl(d, "pull", "busybox")
     yield d
     finish(d)
-
-
-def crictl(d, *args, check=True):
-    sock = "unix://" + d.cri_sock
-    r = subprocess.run([CRICTL, "--runtime-endpoint", sock, "--image-endpoint", sock,
-                        "--timeout", "60s", *args], capture_output=True, text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"crictl {' '.join(args)} failed: {r.stderr}")
-    return r
-
-
-def write(d, name, obj) -> str:
-    path = os.path.join(d.work, name)
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return path
 
 
 def run_web_pod(d, name, host_port=None, **extra) -> tuple[str, str]:
