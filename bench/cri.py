@@ -102,21 +102,8 @@ def loadavg() -> float:
 
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.6"  # `containerd config default` of Debian's 1.6
 
-CRI_CONFIG = """version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
+# The CRI plugin's part of the config (the rest: systems.containerd_config).
+CRI_PLUGINS = """[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -183,10 +170,10 @@ class ContainerdCRI(S.Containerd):
         return "unix://" + self.sock
 
     def config_toml(self) -> str:
-        return CRI_CONFIG.format(root=os.path.join(self.dir, "root"),
-                                 state=os.path.join(self.dir, "state"), sock=self.sock,
-                                 sandbox_image=SANDBOX_IMAGE, cni_bin=CNI_BIN,
-                                 cni_conf=self.cni_conf)
+        plugins = CRI_PLUGINS.format(state=os.path.join(self.dir, "state"),
+                                     sandbox_image=SANDBOX_IMAGE, cni_bin=CNI_BIN,
+                                     cni_conf=self.cni_conf)
+        return S.containerd_config(self.dir, self.sock, S.CONTAINERD_UNUSED, plugins)
 
     def setup(self):
         missing = [p for p in CNI_PLUGINS if not os.access(os.path.join(CNI_BIN, p), os.X_OK)]

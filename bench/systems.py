@@ -124,14 +124,16 @@ class BareRuntime(System):
 
 # -- containerd + ctr ------------------------------------------------------------
 
-CONTAINERD_CONFIG = """version = 2
+# What every private containerd of the benchmarks has: its own dirs and
+# sockets, and the snapshotters and tracing it never uses switched off.
+CONTAINERD_UNUSED = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                     "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                     "io.containerd.tracing.processor.v1.otlp",
+                     "io.containerd.internal.v1.tracing"]
+CONTAINERD_BASE = """version = 2
 root = "{root}"
 state = "{state}"
-# Only what `ctr run --rootfs` needs: no CRI, no image snapshotters.
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
+disabled_plugins = [{disabled}]
 [grpc]
   address = "{sock}"
 [ttrpc]
@@ -140,7 +142,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
   address = ""
 [metrics]
   address = ""
-[plugins."io.containerd.runtime.v1.linux"]
+"""
+
+
+def containerd_config(directory: str, sock: str, disabled: list[str], plugins: str) -> str:
+    """A private containerd's config.toml: the base, then `plugins` (TOML)."""
+    return CONTAINERD_BASE.format(
+        root=os.path.join(directory, "root"), state=os.path.join(directory, "state"),
+        sock=sock, disabled=", ".join(f'"{p}"' for p in disabled)) + plugins
+
+
+# Only what `ctr run --rootfs` needs: no CRI, no image snapshotters.
+CTR_PLUGINS = """[plugins."io.containerd.runtime.v1.linux"]
   no_shim = false
 """
 
@@ -181,8 +194,8 @@ class Containerd(System):
 
     def config_toml(self) -> str:
         """The daemon's config (a subclass with the CRI plugin writes its own)."""
-        return CONTAINERD_CONFIG.format(root=os.path.join(self.dir, "root"),
-                                        state=os.path.join(self.dir, "state"), sock=self.sock)
+        return containerd_config(self.dir, self.sock,
+                                 ["io.containerd.grpc.v1.cri", *CONTAINERD_UNUSED], CTR_PLUGINS)
 
     def _ctr(self, *args):
         return ["ctr", "--address", self.sock, *args]

@@ -4,8 +4,7 @@ the supervisor does not grow with each capability."""
 
 import logging
 
-from ..errors import Conflict
-from ..states import Status
+from .. import states
 
 log = logging.getLogger("containerd_py.supervisor")
 
@@ -34,10 +33,7 @@ class NetworkOperations:
     async def attach_network(self, ref: str, name: str) -> dict:
         c = self.get(ref)
         async with c.lock:
-            if c.record.status not in (Status.RUNNING, Status.PAUSED):
-                raise Conflict(f"container {c.id!r} is {c.record.status.value}: networks are "
-                               "attached to a running container", id=c.id,
-                               status=c.record.status.value)
+            states.check("network-attach", c.record.status, c.id)
             attachment = await self.networks.attach(c.record, name)
             c.record.networks = [*(c.record.networks or []), name]
             self.store.save(c.record)
@@ -47,10 +43,7 @@ class NetworkOperations:
     async def detach_network(self, ref: str, name: str) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.record.status not in (Status.RUNNING, Status.PAUSED):
-                raise Conflict(f"container {c.id!r} is {c.record.status.value}: networks are "
-                               "detached from a running container", id=c.id,
-                               status=c.record.status.value)
+            states.check("network-detach", c.record.status, c.id)
             await self.networks.detach(c.record, name)
             c.record.networks = [n for n in (c.record.networks or []) if n != name]
             self.store.save(c.record)
@@ -60,9 +53,7 @@ class NetworkOperations:
         """A running container's networks as recorded, and its interfaces
         as they are inside its namespace."""
         c = self.get(ref)
-        if c.record.status not in (Status.RUNNING, Status.PAUSED):
-            raise Conflict(f"container {c.id!r} is {c.record.status.value}", id=c.id,
-                           status=c.record.status.value)
+        states.check("network-interfaces", c.record.status, c.id)
         return {"id": c.id, "networks": (c.record.network or {}).get("attachments", {}),
                 "interfaces": await self.networks.interfaces(c.record)}
 
